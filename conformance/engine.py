@@ -1,0 +1,85 @@
+"""The Docker engine: the one client, the kit's labels, and cleanup of containers.
+
+Ryuk (testcontainers' reaper) must be pulled from a registry, so it cannot run
+here; the kit owns cleanup instead.  Every container it starts carries
+``LABEL_RUN`` (this run's id) and ``LABEL_OWNER`` (host and pid of the process
+that started it).  Containers are removed when their target stops, at
+interpreter exit, on SIGINT/SIGTERM, and stale ones whose owner process is
+gone are swept when the next run starts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from functools import cache
+from typing import Any
+
+import docker
+import docker.errors
+
+from conformance import cleanup
+from conformance.errors import EngineUnavailable
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+LABEL_RUN = "org.bgw-conformance.run"
+LABEL_OWNER = "org.bgw-conformance.owner"
+RUN_ID = os.environ.get("BGWC_RUN_ID") or uuid.uuid4().hex[:12]
+_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_labels() -> dict[str, str]:
+    return {LABEL_RUN: RUN_ID, LABEL_OWNER: _OWNER}
+
+
+@cache
+def client() -> docker.DockerClient:
+    try:
+        c = docker.from_env(timeout=300)
+        c.ping()
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailable.no_daemon(str(exc).splitlines()[0]) from exc
+    cleanup.register(remove_run_containers)
+    return c
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's run: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(container: Any) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+
+
+def sweep_stale() -> list[str]:
+    """Remove the kit's containers whose owning process is dead; return their names."""
+    removed = []
+    for c in client().containers.list(all=True, filters={"label": LABEL_RUN}):
+        if not _owner_alive(c.labels.get(LABEL_OWNER, "")):
+            _remove(c)
+            removed.append(c.name)
+    return removed
+
+
+def remove_run_containers() -> None:
+    """Remove every container of this run (idempotent, safe at exit)."""
+    try:
+        c = docker.from_env(timeout=30)
+        for container in c.containers.list(all=True, filters={"label": f"{LABEL_RUN}={RUN_ID}"}):
+            _remove(container)
+    except docker.errors.DockerException:
+        pass

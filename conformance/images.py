@@ -1,0 +1,246 @@
+"""Server images: a Debian base (pulled, or built with debootstrap), then one
+image per PostgreSQL major with the extension under test installed and
+preloaded.  Tags are keyed by a hash of every input, so an unchanged image is
+reused and a changed extension rebuilds only the layers after its sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+
+from conformance import engine
+from conformance.errors import ImageBuildError, KitError
+from conformance.paths import fixtures_dir, reference_ext_dir
+
+SUITE_FOR_MAJOR = {13: "bullseye", 15: "bookworm", 17: "trixie", 18: "forky"}
+SUPPORTED_MAJORS = tuple(SUITE_FOR_MAJOR)
+# bookworm's debootstrap has no script for suites newer than it knows.
+_DEBOOTSTRAP_SCRIPT = {"forky": "sid"}
+_LABEL_INPUTS = "org.bgw-conformance.inputs"
+_SKIP_PARTS = {".git", "results", "tmp_check", "log", "__pycache__"}
+_SKIP_SUFFIXES = {".o", ".so", ".bc", ".a", ".pyc"}
+
+Progress = Callable[[str], None]
+
+
+def _say(line: str) -> None:
+    print(f"[images] {line}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Extension:
+    """The extension under test: its sources and what to preload."""
+
+    source: Path
+    name: str  # CREATE EXTENSION name (from the *.control file)
+    library: str  # shared_preload_libraries entry
+    make_args: str = ""
+
+    @classmethod
+    def from_dir(cls, source: Path | None = None, library: str | None = None,
+                 make_args: str = "") -> Extension:
+        src = (source or reference_ext_dir()).resolve()
+        if not (src / "Makefile").is_file():
+            raise KitError(f"{src} is not a PGXS extension directory (no Makefile)")
+        controls = sorted(src.glob("*.control"))
+        if len(controls) != 1:
+            raise KitError(f"{src} must hold exactly one *.control file, found {len(controls)}")
+        name = controls[0].stem
+        return cls(src, name, library or name, make_args)
+
+    def files(self) -> list[Path]:
+        out = []
+        for p in sorted(self.source.rglob("*")):
+            rel = p.relative_to(self.source)
+            if p.is_file() and not (set(rel.parts) & _SKIP_PARTS) and p.suffix not in _SKIP_SUFFIXES:
+                out.append(rel)
+        return out
+
+    def source_hash(self) -> str:
+        h = hashlib.sha256()
+        for rel in self.files():
+            h.update(str(rel).encode() + b"\0" + (self.source / rel).read_bytes() + b"\0")
+        return h.hexdigest()[:16]
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (or $BGWC_DEBIAN_MIRROR)."""
+    if env := os.environ.get("BGWC_DEBIAN_MIRROR"):
+        return env
+    for f in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        stanzas = f.read_text().split("\n\n")
+        for stanza in stanzas:
+            fields = dict(
+                line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith("#")
+            )
+            if "security" not in fields.get("Suites", "") and fields.get("URIs"):
+                return fields["URIs"].split()[0]
+    lst = Path("/etc/apt/sources.list")
+    if lst.is_file():
+        for line in lst.read_text().splitlines():
+            parts = line.split()
+            if parts[:1] == ["deb"] and "security" not in line:
+                return next(p for p in parts[1:] if "://" in p)
+    raise KitError("no Debian mirror found in apt's sources; set BGWC_DEBIAN_MIRROR")
+
+
+def _image_exists(ref: str) -> bool:
+    try:
+        engine.client().images.get(ref)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _try_pull(ref: str) -> bool:
+    try:
+        engine.client().images.pull(ref)
+        return True
+    except docker.errors.DockerException:
+        return False
+
+
+def _run_streaming(argv: list[str], what: str, progress: Progress, stdin: int | None = None) -> None:
+    proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail = (tail + [line])[-30:]
+        if line.startswith(("I: Retrieving", "I: Extracting", "I: Configuring", "I: Base system")):
+            progress(f"{what}: {line.strip()}")
+    if proc.wait() != 0:
+        raise ImageBuildError.step_failed(what, "".join(tail))
+
+
+def build_base(suite: str, progress: Progress = _say) -> str:
+    """debootstrap a minbase root file system of ``suite`` and docker-import it."""
+    ref = f"bgwc-base/debian:{suite}"
+    if shutil.which("debootstrap") is None:
+        raise KitError("base image missing and debootstrap not installed (apt-get install debootstrap)")
+    script = _DEBOOTSTRAP_SCRIPT.get(suite)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bgwc-rootfs-", dir="/var/tmp") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        argv = ["debootstrap", "--variant=minbase", suite, str(rootfs), debian_mirror()]
+        if script:
+            argv.append(f"/usr/share/debootstrap/scripts/{script}")
+        progress(f"debootstrap {suite} (minbase)")
+        _run_streaming(argv, f"debootstrap {suite}", progress)
+        progress(f"docker import {ref}")
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        _run_streaming(["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", ref],
+                       "docker import", progress, stdin=tar.stdout.fileno() if tar.stdout else None)
+        tar.wait()
+    progress(f"{ref} built in {time.monotonic() - t0:.0f}s")
+    return ref
+
+
+def resolve_base(base: str | None, major: int, progress: Progress = _say) -> str:
+    """The base image for ``major``: as given, or the Debian suite shipping it;
+    present, pulled, or (for a Debian suite) built locally."""
+    suite = SUITE_FOR_MAJOR[major]
+    ref = base or f"debian:{suite}"
+    if _image_exists(ref) or _try_pull(ref):
+        return ref
+    name, _, tag = ref.partition(":")
+    if name != "debian" or not tag:
+        raise KitError(f"base image {ref} is not present and cannot be pulled")
+    local = f"bgwc-base/debian:{tag}"
+    if _image_exists(local):
+        return local
+    return build_base(tag, progress)
+
+
+@dataclass(frozen=True)
+class Image:
+    tag: str
+    major: int
+    built: bool  # False when reused from the cache
+    seconds: float
+
+
+def _key(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update((part.encode() if isinstance(part, str) else part) + b"\0")
+    return h.hexdigest()[:12]
+
+
+def _build_if_missing(tag: str, files: dict[str, Path], args: dict[str, str], key: str,
+                      progress: Progress, ext: Extension | None = None) -> bool:
+    if _image_exists(tag):
+        return False
+    progress(f"building {tag}")
+    with tempfile.TemporaryDirectory(prefix="bgwc-ctx-") as tmp:
+        ctx = Path(tmp)
+        for name, src in files.items():
+            shutil.copy(src, ctx / name)
+        if ext is not None:
+            for rel in ext.files():
+                (ctx / "ext" / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ext.source / rel, ctx / "ext" / rel)
+        _docker_build(ctx, tag, args, {_LABEL_INPUTS: key}, progress)
+    return True
+
+
+def build_server(major: int, base: str | None = None, progress: Progress = _say) -> Image:
+    """The server image of ``major``: PostgreSQL, headers, compiler, a cluster."""
+    if major not in SUITE_FOR_MAJOR:
+        raise KitError(f"unsupported PostgreSQL major {major}; choose from {list(SUPPORTED_MAJORS)}")
+    t0 = time.monotonic()
+    base_ref = resolve_base(base, major, progress)
+    recipe = fixtures_dir() / "images" / "server.Dockerfile"
+    conf = fixtures_dir() / "conf" / "server.conf"
+    key = _key(recipe.read_bytes(), conf.read_bytes(), engine.client().images.get(base_ref).id, str(major))
+    tag = f"bgwc/pg{major}:{key}"
+    built = _build_if_missing(tag, {"Dockerfile": recipe, "server.conf": conf},
+                              {"BASE": base_ref, "PG_MAJOR": str(major)}, key, progress)
+    return Image(tag, major, built, time.monotonic() - t0)
+
+
+def build_extension(major: int, ext: Extension, base: str | None = None,
+                    progress: Progress = _say) -> Image:
+    """The image a container target runs: the server image plus ``ext`` preloaded."""
+    t0 = time.monotonic()
+    server = build_server(major, base, progress)
+    recipe = fixtures_dir() / "images" / "extension.Dockerfile"
+    key = _key(server.tag, recipe.read_bytes(), ext.source_hash(), ext.library, ext.make_args)
+    tag = f"bgwc/{ext.name}-pg{major}:{key}"
+    built = _build_if_missing(tag, {"Dockerfile": recipe},
+                              {"SERVER": server.tag, "PRELOAD": ext.library, "MAKE_ARGS": ext.make_args},
+                              key, progress, ext)
+    took = time.monotonic() - t0
+    if built or server.built:
+        progress(f"{tag} ready in {took:.0f}s")
+    return Image(tag, major, built or server.built, took)
+
+
+def _docker_build(ctx: Path, tag: str, args: dict[str, str], labels: dict[str, str],
+                  progress: Progress) -> None:
+    api = engine.client().api
+    tail: list[str] = []
+    for chunk in api.build(path=str(ctx), tag=tag, buildargs=args, labels=labels, rm=True,
+                           forcerm=True, decode=True):
+        if "error" in chunk:
+            raise ImageBuildError.step_failed(tag, "".join(tail) + chunk["error"])
+        line = chunk.get("stream", "")
+        if line.strip():
+            tail = (tail + [line])[-40:]
+            if line.startswith("Step "):
+                progress(f"{tag}: {line.strip()[:120]}")
+
+
+def build_all(majors: Iterable[int], ext: Extension, base: str | None = None,
+              progress: Progress = _say) -> list[Image]:
+    return [build_extension(m, ext, base, progress) for m in majors]

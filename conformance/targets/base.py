@@ -1,0 +1,258 @@
+"""The fault and observation API, the same on every target.
+
+Modelled on PostgreSQL::Test::Cluster: ``kill9``-style faults, ``stop(mode)``,
+``start``, ``restart``, ``reload``, ``set_conf`` (its ``append_conf``),
+``wait_until`` (its ``poll_query_until``) and ``wait_for_log``.  A target
+implements only how to run a command next to the server (``_exec``) and where
+the server listens; everything else is written once, here.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+
+from conformance.errors import TargetError
+from conformance.processes import PS_ARGV, Process, parse_ps
+from conformance.waiting import wait_until as _wait_until
+
+T = TypeVar("T")
+
+STOP_MODES = ("smart", "fast", "immediate")
+START_TIMEOUT_S = 60
+_OVERRIDES = "bgwc_overrides.conf"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    code: int
+    output: str
+
+
+class Target(ABC):
+    """A PostgreSQL server with the extension under test preloaded."""
+
+    #: short name used in test ids and reports: ``pg17``, ``local``
+    name: str
+    major: int
+
+    def __init__(self, cluster_name: str, datadir: str, logfile: str, bindir: str) -> None:
+        self.cluster_name = cluster_name  # unique: it marks this server's processes
+        self.datadir = datadir
+        self.logfile = logfile
+        self.bindir = bindir
+        self._conf: dict[str, str] = {}
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+        self.faults: list[tuple[str, str]] = []  # (what, detail) in order, for reports
+
+    # -- what a target provides ------------------------------------------------
+    @abstractmethod
+    def _exec(self, argv: Sequence[str], user: str = "postgres", timeout: float = 120) -> ExecResult:
+        """Run ``argv`` beside the server as ``user``; return code and output."""
+
+    @abstractmethod
+    def conninfo(self, dbname: str = "postgres") -> str:
+        """A libpq connection string for the server."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the server and remove everything the target created."""
+
+    # -- running commands ------------------------------------------------------
+    def run(self, argv: Sequence[str], user: str = "postgres", timeout: float = 120) -> str:
+        """Run a command beside the server; raise TargetError unless it exits 0."""
+        res = self._exec(argv, user, timeout)
+        if res.code != 0:
+            raise TargetError(f"{shlex.join(argv)} exited {res.code}: {res.output.strip()[-600:]}")
+        return res.output
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> ExecResult:
+        res = self._exec([f"{self.bindir}/pg_ctl", "-D", self.datadir, *args])
+        if check and res.code != 0:
+            raise TargetError(f"pg_ctl {' '.join(args)} exited {res.code}: {res.output.strip()[-600:]}"
+                              f"\n{self.log_tail()}")
+        return res
+
+    # -- server lifecycle ------------------------------------------------------
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        self._pg_ctl("start", "-w", "-t", str(START_TIMEOUT_S), "-l", self.logfile,
+                     "-o", f"-c cluster_name={self.cluster_name} {self._listen_options()}")
+        self._record("start", "")
+
+    def _listen_options(self) -> str:
+        return ""
+
+    def stop(self, mode: str = "fast") -> None:
+        if mode not in STOP_MODES:
+            raise ValueError(f"stop mode must be one of {STOP_MODES}, not {mode!r}")
+        self._drop_connection()
+        self._record("stop", mode)
+        self._pg_ctl("stop", "-w", "-t", str(START_TIMEOUT_S), "-m", mode)
+
+    def restart(self, mode: str = "fast") -> None:
+        if self.is_running():
+            self.stop(mode)
+        self.start()
+
+    def reload(self) -> None:
+        """Reload the configuration and wait until new sessions see it."""
+        before = self.scalar("SELECT pg_conf_load_time()")
+        self._pg_ctl("reload")
+        self._record("reload", "")
+        self._drop_connection()  # the kept session may not have handled SIGHUP yet
+
+        def reloaded() -> bool:
+            with self.connect() as conn:
+                return conn.execute("SELECT pg_conf_load_time() > %s", (before,)).fetchone()[0]
+
+        self.wait_until(reloaded, 30, what="the postmaster to reload its configuration")
+
+    def is_running(self) -> bool:
+        return self._pg_ctl("status", check=False).code == 0
+
+    def postmaster_pid(self) -> int | None:
+        res = self._exec(["head", "-n", "1", f"{self.datadir}/postmaster.pid"])
+        line = res.output.strip()
+        return int(line) if res.code == 0 and line.isdigit() else None
+
+    # -- faults ----------------------------------------------------------------
+    def kill(self, pid: int, sig: int | signal.Signals = signal.SIGKILL) -> None:
+        """Send a real signal to a real process: the one place the kit kills."""
+        name = signal.Signals(sig).name
+        self._record("kill", f"{name} -> {pid}")
+        res = self._exec(["kill", "-s", name.removeprefix("SIG"), str(pid)], user="root")
+        if res.code != 0 and "No such process" not in res.output:
+            raise TargetError(f"kill -{name} {pid} failed: {res.output.strip()}")
+
+    def kill_postmaster(self) -> int:
+        """SIGKILL the pid in postmaster.pid; return it."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            raise TargetError("no postmaster.pid: the server is not running")
+        self._drop_connection()
+        self.kill(pid, signal.SIGKILL)
+        return pid
+
+    # -- configuration ---------------------------------------------------------
+    def set_conf(self, **gucs: object) -> None:
+        """Persist settings (in an included file); restart if one needs it,
+        otherwise reload.  ``None`` removes a setting."""
+        for name, value in gucs.items():
+            if value is None:
+                self._conf.pop(name, None)
+            else:
+                self._conf[name] = str(value).lower() if isinstance(value, bool) else str(value)
+        self._write_overrides()
+        if not self.is_running():
+            return
+        contexts = dict(self.sql("SELECT name, context FROM pg_settings WHERE name = ANY(%s)",
+                                 list(gucs)))
+        if any(contexts.get(n) == "postmaster" for n in gucs):
+            self.restart()
+        else:
+            self.reload()
+
+    def reset_conf(self) -> bool:
+        """Drop every override; return True when there were any (callers restart)."""
+        had = bool(self._conf)
+        self._conf.clear()
+        self._write_overrides()
+        return had
+
+    def _write_overrides(self) -> None:
+        body = "".join(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n" for k, v in self._conf.items())
+        self._record("set_conf", body.strip().replace("\n", "; ") or "(baseline)")
+        self.run(["sh", "-c", f"printf %s {shlex.quote(body)} > {shlex.quote(self.datadir)}/{_OVERRIDES}"])
+
+    def _include_overrides(self) -> None:
+        """Called once at setup: make postgresql.conf include the override file."""
+        self.run(["sh", "-c", f"cd {shlex.quote(self.datadir)} && touch {_OVERRIDES} && "
+                  f"grep -q {_OVERRIDES} postgresql.conf || "
+                  f"echo \"include_if_exists = '{_OVERRIDES}'\" >> postgresql.conf"])
+
+    # -- observation -----------------------------------------------------------
+    def processes(self) -> list[Process]:
+        """The OS truth: this server's live processes (zombies excluded)."""
+        return parse_ps(self.run(PS_ARGV, user="root"), self.cluster_name)
+
+    def pid_alive(self, pid: int) -> bool:
+        return any(p.pid == pid for p in self.processes())
+
+    def log_offset(self) -> int:
+        res = self._exec(["stat", "-c", "%s", self.logfile])
+        return int(res.output.strip()) if res.code == 0 else 0
+
+    def log_since(self, offset: int) -> str:
+        res = self._exec(["tail", "-c", f"+{offset + 1}", self.logfile])
+        return res.output if res.code == 0 else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        res = self._exec(["tail", "-n", str(lines), self.logfile])
+        return f"--- server log ({self.name}, last {lines} lines) ---\n{res.output.rstrip()}"
+
+    def wait_for_log(self, regex: str, offset: int = 0, timeout: float = 30) -> re.Match[str]:
+        pattern = re.compile(regex, re.MULTILINE)
+        return self.wait_until(lambda: pattern.search(self.log_since(offset)), timeout,
+                               what=f"log line /{regex}/ after byte {offset}")
+
+    def wait_until(self, predicate: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
+        """Poll until ``predicate`` is truthy; on timeout show the last value and the log."""
+        return _wait_until(predicate, timeout, what=f"{what} on {self.name}", context=self.log_tail)
+
+    # -- SQL -------------------------------------------------------------------
+    def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.conninfo(dbname), autocommit=True, connect_timeout=10, **kwargs)
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run one statement on a kept connection.  A connection that a
+        crash-restart broke is replaced; the statement is retried once only
+        when the failure came from that broken connection."""
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = self.connect()
+                try:
+                    cur = self._conn.execute(query, params or None)
+                    return cur.fetchall() if cur.description else []
+                except psycopg.OperationalError:
+                    if attempt == 2 or not self._conn.broken:
+                        raise
+                    self._conn.close()
+                    self._conn = None
+        raise AssertionError("unreachable")
+
+    def scalar(self, query: str, *params: Any) -> Any:
+        rows = self.sql(query, *params)
+        return rows[0][0] if rows else None
+
+    def _drop_connection(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- bookkeeping -------------------------------------------------------------
+    def _record(self, what: str, detail: str) -> None:
+        self.faults.append((what, detail))
+
+    def ensure_baseline(self) -> None:
+        """Bring the server back to the state a test may assume: running, with
+        no overrides.  Called before every conformance test."""
+        if self.reset_conf() and self.is_running():
+            self.restart()
+        elif not self.is_running():
+            self._pg_ctl("stop", "-m", "immediate", check=False)
+            self.start()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

@@ -1,0 +1,1 @@
+-- nothing: the library only needs to be preloaded

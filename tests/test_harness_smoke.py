@@ -1,0 +1,71 @@
+"""Smoke tests of the harness on every target: real servers, real signals."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from conformance.targets import Target
+
+KILL_DEADLINE_S = 5
+
+
+def test_server_starts_and_reports_its_major(target: Target) -> None:
+    version = target.scalar("SELECT current_setting('server_version_num')::int")
+    assert version // 10000 == target.major, target.scalar("SELECT version()")
+
+
+def test_library_is_preloaded(target: Target, bgwc_config) -> None:  # type: ignore[no-untyped-def]
+    preload = target.scalar("SHOW shared_preload_libraries")
+    assert bgwc_config.extension.library in [p.strip() for p in preload.split(",")]
+
+
+def test_processes_show_the_postmaster_and_its_children(target: Target) -> None:
+    procs = target.processes()
+    pm = target.postmaster_pid()
+    assert pm in {p.pid for p in procs if p.backend_type == "postmaster"}, procs
+    assert any(p.backend_type == "checkpointer" and p.ppid == pm for p in procs), procs
+
+
+def test_kill_postmaster_leaves_no_process_and_start_brings_it_back(target: Target) -> None:
+    old = target.kill_postmaster()
+    gone = target.wait_until(lambda: not target.processes() or None, KILL_DEADLINE_S,
+                             what="every server process gone after SIGKILL of the postmaster")
+    assert gone is None or gone  # wait_until raised if any process stayed
+    assert target.processes() == []
+    target.start()
+    assert target.postmaster_pid() not in (None, old)
+    assert target.scalar("SELECT 1") == 1
+
+
+def test_sql_reconnects_after_crash_restart(target: Target) -> None:
+    target.sql("SELECT 1")
+    backend = target.scalar("SELECT pg_backend_pid()")
+    target.kill(backend, signal.SIGKILL)  # a backend killed with -9 forces a crash-restart
+    target.wait_until(lambda: target.scalar("SELECT pg_backend_pid()") != backend, 60,
+                      what="a new connection after the crash-restart")
+
+
+def test_set_conf_persists_and_restarts_for_postmaster_gucs(target: Target) -> None:
+    pm = target.postmaster_pid()
+    target.set_conf(max_worker_processes=11)
+    assert target.scalar("SHOW max_worker_processes") == "11"
+    assert target.postmaster_pid() != pm
+    target.restart()
+    assert target.scalar("SHOW max_worker_processes") == "11"
+    target.set_conf(work_mem="7MB")
+    assert target.scalar("SHOW work_mem") == "7MB"
+
+
+def test_wait_for_log_sees_a_logged_line(target: Target) -> None:
+    offset = target.log_offset()
+    target.sql("DO $$ BEGIN RAISE LOG 'bgwc-marker-%', 42; END $$")
+    assert target.wait_for_log(r"bgwc-marker-42", offset, timeout=10)
+
+
+def test_wait_until_timeout_reports_last_value_and_log(target: Target) -> None:
+    from conformance.waiting import WaitTimeout
+
+    with pytest.raises(WaitTimeout, match=r"(?s)last observed: 0.*server log"):
+        target.wait_until(lambda: 0, 0.3, what="a value that never comes")
