@@ -1,6 +1,9 @@
-"""Leave nothing behind: one registry of finalizers, run at interpreter exit
-and on SIGTERM/SIGHUP.  SIGINT raises KeyboardInterrupt, which unwinds pytest's
-fixtures first; whatever they did not finish runs here at exit."""
+"""Leave nothing behind: one registry of finalizers, run at interpreter exit.
+
+SIGTERM and SIGHUP are turned into KeyboardInterrupt, so they stop a run the
+way Ctrl-C does: pytest ends the session and unwinds its fixtures (stopping
+servers, removing containers); whatever they did not finish runs here at exit.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def run_all() -> None:
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def _install() -> None:

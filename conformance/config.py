@@ -25,10 +25,14 @@ from conformance.errors import KitError
 from conformance.images import SUPPORTED_MAJORS, Extension
 
 OPTIONS: dict[str, tuple[str, str]] = {
-    "target": ("pg17", "targets to run on, comma-separated: pg13,pg15,pg17,pg18 (containers) and local "
-                       "(the host's server)"),
-    "extension": ("", "source directory of the extension under test (PGXS); default: the reference "
-                      "extension bgw_pool"),
+    "target": (
+        "pg17",
+        "targets to run on, comma-separated: pg13,pg15,pg17,pg18 (containers) and local (the host's server)",
+    ),
+    "extension": (
+        "",
+        "source directory of the extension under test (PGXS); default: the reference extension bgw_pool",
+    ),
     "library": ("", "shared_preload_libraries entry; default: the extension's name"),
     "make_args": ("", "extra make arguments for building the extension"),
     "base": ("", "base image for the container targets; default: the Debian suite that ships the major"),
@@ -58,5 +62,11 @@ class KitConfig:
         seed = values["seed"]
         if seed not in ("", None) and not str(seed).isdigit():
             raise KitError(f"--bgwc-seed {seed!r}: give a non-negative integer")
-        return cls(targets, ext, values["base"] or None, values["pg_config"], values["profile"],
-                   int(seed) if seed not in ("", None) else None)
+        return cls(
+            targets,
+            ext,
+            values["base"] or None,
+            values["pg_config"],
+            values["profile"],
+            int(seed) if seed not in ("", None) else None,
+        )

@@ -48,8 +48,9 @@ class Extension:
     make_args: str = ""
 
     @classmethod
-    def from_dir(cls, source: Path | None = None, library: str | None = None,
-                 make_args: str = "") -> Extension:
+    def from_dir(
+        cls, source: Path | None = None, library: str | None = None, make_args: str = ""
+    ) -> Extension:
         src = (source or reference_ext_dir()).resolve()
         if not (src / "Makefile").is_file():
             raise KitError(f"{src} is not a PGXS extension directory (no Makefile)")
@@ -116,7 +117,7 @@ def _run_streaming(argv: list[str], what: str, progress: Progress, stdin: int | 
     tail: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
-        tail = (tail + [line])[-30:]
+        tail = [*tail, line][-30:]
         if line.startswith(("I: Retrieving", "I: Extracting", "I: Configuring", "I: Base system")):
             progress(f"{what}: {line.strip()}")
     if proc.wait() != 0:
@@ -139,8 +140,12 @@ def build_base(suite: str, progress: Progress = _say) -> str:
         _run_streaming(argv, f"debootstrap {suite}", progress)
         progress(f"docker import {ref}")
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        _run_streaming(["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", ref],
-                       "docker import", progress, stdin=tar.stdout.fileno() if tar.stdout else None)
+        _run_streaming(
+            ["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", ref],
+            "docker import",
+            progress,
+            stdin=tar.stdout.fileno() if tar.stdout else None,
+        )
         tar.wait()
     progress(f"{ref} built in {time.monotonic() - t0:.0f}s")
     return ref
@@ -177,8 +182,14 @@ def _key(*parts: bytes | str) -> str:
     return h.hexdigest()[:12]
 
 
-def _build_if_missing(tag: str, files: dict[str, Path], args: dict[str, str], key: str,
-                      progress: Progress, ext: Extension | None = None) -> bool:
+def _build_if_missing(
+    tag: str,
+    files: dict[str, Path],
+    args: dict[str, str],
+    key: str,
+    progress: Progress,
+    ext: Extension | None = None,
+) -> bool:
     if _image_exists(tag):
         return False
     progress(f"building {tag}")
@@ -204,43 +215,55 @@ def build_server(major: int, base: str | None = None, progress: Progress = _say)
     conf = fixtures_dir() / "conf" / "server.conf"
     key = _key(recipe.read_bytes(), conf.read_bytes(), engine.client().images.get(base_ref).id, str(major))
     tag = f"bgwc/pg{major}:{key}"
-    built = _build_if_missing(tag, {"Dockerfile": recipe, "server.conf": conf},
-                              {"BASE": base_ref, "PG_MAJOR": str(major)}, key, progress)
+    built = _build_if_missing(
+        tag,
+        {"Dockerfile": recipe, "server.conf": conf},
+        {"BASE": base_ref, "PG_MAJOR": str(major)},
+        key,
+        progress,
+    )
     return Image(tag, major, built, time.monotonic() - t0)
 
 
-def build_extension(major: int, ext: Extension, base: str | None = None,
-                    progress: Progress = _say) -> Image:
+def build_extension(major: int, ext: Extension, base: str | None = None, progress: Progress = _say) -> Image:
     """The image a container target runs: the server image plus ``ext`` preloaded."""
     t0 = time.monotonic()
     server = build_server(major, base, progress)
     recipe = fixtures_dir() / "images" / "extension.Dockerfile"
     key = _key(server.tag, recipe.read_bytes(), ext.source_hash(), ext.library, ext.make_args)
     tag = f"bgwc/{ext.name}-pg{major}:{key}"
-    built = _build_if_missing(tag, {"Dockerfile": recipe},
-                              {"SERVER": server.tag, "PRELOAD": ext.library, "MAKE_ARGS": ext.make_args},
-                              key, progress, ext)
+    built = _build_if_missing(
+        tag,
+        {"Dockerfile": recipe},
+        {"SERVER": server.tag, "PRELOAD": ext.library, "MAKE_ARGS": ext.make_args},
+        key,
+        progress,
+        ext,
+    )
     took = time.monotonic() - t0
     if built or server.built:
         progress(f"{tag} ready in {took:.0f}s")
     return Image(tag, major, built or server.built, took)
 
 
-def _docker_build(ctx: Path, tag: str, args: dict[str, str], labels: dict[str, str],
-                  progress: Progress) -> None:
+def _docker_build(
+    ctx: Path, tag: str, args: dict[str, str], labels: dict[str, str], progress: Progress
+) -> None:
     api = engine.client().api
     tail: list[str] = []
-    for chunk in api.build(path=str(ctx), tag=tag, buildargs=args, labels=labels, rm=True,
-                           forcerm=True, decode=True):
+    for chunk in api.build(
+        path=str(ctx), tag=tag, buildargs=args, labels=labels, rm=True, forcerm=True, decode=True
+    ):
         if "error" in chunk:
             raise ImageBuildError.step_failed(tag, "".join(tail) + chunk["error"])
         line = chunk.get("stream", "")
         if line.strip():
-            tail = (tail + [line])[-40:]
+            tail = [*tail, line][-40:]
             if line.startswith("Step "):
                 progress(f"{tag}: {line.strip()[:120]}")
 
 
-def build_all(majors: Iterable[int], ext: Extension, base: str | None = None,
-              progress: Progress = _say) -> list[Image]:
+def build_all(
+    majors: Iterable[int], ext: Extension, base: str | None = None, progress: Progress = _say
+) -> list[Image]:
     return [build_extension(m, ext, base, progress) for m in majors]

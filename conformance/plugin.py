@@ -46,23 +46,23 @@ def _read_config(config: pytest.Config) -> KitConfig:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     kit = _read_config(session.config)
-    session.config.stash[_CONFIG] = kit
+    session.config.stash[CONFIG_KEY] = kit
     if any(t != "local" for t in kit.targets):
         engine.client()
         engine.sweep_stale()
 
 
-_CONFIG = pytest.StashKey[KitConfig]()
+CONFIG_KEY = pytest.StashKey[KitConfig]()
 
 
 @pytest.fixture(scope="session")
 def bgwc_config(pytestconfig: pytest.Config) -> KitConfig:
-    return pytestconfig.stash[_CONFIG]
+    return pytestconfig.stash[CONFIG_KEY]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "pg_target" in metafunc.fixturenames:
-        kit = metafunc.config.stash.get(_CONFIG, None) or _read_config(metafunc.config)
+        kit = metafunc.config.stash.get(CONFIG_KEY, None) or _read_config(metafunc.config)
         metafunc.parametrize("pg_target", kit.targets, indirect=True, scope="session")
 
 

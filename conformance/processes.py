@@ -9,9 +9,19 @@ _CLIENT = re.compile(r"\[local\]|\S+\(\d+\)")
 PS_ARGV = ["ps", "-ww", "-e", "-o", "pid=,ppid=,stat=,args="]
 
 _AUXILIARY = (
-    "checkpointer", "background writer", "walwriter", "autovacuum launcher",
-    "autovacuum worker", "logical replication launcher", "stats collector", "startup",
-    "archiver", "walsender", "walreceiver", "io worker", "walsummarizer",
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "autovacuum launcher",
+    "autovacuum worker",
+    "logical replication launcher",
+    "stats collector",
+    "startup",
+    "archiver",
+    "walsender",
+    "walreceiver",
+    "io worker",
+    "walsummarizer",
 )
 
 

@@ -30,8 +30,11 @@ def test_processes_show_the_postmaster_and_its_children(target: Target) -> None:
 
 def test_kill_postmaster_leaves_no_process_and_start_brings_it_back(target: Target) -> None:
     old = target.kill_postmaster()
-    gone = target.wait_until(lambda: not target.processes() or None, KILL_DEADLINE_S,
-                             what="every server process gone after SIGKILL of the postmaster")
+    gone = target.wait_until(
+        lambda: not target.processes() or None,
+        KILL_DEADLINE_S,
+        what="every server process gone after SIGKILL of the postmaster",
+    )
     assert gone is None or gone  # wait_until raised if any process stayed
     assert target.processes() == []
     target.start()
@@ -43,8 +46,11 @@ def test_sql_reconnects_after_crash_restart(target: Target) -> None:
     target.sql("SELECT 1")
     backend = target.scalar("SELECT pg_backend_pid()")
     target.kill(backend, signal.SIGKILL)  # a backend killed with -9 forces a crash-restart
-    target.wait_until(lambda: target.scalar("SELECT pg_backend_pid()") != backend, 60,
-                      what="a new connection after the crash-restart")
+    target.wait_until(
+        lambda: target.scalar("SELECT pg_backend_pid()") != backend,
+        60,
+        what="a new connection after the crash-restart",
+    )
 
 
 def test_set_conf_persists_and_restarts_for_postmaster_gucs(target: Target) -> None:

@@ -50,6 +50,7 @@ class Target(ABC):
         self.logfile = logfile
         self.bindir = bindir
         self._conf: dict[str, str] = {}
+        self._baseline: dict[str, str] = {}
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         self.faults: list[tuple[str, str]] = []  # (what, detail) in order, for reports
@@ -78,15 +79,24 @@ class Target(ABC):
     def _pg_ctl(self, *args: str, check: bool = True) -> ExecResult:
         res = self._exec([f"{self.bindir}/pg_ctl", "-D", self.datadir, *args])
         if check and res.code != 0:
-            raise TargetError(f"pg_ctl {' '.join(args)} exited {res.code}: {res.output.strip()[-600:]}"
-                              f"\n{self.log_tail()}")
+            raise TargetError(
+                f"pg_ctl {' '.join(args)} exited {res.code}: {res.output.strip()[-600:]}\n{self.log_tail()}"
+            )
         return res
 
     # -- server lifecycle ------------------------------------------------------
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
-        self._pg_ctl("start", "-w", "-t", str(START_TIMEOUT_S), "-l", self.logfile,
-                     "-o", f"-c cluster_name={self.cluster_name} {self._listen_options()}")
+        self._pg_ctl(
+            "start",
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "-l",
+            self.logfile,
+            "-o",
+            f"-c cluster_name={self.cluster_name} {self._listen_options()}",
+        )
         self._record("start", "")
 
     def _listen_options(self) -> str:
@@ -155,19 +165,24 @@ class Target(ABC):
         self._write_overrides()
         if not self.is_running():
             return
-        contexts = dict(self.sql("SELECT name, context FROM pg_settings WHERE name = ANY(%s)",
-                                 list(gucs)))
+        contexts = dict(self.sql("SELECT name, context FROM pg_settings WHERE name = ANY(%s)", list(gucs)))
         if any(contexts.get(n) == "postmaster" for n in gucs):
             self.restart()
         else:
             self.reload()
 
+    def set_baseline(self, **gucs: object) -> None:
+        """Settings that ``ensure_baseline`` restores before every test."""
+        self._baseline = {k: str(v) for k, v in gucs.items()}
+        self.ensure_baseline()
+
     def reset_conf(self) -> bool:
-        """Drop every override; return True when there were any (callers restart)."""
-        had = bool(self._conf)
-        self._conf.clear()
+        """Go back to the baseline settings; return True when anything changed."""
+        if self._conf == self._baseline:
+            return False
+        self._conf = dict(self._baseline)
         self._write_overrides()
-        return had
+        return True
 
     def _write_overrides(self) -> None:
         body = "".join(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n" for k, v in self._conf.items())
@@ -176,9 +191,15 @@ class Target(ABC):
 
     def _include_overrides(self) -> None:
         """Called once at setup: make postgresql.conf include the override file."""
-        self.run(["sh", "-c", f"cd {shlex.quote(self.datadir)} && touch {_OVERRIDES} && "
-                  f"grep -q {_OVERRIDES} postgresql.conf || "
-                  f"echo \"include_if_exists = '{_OVERRIDES}'\" >> postgresql.conf"])
+        self.run(
+            [
+                "sh",
+                "-c",
+                f"cd {shlex.quote(self.datadir)} && touch {_OVERRIDES} && "
+                f"grep -q {_OVERRIDES} postgresql.conf || "
+                f"echo \"include_if_exists = '{_OVERRIDES}'\" >> postgresql.conf",
+            ]
+        )
 
     # -- observation -----------------------------------------------------------
     def processes(self) -> list[Process]:
@@ -202,8 +223,11 @@ class Target(ABC):
 
     def wait_for_log(self, regex: str, offset: int = 0, timeout: float = 30) -> re.Match[str]:
         pattern = re.compile(regex, re.MULTILINE)
-        return self.wait_until(lambda: pattern.search(self.log_since(offset)), timeout,
-                               what=f"log line /{regex}/ after byte {offset}")
+        return self.wait_until(
+            lambda: pattern.search(self.log_since(offset)),
+            timeout,
+            what=f"log line /{regex}/ after byte {offset}",
+        )
 
     def wait_until(self, predicate: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
         """Poll until ``predicate`` is truthy; on timeout show the last value and the log."""
@@ -247,7 +271,7 @@ class Target(ABC):
 
     def ensure_baseline(self) -> None:
         """Bring the server back to the state a test may assume: running, with
-        no overrides.  Called before every conformance test."""
+        the baseline settings.  Called before every test."""
         if self.reset_conf() and self.is_running():
             self.restart()
         elif not self.is_running():

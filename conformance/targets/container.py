@@ -20,8 +20,9 @@ LOGFILE = "/var/lib/bgwc/server.log"
 
 class ContainerTarget(Target):
     def __init__(self, image: str, major: int) -> None:
-        super().__init__(f"bgwc_{engine.RUN_ID}_pg{major}", DATADIR, LOGFILE,
-                         f"/usr/lib/postgresql/{major}/bin")
+        super().__init__(
+            f"bgwc_{engine.RUN_ID}_pg{major}", DATADIR, LOGFILE, f"/usr/lib/postgresql/{major}/bin"
+        )
         self.name = f"pg{major}"
         self.major = major
         self.image = image

@@ -31,8 +31,9 @@ def _pg_config(pg_config: str, flag: str) -> str:
     try:
         return subprocess.run([pg_config, flag], check=True, capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise KitError(f"cannot run {pg_config} {flag}: {exc}; install postgresql-server-dev-N "
-                       "or pass --bgwc-pg-config") from exc
+        raise KitError(
+            f"cannot run {pg_config} {flag}: {exc}; install postgresql-server-dev-N or pass --bgwc-pg-config"
+        ) from exc
 
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -72,8 +73,9 @@ class LocalTarget(Target):
         self._tmp = Path(tempfile.mkdtemp(prefix="bgwc-local-"))
         self._token = cleanup.register(self.close)
         self.port = get_port(None)
-        super().__init__(f"bgwc_{engine.RUN_ID}_local", str(self._tmp / "data"),
-                         str(self._tmp / "server.log"), bindir)
+        super().__init__(
+            f"bgwc_{engine.RUN_ID}_local", str(self._tmp / "data"), str(self._tmp / "server.log"), bindir
+        )
         self.started_in_s = 0.0
         self._pgpp: PostgreSQLExecutor | None = None
 
@@ -88,8 +90,7 @@ class LocalTarget(Target):
             # directory when it is collected
             self._pgpp = self._executor()
             self._pgpp.init_directory()
-            self.run(["sh", "-c", f"cat >> {self.datadir}/postgresql.conf"
-                     f" < {self._conf_fragment()}"])
+            self.run(["sh", "-c", f"cat >> {self.datadir}/postgresql.conf < {self._conf_fragment()}"])
             self._include_overrides()
             self.start()
         except Exception:
@@ -100,9 +101,15 @@ class LocalTarget(Target):
 
     def _executor(self) -> PostgreSQLExecutor:
         return PostgreSQLExecutor(
-            executable=self._pg_ctl_path(), host="127.0.0.1", port=self.port,
-            datadir=self.datadir, unixsocketdir=str(self._tmp), logfile=self.logfile,
-            startparams="-w", dbname="postgres", user="postgres",
+            executable=self._pg_ctl_path(),
+            host="127.0.0.1",
+            port=self.port,
+            datadir=self.datadir,
+            unixsocketdir=str(self._tmp),
+            logfile=self.logfile,
+            startparams="-w",
+            dbname="postgres",
+            user="postgres",
         )
 
     def _pg_ctl_path(self) -> str:
@@ -130,12 +137,20 @@ class LocalTarget(Target):
         for rel in self.ext.files():
             (build / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(self.ext.source / rel, build / rel)
-        argv = ["make", "-C", str(build), f"PG_CONFIG={self.pg_config}", "with_llvm=no",
-                *self.ext.make_args.split(), "install"]
+        argv = [
+            "make",
+            "-C",
+            str(build),
+            f"PG_CONFIG={self.pg_config}",
+            "with_llvm=no",
+            *self.ext.make_args.split(),
+            "install",
+        ]
         res = subprocess.run(argv, capture_output=True, text=True)
         if res.returncode != 0:
-            raise TargetError(f"building {self.ext.name} with {self.pg_config} failed:\n"
-                              f"{(res.stdout + res.stderr)[-1500:]}")
+            raise TargetError(
+                f"building {self.ext.name} with {self.pg_config} failed:\n{(res.stdout + res.stderr)[-1500:]}"
+            )
 
     def _exec(self, argv: Sequence[str], user: str = "postgres", timeout: float = 120) -> ExecResult:
         _reap_zombie_children()

@@ -1,0 +1,93 @@
+"""The pool adapter interface: what the conformance suite asks of a pool."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from conformance.targets import Target
+
+JOB_KINDS = ("sleep", "sql", "exit", "error", "fatal", "crash", "ignore_sigterm", "exit_at_once")
+
+
+class NotApplicable(Exception):
+    """The adapter cannot offer an operation; its clauses are not applicable."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    adapter: str
+    extension: str
+    launcher_backend_type: str
+    worker_backend_type: str
+    worker_title: str
+    launcher_restart_policy: str  # "adopt" or "terminate"
+    launcher_restart_s: float
+    server: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Handle:
+    slot: int
+    generation: int
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class Slot:
+    slot: int
+    state: str  # free, starting, running, stopping
+    generation: int
+    database: str | None
+    pid: int | None
+    handle_status: str | None
+    job: str | None
+    last_exit_code: int | None
+
+
+class PoolAdapter(ABC):
+    """Operations on one pool.  Methods take an optional connection so that
+    concurrent submitters each use their own; by default the target's."""
+
+    def __init__(self, profile: Profile, target: Target) -> None:
+        self.profile = profile
+        self.target = target
+
+    @abstractmethod
+    def install(self) -> None:
+        """Make the pool's SQL interface available (e.g. CREATE EXTENSION)."""
+
+    @abstractmethod
+    def submit(
+        self,
+        kind: str,
+        args: dict[str, Any] | None = None,
+        dbname: str | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> Handle:
+        """Start a job; return its handle once the worker runs, or raise a
+        psycopg error carrying the SQLSTATE."""
+
+    @abstractmethod
+    def terminate(self, handle: Handle) -> bool:
+        """Ask the pool to stop the worker of ``handle``; False for a stale handle."""
+
+    @abstractmethod
+    def slots(self) -> list[Slot]: ...
+
+    @abstractmethod
+    def launcher_pid(self) -> int | None: ...
+
+    @abstractmethod
+    def check(self) -> list[str]:
+        """The pool's own invariant violations, empty when consistent."""
+
+    def capacity(self) -> int:
+        return len(self.slots())
+
+    def busy(self) -> list[Slot]:
+        return [s for s in self.slots() if s.state != "free"]

@@ -1,0 +1,57 @@
+"""The adapter for the reference extension ``bgw_pool`` (reference_ext/)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+
+from conformance.adapters.base import Handle, PoolAdapter, Slot
+
+
+class BgwPoolAdapter(PoolAdapter):
+    def install(self) -> None:
+        self.target.sql(f"CREATE EXTENSION IF NOT EXISTS {self.profile.extension}")
+
+    def submit(
+        self,
+        kind: str,
+        args: dict[str, Any] | None = None,
+        dbname: str | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> Handle:
+        query = (
+            "SELECT slot, generation, pid"
+            " FROM bgw_pool.submit(%s, %s::jsonb, coalesce(%s, current_database()))"
+        )
+        params = (kind, json.dumps(args or {}), dbname)
+        if conn is not None:
+            row = conn.execute(query, params).fetchone()
+        else:
+            row = self.target.sql(query, *params)[0]
+        assert row is not None
+        return Handle(row[0], row[1], row[2])
+
+    def terminate(self, handle: Handle) -> bool:
+        return bool(self.target.scalar("SELECT bgw_pool.terminate(%s, %s)", handle.slot, handle.generation))
+
+    def slots(self) -> list[Slot]:
+        rows = self.target.sql(
+            "SELECT slot, state, generation, database, pid, handle_status, job, last_exit_code"
+            " FROM bgw_pool.status ORDER BY slot"
+        )
+        return [Slot(*r) for r in rows]
+
+    def launcher_pid(self) -> int | None:
+        return self.target.scalar("SELECT bgw_pool.launcher_pid()")
+
+    def check(self) -> list[str]:
+        return [f"{inv}: {detail}" for inv, detail in self.target.sql("SELECT * FROM bgw_pool.check()")]
+
+    def stats(self) -> dict[str, int]:
+        with self.target.connect() as conn:
+            cur = conn.execute("SELECT * FROM bgw_pool.stats()")
+            row = cur.fetchone()
+            assert row is not None and cur.description is not None
+            return {d.name: v for d, v in zip(cur.description, row, strict=True)}

@@ -1,0 +1,131 @@
+"""The ``bgw-conformance`` command.
+
+  bgw-conformance images build --pg 13,15,17,18 [--extension DIR] [--base IMAGE]
+  bgw-conformance run [--target pg17[,local...]] [--extension DIR] [--reports DIR] [-- PYTEST-ARGS]
+  bgw-conformance clean
+
+Errors are one line on stderr and a non-zero exit status (2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from conformance import engine, images
+from conformance.config import OPTIONS
+from conformance.errors import KitError
+
+
+def _majors(text: str) -> list[int]:
+    try:
+        majors = [int(p.strip().removeprefix("pg")) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise KitError(f"--pg {text!r}: give majors like 13,15,17,18") from None
+    bad = [m for m in majors if m not in images.SUPPORTED_MAJORS]
+    if bad or not majors:
+        raise KitError(f"--pg {text!r}: supported majors are {', '.join(map(str, images.SUPPORTED_MAJORS))}")
+    return majors
+
+
+def _extension_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--extension", type=Path, default=None, help=OPTIONS["extension"][1])
+    p.add_argument("--library", default=None, help=OPTIONS["library"][1])
+    p.add_argument("--make-args", default="", help=OPTIONS["make_args"][1])
+    p.add_argument("--base", default=None, help=OPTIONS["base"][1])
+
+
+def _cmd_images_build(args: argparse.Namespace) -> int:
+    majors = _majors(args.pg)
+    ext = images.Extension.from_dir(args.extension, args.library, args.make_args)
+    for major in majors:
+        t0 = time.monotonic()
+        img = images.build_extension(major, ext, args.base)
+        state = "built" if img.built else "cached"
+        print(f"pg{major}\t{img.tag}\t{state}\t{time.monotonic() - t0:.1f}s")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    import pytest
+
+    from conformance.paths import suite_dir
+
+    images.Extension.from_dir(args.extension, args.library, args.make_args)  # validate early
+    run_dir = Path(args.reports) / f"{time.strftime('%Y%m%d-%H%M%S')}-{engine.RUN_ID}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(suite_dir()),
+        "-p",
+        "no:cacheprovider",
+        f"--rootdir={suite_dir()}",
+        f"--bgwc-target={args.target}",
+        f"--html={run_dir / 'index.html'}",
+        "--self-contained-html",
+        f"--junitxml={run_dir / 'junit.xml'}",
+        "-o",
+        "console_output_style=classic",
+    ]
+    for flag in ("extension", "library", "base", "seed"):
+        value = getattr(args, flag)
+        if value not in (None, ""):
+            argv.append(f"--bgwc-{flag}={value}")
+    if args.make_args:
+        argv.append(f"--bgwc-make-args={args.make_args}")
+    code = int(pytest.main([*argv, *pytest_args]))
+    print(f"report: {run_dir / 'index.html'}")
+    return code
+
+
+def _cmd_clean(_args: argparse.Namespace) -> int:
+    removed = engine.sweep_stale()
+    print(f"removed {len(removed)} stale container(s)" + (f": {', '.join(removed)}" if removed else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bgw-conformance", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    img = sub.add_parser("images", help="build server images")
+    img_sub = img.add_subparsers(dest="images_command", required=True)
+    build = img_sub.add_parser("build", help="build (or reuse) one image per major")
+    build.add_argument("--pg", default="13,15,17,18", help="majors, comma-separated")
+    _extension_args(build)
+
+    run = sub.add_parser("run", help="run the conformance suite and write a report")
+    run.add_argument("--target", default="pg17", help=OPTIONS["target"][1])
+    run.add_argument("--reports", default="reports", help="directory for run reports")
+    run.add_argument("--seed", default=None, help=OPTIONS["seed"][1])
+    _extension_args(run)
+
+    sub.add_parser("clean", help="remove containers left by dead runs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pytest_args: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, pytest_args = argv[:i], argv[i + 1 :]
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "images":
+            return _cmd_images_build(args)
+        if args.command == "run":
+            return _cmd_run(args, pytest_args)
+        return _cmd_clean(args)
+    except KitError as exc:
+        print(f"bgw-conformance: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bgw-conformance: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

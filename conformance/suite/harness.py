@@ -1,0 +1,97 @@
+"""What the suite's tests share: a pool under test, seen through its adapter
+(SQL) and through the OS, with deadline-bounded waits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conformance.adapters import Handle, PoolAdapter, Profile, Slot
+from conformance.processes import Process
+from conformance.targets import Target
+
+#: deadlines of CONTRACT.md, in seconds
+SLOT_FREE_S = 2.0
+LAUNCHER_START_S = 10.0
+CRASH_RECOVERY_S = 30.0
+PM_DEATH_S = 1.0
+ALL_GONE_S = 10.0
+CAPACITY_BACK_S = 5.0
+
+
+@dataclass
+class Pool:
+    target: Target
+    adapter: PoolAdapter
+    profile: Profile
+
+    # -- OS view ---------------------------------------------------------------
+    def os_workers(self) -> list[Process]:
+        return [p for p in self.target.processes() if p.backend_type.startswith(self.profile.worker_title)]
+
+    def os_launchers(self) -> list[Process]:
+        return [
+            p
+            for p in self.target.processes()
+            if p.backend_type.startswith(self.profile.launcher_backend_type)
+        ]
+
+    # -- waits -----------------------------------------------------------------
+    def slot(self, n: int) -> Slot:
+        return next(s for s in self.adapter.slots() if s.slot == n)
+
+    def wait_freed(self, handle: Handle, timeout: float = SLOT_FREE_S) -> Slot:
+        """Wait until the slot of ``handle`` no longer holds that generation's worker."""
+
+        def freed() -> Slot | None:
+            s = self.slot(handle.slot)
+            return s if s.state == "free" or s.generation != handle.generation else None
+
+        return self.target.wait_until(
+            freed, timeout, what=f"slot {handle.slot} gen {handle.generation} freed"
+        )
+
+    def wait_launcher(self, timeout: float = LAUNCHER_START_S, not_pid: int | None = None) -> int:
+        def up() -> int | None:
+            pid = self.adapter.launcher_pid()
+            return pid if pid and pid != not_pid and [p.pid for p in self.os_launchers()] == [pid] else None
+
+        return self.target.wait_until(up, timeout, what="exactly one launcher, in SQL and in the OS")
+
+    def wait_fresh(self, timeout: float = CRASH_RECOVERY_S, not_launcher: int | None = None) -> None:
+        """Wait for a fresh pool: launcher up, every slot free, check empty."""
+        self.wait_launcher(timeout, not_launcher)
+        self.target.wait_until(lambda: self.is_fresh() or None, timeout, what="a fresh pool")
+
+    def is_fresh(self) -> bool:
+        slots = self.adapter.slots()
+        return (
+            all(s.state == "free" and s.pid is None and s.handle_status is None for s in slots)
+            and not self.adapter.check()
+        )
+
+    def wait_gone(self, pids: set[int], timeout: float, what: str) -> None:
+        self.target.wait_until(
+            lambda: not ({p.pid for p in self.target.processes()} & pids), timeout, what=what
+        )
+
+    # -- settling --------------------------------------------------------------
+    def agreement(self) -> list[str]:
+        """Pool vs OS: every reported pid alive, every OS worker in the pool."""
+        reported = {s.pid for s in self.adapter.slots() if s.pid is not None}
+        os_pids = {p.pid for p in self.os_workers()}
+        problems = [f"pool reports pid {pid} that is not alive" for pid in sorted(reported - os_pids)]
+        problems += [f"worker process {pid} is not in the pool" for pid in sorted(os_pids - reported)]
+        return problems
+
+    def quiesce(self) -> None:
+        """Stop whatever a previous test left running; restart if it will not stop."""
+        for s in self.adapter.busy():
+            if s.state in ("running", "starting"):
+                self.adapter.terminate(Handle(s.slot, s.generation, s.pid))
+        try:
+            self.target.wait_until(
+                lambda: not self.adapter.busy() and not self.os_workers(), 5, what="leftover workers to stop"
+            )
+        except AssertionError:
+            self.target.restart("immediate")
+            self.wait_fresh()

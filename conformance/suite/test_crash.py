@@ -1,0 +1,93 @@
+"""CRASH: workers and the launcher failing in every way a process can."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+
+from conformance.suite.harness import CRASH_RECOVERY_S, Pool
+
+LONG_MS = 60_000
+
+
+CRASH_RESTART_LOG = "terminating any other active server processes|reinitializing"
+
+
+def _assert_no_restart(pool: Pool, postmaster: int | None, launcher: int | None, offset: int) -> None:
+    assert pool.target.postmaster_pid() == postmaster
+    assert pool.adapter.launcher_pid() == launcher, "the launcher changed: the cluster restarted"
+    log = pool.target.log_since(offset)
+    assert not re.search(CRASH_RESTART_LOG, log), log
+
+
+@pytest.mark.clause("CRASH-1")
+def test_error_frees_slot_without_restart(pool: Pool) -> None:
+    pm, launcher = pool.target.postmaster_pid(), pool.adapter.launcher_pid()
+    offset = pool.target.log_offset()
+    h = pool.adapter.submit("error", {"message": "bgwc planned error"})
+    slot = pool.wait_freed(h)
+    assert slot.last_exit_code == 1
+    pool.target.wait_for_log("bgwc planned error", offset, 5)
+    _assert_no_restart(pool, pm, launcher, offset)
+
+
+@pytest.mark.clause("CRASH-2")
+def test_fatal_frees_slot_without_restart(pool: Pool) -> None:
+    pm, launcher = pool.target.postmaster_pid(), pool.adapter.launcher_pid()
+    offset = pool.target.log_offset()
+    h = pool.adapter.submit("fatal", {"message": "bgwc planned fatal"})
+    assert pool.wait_freed(h).last_exit_code == 1
+    pool.target.wait_for_log("bgwc planned fatal", offset, 5)
+    _assert_no_restart(pool, pm, launcher, offset)
+
+
+def _crash_and_recover(pool: Pool, crash: str) -> None:
+    pm = pool.target.postmaster_pid()
+    launcher = pool.adapter.launcher_pid()
+    survivors = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(2)]
+    offset = pool.target.log_offset()
+    if crash == "abort":
+        pool.adapter.submit("crash")
+    elif crash == "kill-worker":
+        pool.target.kill(survivors[0].pid or 0, signal.SIGKILL)
+    else:
+        pool.target.kill(launcher or 0, signal.SIGKILL)
+    pool.target.wait_for_log("all server processes terminated; reinitializing", offset, CRASH_RECOVERY_S)
+    pool.wait_fresh(CRASH_RECOVERY_S, not_launcher=launcher)
+    assert pool.target.postmaster_pid() == pm, "the postmaster itself must survive a crash-restart"
+    pool.wait_gone({s.pid for s in survivors if s.pid}, CRASH_RECOVERY_S, "workers of before the crash")
+    h = pool.adapter.submit("sleep", {"ms": 100})
+    pool.wait_freed(h)
+
+
+@pytest.mark.clause("CRASH-3")
+def test_worker_abort_crash_restarts_to_fresh_pool(pool: Pool) -> None:
+    _crash_and_recover(pool, "abort")
+
+
+@pytest.mark.clause("CRASH-4")
+def test_worker_sigkill_crash_restarts_to_fresh_pool(pool: Pool) -> None:
+    _crash_and_recover(pool, "kill-worker")
+
+
+@pytest.mark.clause("CRASH-5")
+def test_launcher_sigkill_crash_restarts_to_fresh_pool(pool: Pool) -> None:
+    _crash_and_recover(pool, "kill-launcher")
+
+
+@pytest.mark.clause("CRASH-6")
+def test_no_restart_after_crash_then_plain_start(pool: Pool) -> None:
+    pool.target.set_conf(restart_after_crash="off")
+    h = pool.adapter.submit("sleep", {"ms": LONG_MS})
+    pool.target.kill(h.pid or 0, signal.SIGKILL)
+    pool.target.wait_until(
+        lambda: not pool.target.processes(),
+        CRASH_RECOVERY_S,
+        what="the server to go down with restart_after_crash = off",
+    )
+    assert not pool.target.is_running()
+    pool.target.start()
+    pool.wait_fresh(CRASH_RECOVERY_S)
+    pool.wait_freed(pool.adapter.submit("exit_at_once"))

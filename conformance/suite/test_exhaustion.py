@@ -1,0 +1,166 @@
+"""EXH: a full pool, too few worker processes, parallel query, many submitters."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import psycopg
+import pytest
+
+from conformance.adapters import Handle
+from conformance.suite.harness import CAPACITY_BACK_S, Pool
+
+LONG_MS = 60_000
+INSUFFICIENT_RESOURCES = "53000"
+
+
+def _fill(pool: Pool) -> list[Handle]:
+    return [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(pool.adapter.capacity())]
+
+
+def _stop_all(pool: Pool, handles: list[Handle]) -> None:
+    for h in handles:
+        pool.adapter.terminate(h)
+    for h in handles:
+        pool.wait_freed(h)
+
+
+@pytest.mark.clause("EXH-1")
+def test_full_pool_rejects_with_53000_and_changes_nothing(pool: Pool) -> None:
+    handles = _fill(pool)
+    before = pool.adapter.slots()
+    with pytest.raises(psycopg.Error) as err:
+        pool.adapter.submit("sleep", {"ms": LONG_MS})
+    assert err.value.sqlstate == INSUFFICIENT_RESOURCES, err.value
+    assert pool.adapter.slots() == before
+    _stop_all(pool, handles)
+
+
+@pytest.mark.clause("EXH-2", "EXH-4")
+def test_too_few_worker_processes_refuses_and_returns_the_slot(pool: Pool) -> None:
+    # the launcher and the logical replication launcher take two; leave one
+    pool.target.set_conf(max_worker_processes=3)
+    pool.wait_launcher()
+    first = pool.adapter.submit("sleep", {"ms": LONG_MS})
+    free_before = [s.slot for s in pool.adapter.slots() if s.state == "free"]
+    with pytest.raises(psycopg.Error) as err:
+        pool.adapter.submit("sleep", {"ms": LONG_MS})
+    assert err.value.sqlstate == INSUFFICIENT_RESOURCES, err.value
+    assert "max_worker_processes" in (err.value.diag.message_hint or "") + str(err.value)
+    pool.target.wait_until(
+        lambda: [s.slot for s in pool.adapter.slots() if s.state == "free"] == free_before,
+        CAPACITY_BACK_S,
+        what="the refused slot back on the free list",
+    )
+    _stop_all(pool, [first])
+    # EXH-4: capacity is back once the worker ended
+    pool.wait_freed(pool.adapter.submit("exit", {"code": 0}), CAPACITY_BACK_S)
+
+
+@pytest.mark.clause("EXH-3", "EXH-4")
+def test_parallel_query_workers_starve_the_pool_until_they_end(pool: Pool) -> None:
+    pool.target.set_conf(max_worker_processes=4, max_parallel_workers=2)
+    pool.wait_launcher()
+    pool.target.sql("DROP TABLE IF EXISTS bgwc_par")
+    pool.target.sql(
+        "CREATE TABLE bgwc_par WITH (parallel_workers = 2) AS SELECT g FROM generate_series(1, 20000) g"
+    )
+    pool.target.sql("ANALYZE bgwc_par")
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def parallel_query() -> None:
+        try:
+            with pool.target.connect() as conn:
+                for setting in (
+                    "parallel_setup_cost = 0",
+                    "parallel_tuple_cost = 0",
+                    "min_parallel_table_scan_size = 0",
+                    "max_parallel_workers_per_gather = 2",
+                    "statement_timeout = '60s'",
+                    "application_name = 'bgwc_parallel'",
+                ):
+                    conn.execute(f"SET {setting}")
+                conn.execute("SELECT count(*) FROM bgwc_par WHERE pg_sleep(0.01)::text = ''")
+        except psycopg.errors.QueryCanceled:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=parallel_query, daemon=True)
+    thread.start()
+    try:
+        pool.target.wait_until(
+            lambda: (
+                pool.target.scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'parallel worker'"
+                )
+                == 2
+            ),
+            10,
+            what="two parallel workers running",
+        )
+        with pytest.raises(psycopg.Error) as err:
+            pool.adapter.submit("sleep", {"ms": LONG_MS})
+        assert err.value.sqlstate == INSUFFICIENT_RESOURCES, err.value
+        assert all(s.state == "free" for s in pool.adapter.slots())
+    finally:
+        pool.target.sql(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'bgwc_parallel'"
+        )
+        pool.target.wait_until(done.is_set, 30, what="the parallel query to end")
+        pool.target.sql("DROP TABLE IF EXISTS bgwc_par")
+    assert not errors, errors
+    pool.target.wait_until(
+        lambda: (
+            pool.target.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'parallel worker'")
+            == 0
+        ),
+        CAPACITY_BACK_S,
+        what="parallel workers gone",
+    )
+    pool.wait_freed(pool.adapter.submit("exit", {"code": 0}), CAPACITY_BACK_S)
+
+
+@pytest.mark.clause("EXH-5")
+def test_concurrent_submitters_never_oversubscribe(pool: Pool) -> None:
+    capacity = pool.adapter.capacity()
+    submitters = capacity * 3
+    results: list[Handle] = []
+    rejections: list[str | None] = []
+    other: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(submitters)
+
+    def submit() -> None:
+        try:
+            with pool.target.connect() as conn:
+                barrier.wait(timeout=30)
+                h = pool.adapter.submit("sleep", {"ms": LONG_MS}, conn=conn)
+                with lock:
+                    results.append(h)
+        except psycopg.Error as exc:
+            with lock:
+                rejections.append(exc.sqlstate)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            with lock:
+                other.append(exc)
+
+    threads = [threading.Thread(target=submit, daemon=True) for _ in range(submitters)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a submitter hung"
+    assert not other, other
+    assert len(results) + len(rejections) == submitters
+    assert len(results) <= capacity
+    assert set(rejections) <= {INSUFFICIENT_RESOURCES}, Counter(rejections)
+    assert len({h.slot for h in results}) == len(results), "two submitters share a slot"
+    assert len({h.pid for h in results}) == len(results)
+    busy = [s for s in pool.adapter.slots() if s.state != "free"]
+    assert sorted((s.slot, s.generation) for s in busy) == sorted((h.slot, h.generation) for h in results)
+    _stop_all(pool, results)

@@ -1,0 +1,53 @@
+"""PMD: the postmaster dies with SIGKILL; nothing of the pool may outlive it."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.suite.harness import ALL_GONE_S, CRASH_RECOVERY_S, PM_DEATH_S, Pool
+
+LONG_MS = 60_000
+
+
+def _kill_postmaster_with_busy_pool(pool: Pool) -> set[int]:
+    for _ in range(pool.adapter.capacity() - 1):
+        pool.adapter.submit("sleep", {"ms": LONG_MS})
+    pool.adapter.submit("ignore_sigterm", {"ms": LONG_MS})  # must still notice the death
+    pids = {p.pid for p in pool.os_workers() + pool.os_launchers()}
+    assert len(pids) == pool.adapter.capacity() + 1
+    pool.target.kill_postmaster()
+    return pids
+
+
+@pytest.mark.clause("PMD-1")
+def test_launcher_and_workers_exit_with_the_postmaster(pool: Pool) -> None:
+    pids = _kill_postmaster_with_busy_pool(pool)
+    pool.wait_gone(pids, PM_DEATH_S, "the launcher and every worker after SIGKILL of the postmaster")
+
+
+@pytest.mark.clause("PMD-2")
+def test_next_start_succeeds_without_stale_shared_memory(pool: Pool) -> None:
+    _kill_postmaster_with_busy_pool(pool)
+    pool.target.wait_until(
+        lambda: not pool.target.processes(),
+        ALL_GONE_S,
+        what="every server process gone after SIGKILL of the postmaster",
+    )
+    offset = pool.target.log_offset()
+    pool.target.start()
+    log = pool.target.log_since(offset)
+    assert "pre-existing shared memory block" not in log, log
+
+
+@pytest.mark.clause("PMD-3")
+def test_pool_is_fresh_after_postmaster_death(pool: Pool) -> None:
+    _kill_postmaster_with_busy_pool(pool)
+    pool.target.wait_until(
+        lambda: not pool.target.processes(),
+        ALL_GONE_S,
+        what="every server process gone after SIGKILL of the postmaster",
+    )
+    pool.target.start()
+    pool.wait_fresh(CRASH_RECOVERY_S)
+    h = pool.adapter.submit("sleep", {"ms": 100})
+    pool.wait_freed(h)

@@ -1,0 +1,95 @@
+"""TERM: stopping workers by handle, by signal, and stopping the launcher."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conformance.adapters import Handle
+from conformance.suite.harness import SLOT_FREE_S, Pool
+
+LONG_MS = 60_000
+IGNORE_MS = 3_000
+
+
+@pytest.mark.clause("TERM-1")
+def test_terminate_by_handle_frees_slot_and_process(pool: Pool) -> None:
+    h = pool.adapter.submit("sleep", {"ms": LONG_MS})
+    assert pool.adapter.terminate(h) is True
+    slot = pool.wait_freed(h, SLOT_FREE_S)
+    assert slot.pid is None
+    pool.wait_gone({h.pid or 0}, SLOT_FREE_S, "the terminated worker's process")
+
+
+@pytest.mark.clause("TERM-2")
+def test_stale_handle_is_a_noop_even_after_reuse(pool: Pool) -> None:
+    old = pool.adapter.submit("exit", {"code": 0})
+    pool.wait_freed(old)
+    # occupy every slot, so the old handle's slot is reused for sure
+    fresh = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(pool.adapter.capacity())]
+    reused = next(h for h in fresh if h.slot == old.slot)
+    assert reused.generation > old.generation
+    assert pool.adapter.terminate(old) is False
+    assert pool.adapter.terminate(Handle(old.slot, old.generation, reused.pid)) is False
+    slot = pool.slot(old.slot)
+    assert (slot.state, slot.pid, slot.generation) == ("running", reused.pid, reused.generation)
+    assert pool.target.pid_alive(reused.pid or 0)
+    for h in fresh:
+        pool.adapter.terminate(h)
+    for h in fresh:
+        pool.wait_freed(h)
+
+
+@pytest.mark.clause("TERM-3")
+def test_pg_terminate_backend_frees_slot_without_restart(pool: Pool) -> None:
+    launcher = pool.adapter.launcher_pid()
+    h = pool.adapter.submit("sleep", {"ms": LONG_MS})
+    assert pool.target.scalar("SELECT pg_terminate_backend(%s)", h.pid) is True
+    slot = pool.wait_freed(h)
+    assert slot.last_exit_code == 1
+    pool.wait_gone({h.pid or 0}, SLOT_FREE_S, "the worker stopped by pg_terminate_backend")
+    assert pool.adapter.launcher_pid() == launcher
+
+
+@pytest.mark.clause("TERM-4")
+def test_worker_ignoring_sigterm_is_not_reported_stopped(pool: Pool) -> None:
+    h = pool.adapter.submit("ignore_sigterm", {"ms": IGNORE_MS})
+    assert pool.adapter.terminate(h) is True
+    # it ignores SIGTERM: for as long as it runs, its slot keeps its live pid
+    pool.target.wait_until(
+        lambda: pool.slot(h.slot).state == "stopping", SLOT_FREE_S, what="the slot to show the stop was asked"
+    )
+    slot = pool.slot(h.slot)
+    assert slot.pid == h.pid and slot.generation == h.generation
+    assert pool.target.pid_alive(h.pid or 0)
+    assert pool.agreement() == []
+    # a fast shutdown completes once the non-cooperating worker ends
+    pool.target.stop("fast")
+    assert not pool.target.processes()
+    pool.target.start()
+
+
+@pytest.mark.clause("TERM-5")
+def test_terminated_launcher_returns_and_reconciles(pool: Pool) -> None:
+    running = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(2)]
+    launcher = pool.adapter.launcher_pid()
+    offset = pool.target.log_offset()
+    assert pool.target.scalar("SELECT pg_terminate_backend(%s)", launcher) is True
+    new = pool.wait_launcher(pool.profile.launcher_restart_s + 5, not_pid=launcher)
+    assert new != launcher
+    assert len(pool.os_launchers()) == 1
+    assert not re.search("reinitializing", pool.target.log_since(offset)), (
+        "the launcher's exit crashed the cluster"
+    )
+    workers = pool.os_workers()
+    if pool.profile.launcher_restart_policy == "adopt":
+        assert sorted(p.pid for p in workers) == sorted(h.pid for h in running), workers
+        for h in running:
+            slot = pool.slot(h.slot)
+            assert (slot.state, slot.pid, slot.generation) == ("running", h.pid, h.generation)
+        for h in running:
+            assert pool.adapter.terminate(h) is True
+    for h in running:
+        pool.wait_freed(h)
+    pool.wait_gone({h.pid or 0 for h in running}, SLOT_FREE_S, "workers of the old launcher")

@@ -1,0 +1,94 @@
+"""Nothing is left behind: not after Ctrl-C, not after SIGTERM, not from a dead run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conformance import engine
+from conformance.config import KitConfig
+from conformance.waiting import wait_until
+
+HERE = Path(__file__).parent
+
+
+def _ours(run_id: str) -> list[str]:
+    return [
+        c.name
+        for c in engine.client().containers.list(all=True, filters={"label": f"{engine.LABEL_RUN}={run_id}"})
+    ]
+
+
+def _server_processes(run_id: str) -> list[str]:
+    out = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,stat=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if f"bgwc_{run_id}_" in line and " Z" not in line]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_run_leaves_nothing_behind(sig: signal.Signals, bgwc_config: KitConfig) -> None:
+    run_id = f"int{uuid.uuid4().hex[:8]}"
+    tmp_before = set(Path("/tmp").glob("bgwc-*"))
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(HERE / "interrupted"),
+        "-q",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        f"--bgwc-target={','.join(bgwc_config.targets)}",
+        f"--bgwc-extension={bgwc_config.extension.source}",
+        f"--bgwc-library={bgwc_config.extension.library}",
+    ]
+    child = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "BGWC_RUN_ID": run_id},
+    )
+    assert child.stdout is not None
+    seen: list[str] = []
+
+    def ready() -> bool:
+        line = child.stdout.readline()  # type: ignore[union-attr]
+        seen.append(line)
+        return line.startswith("READY") or child.poll() is not None
+
+    wait_until(ready, 300, what="the child run to start its first target")
+    assert child.poll() is None, "".join(seen)
+    assert _ours(run_id) or _server_processes(run_id), "the child started nothing to clean up"
+    child.send_signal(sig)
+    wait_until(lambda: child.poll() is not None, 60, what=f"the child to exit after {sig.name}")
+    assert _ours(run_id) == [], "containers left behind"
+    assert _server_processes(run_id) == [], "server processes left behind"
+    assert set(Path("/tmp").glob("bgwc-*")) <= tmp_before, "temporary directories left behind"
+
+
+def test_stale_containers_of_dead_runs_are_swept() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    image = engine.client().images.list(name="bgwc/*")[0].tags[0]
+    labels = {engine.LABEL_RUN: "stale", engine.LABEL_OWNER: f"{os.uname().nodename}:{dead.pid}"}
+    c = engine.client().containers.create(image, labels=labels)
+    removed = engine.sweep_stale()
+    assert c.name in removed
+    assert _ours("stale") == []
+
+
+def test_containers_of_live_runs_are_kept() -> None:
+    image = engine.client().images.list(name="bgwc/*")[0].tags[0]
+    labels = {engine.LABEL_RUN: "live", engine.LABEL_OWNER: f"{os.uname().nodename}:{os.getpid()}"}
+    c = engine.client().containers.create(image, labels=labels)
+    try:
+        assert c.name not in engine.sweep_stale()
+        assert _ours("live") == [c.name]
+    finally:
+        c.remove(force=True)

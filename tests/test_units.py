@@ -1,0 +1,111 @@
+"""Unit tests of the pieces that need no server: parsing, configuration, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.config import KitConfig
+from conformance.errors import KitError
+from conformance.images import Extension
+from conformance.processes import parse_ps
+from conformance.waiting import WaitTimeout, wait_until
+from conformance.workloads import Workload
+
+STUB = Path(__file__).parent / "stub_ext"
+
+PS = """\
+  1     0 Ss   /usr/bin/tini -- sleep infinity
+ 10     1 Ss   /usr/lib/postgresql/17/bin/postgres -D /var/lib/bgwc/data -c cluster_name=bgwc_x
+ 11    10 Ss   postgres: bgwc_x: checkpointer
+ 12    10 Ss   postgres: bgwc_x: bgw_pool launcher
+ 13    10 Ss   postgres: bgwc_x: postgres postgres 172.17.0.1(4455) idle
+ 14    10 Ss   postgres: bgwc_x: bgw_pool worker slot 2 gen 7
+ 15    10 Zs   [postgres] <defunct>
+ 16     1 Ss   postgres: bgwc_other: checkpointer
+"""
+
+
+def test_parse_ps_keeps_this_clusters_live_processes() -> None:
+    procs = {p.pid: p for p in parse_ps(PS, "bgwc_x")}
+    assert sorted(procs) == [10, 11, 12, 13, 14]
+    assert procs[10].backend_type == "postmaster"
+    assert procs[11].backend_type == "checkpointer"
+    assert procs[12].backend_type == "bgw_pool launcher"
+    assert procs[13].backend_type == "client backend"
+    assert procs[14].backend_type.startswith("bgw_pool worker")
+    assert procs[14].ppid == 10
+
+
+def _values(**over: str) -> dict[str, str]:
+    base = {
+        "target": "pg17",
+        "extension": str(STUB),
+        "library": "",
+        "make_args": "",
+        "base": "",
+        "pg_config": "pg_config",
+        "profile": "bgw_pool",
+        "seed": "",
+    }
+    return {**base, **over}
+
+
+def test_config_rejects_unknown_targets_and_bad_seeds() -> None:
+    with pytest.raises(KitError, match="pg14"):
+        KitConfig.from_values(_values(target="pg14"))
+    with pytest.raises(KitError, match="seed"):
+        KitConfig.from_values(_values(seed="abc"))
+    kit = KitConfig.from_values(_values(target="pg13, local", seed="5"))
+    assert kit.targets == ("pg13", "local") and kit.seed == 5
+
+
+def test_extension_hash_follows_sources_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "Makefile").write_text("MODULES = x\n")
+    (tmp_path / "x.control").write_text("default_version = '1.0'\n")
+    (tmp_path / "x.c").write_text("int x;\n")
+    ext = Extension.from_dir(tmp_path)
+    before = ext.source_hash()
+    (tmp_path / "x.o").write_bytes(b"\0build artifact")
+    assert ext.source_hash() == before
+    (tmp_path / "x.c").write_text("int y;\n")
+    assert ext.source_hash() != before
+    assert (ext.name, ext.library) == ("x", "x")
+
+
+def test_extension_dir_must_be_pgxs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(KitError, match="not a PGXS extension"):
+        Extension.from_dir(tmp_path)
+
+
+def test_wait_until_returns_value_and_times_out_with_last_value() -> None:
+    values = iter([0, 0, 7])
+    assert wait_until(lambda: next(values), 5) == 7
+    with pytest.raises(WaitTimeout, match=r"(?s)last observed: ValueError\('nope'\).*ctx"):
+        wait_until(lambda: (_ for _ in ()).throw(ValueError("nope")), 0.2, context=lambda: "ctx")
+
+
+def test_workload_is_reproducible_from_its_seed() -> None:
+    w = Workload.load()
+    assert w.operations(3) == w.operations(3)
+    assert w.operations(3) != w.operations(4)
+    assert {op for op, _ in w.operations(3)} <= set(w.weights)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["images", "build", "--pg", "14"], "supported majors"),
+        (["images", "build", "--pg", "x"], "give majors"),
+        (["images", "build", "--pg", "17", "--extension", "/nonexistent"], "not a PGXS extension"),
+        (["run", "--extension", "/nonexistent"], "not a PGXS extension"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_nonzero(argv: list[str], message: str) -> None:
+    res = subprocess.run([sys.executable, "-m", "conformance.cli", *argv], capture_output=True, text=True)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bgw-conformance: ") and message in lines[0], res.stderr
