@@ -69,7 +69,7 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         "-o",
         "console_output_style=classic",
     ]
-    for flag in ("extension", "library", "base", "seed"):
+    for flag in ("extension", "library", "base", "seed", "profile"):
         value = getattr(args, flag)
         if value not in (None, ""):
             argv.append(f"--bgwc-{flag}={value}")
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", default="pg17", help=OPTIONS["target"][1])
     run.add_argument("--reports", default="reports", help="directory for run reports")
     run.add_argument("--seed", default=None, help=OPTIONS["seed"][1])
+    run.add_argument("--profile", default=None, help=OPTIONS["profile"][1])
     _extension_args(run)
 
     sub.add_parser("clean", help="remove containers left by dead runs")
