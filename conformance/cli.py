@@ -66,6 +66,7 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         f"--html={run_dir / 'index.html'}",
         "--self-contained-html",
         f"--junitxml={run_dir / 'junit.xml'}",
+        f"--bgwc-results={run_dir}",
         "-o",
         "console_output_style=classic",
     ]

@@ -20,6 +20,8 @@ from conformance.config import OPTIONS, KitConfig
 from conformance.errors import KitError
 from conformance.targets import ContainerTarget, LocalTarget, Target
 
+CONFIG_KEY = pytest.StashKey[KitConfig]()
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bgw-conformance")
@@ -27,6 +29,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         flag = "--bgwc-" + name.replace("_", "-")
         group.addoption(flag, dest=f"bgwc_{name}", default=None, help=help_text)
         parser.addini(f"bgwc_{name}", help_text, default=default)
+
+    group.addoption(
+        "--bgwc-results",
+        dest="bgwc_results",
+        default=None,
+        help="write results.json (per-test records and run metadata) into this directory",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,12 +56,15 @@ def _read_config(config: pytest.Config) -> KitConfig:
 def pytest_sessionstart(session: pytest.Session) -> None:
     kit = _read_config(session.config)
     session.config.stash[CONFIG_KEY] = kit
+    if out := session.config.getoption("bgwc_results"):
+        from pathlib import Path
+
+        from conformance.results import ResultsRecorder
+
+        session.config.pluginmanager.register(ResultsRecorder(Path(out), kit), "bgwc-results")
     if any(t != "local" for t in kit.targets):
         engine.client()
         engine.sweep_stale()
-
-
-CONFIG_KEY = pytest.StashKey[KitConfig]()
 
 
 @pytest.fixture(scope="session")
@@ -89,5 +101,5 @@ def pg_target(request: pytest.FixtureRequest, bgwc_config: KitConfig) -> Iterato
 @pytest.fixture
 def target(pg_target: Target) -> Target:
     pg_target.ensure_baseline()
-    pg_target.faults.clear()
+    pg_target.begin_test()
     return pg_target

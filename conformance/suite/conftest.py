@@ -29,13 +29,13 @@ def pool(pg_target: Target, profile: Profile) -> Pool:
     if pg_target.cluster_name not in _INSTALLED:
         pg_target.set_baseline(**profile.server)
     pg_target.ensure_baseline()
-    pg_target.faults.clear()
     p = Pool(pg_target, make_adapter(profile, pg_target), profile)
     if pg_target.cluster_name not in _INSTALLED:
         p.adapter.install()
         _INSTALLED.add(pg_target.cluster_name)
     p.wait_launcher()
     p.quiesce()
+    pg_target.begin_test()
     return p
 
 

@@ -13,6 +13,7 @@ import re
 import shlex
 import signal
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,7 +54,10 @@ class Target(ABC):
         self._baseline: dict[str, str] = {}
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
-        self.faults: list[tuple[str, str]] = []  # (what, detail) in order, for reports
+        # faults injected since begin_test(): (seconds since then, what, detail)
+        self.faults: list[tuple[float, str, str]] = []
+        self.test_started = time.monotonic()
+        self.test_log_offset = 0
 
     # -- what a target provides ------------------------------------------------
     @abstractmethod
@@ -267,7 +271,13 @@ class Target(ABC):
 
     # -- bookkeeping -------------------------------------------------------------
     def _record(self, what: str, detail: str) -> None:
-        self.faults.append((what, detail))
+        self.faults.append((round(time.monotonic() - self.test_started, 3), what, detail))
+
+    def begin_test(self) -> None:
+        """Mark the start of a test: faults and the log excerpt count from here."""
+        self.faults.clear()
+        self.test_started = time.monotonic()
+        self.test_log_offset = self.log_offset()
 
     def ensure_baseline(self) -> None:
         """Bring the server back to the state a test may assume: running, with

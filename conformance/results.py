@@ -1,0 +1,134 @@
+"""Machine-readable results of a run: ``results.json``, one record per test.
+
+Active when pytest gets ``--bgwc-results DIR`` (``bgw-conformance run`` passes
+it).  Each record: clauses, outcome (pass, fail, error, skip, not-applicable),
+duration, the failure message, the server log written during the test and the
+faults injected, with times relative to the test's start.  The run's metadata
+(kit, extension, servers, host, seed, times) lets results from several
+machines be merged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import __version__
+from conformance.config import KitConfig
+from conformance.targets import Target
+
+NOT_APPLICABLE = "not applicable"
+LOG_EXCERPT_CHARS = 20_000
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _kit_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _extension_version(kit: KitConfig) -> str | None:
+    control = kit.extension.source / f"{kit.extension.name}.control"
+    for line in control.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "default_version":
+            return value.strip().strip("'\"")
+    return None
+
+
+class ResultsRecorder:
+    def __init__(self, out_dir: Path, kit: KitConfig) -> None:
+        self.out_dir = out_dir
+        self.kit = kit
+        self.records: dict[str, dict[str, Any]] = {}
+        self.servers: dict[str, dict[str, Any]] = {}
+        self.started = _now()
+
+    def _server(self, target: Target) -> None:
+        if target.name in self.servers:
+            return
+        info: dict[str, Any] = {"target": target.name, "major": target.major}
+        try:
+            info["version"] = target.scalar("SELECT version()")
+        except Exception as exc:  # noqa: BLE001 - metadata is best effort
+            info["version"] = f"unknown ({exc})"
+        info["image"] = getattr(target, "image", None)
+        self.servers[target.name] = info
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        rec = self.records.setdefault(
+            item.nodeid,
+            {
+                "nodeid": item.nodeid,
+                "name": item.name,
+                "family": item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+                if item.module
+                else "",
+                "clauses": [c for m in item.iter_markers("clause") for c in m.args],
+                "outcome": "pass",
+                "duration": 0.0,
+                "message": None,
+                "log_excerpt": "",
+                "faults": [],
+            },
+        )
+        target = getattr(item, "funcargs", {}).get("pg_target")
+        if target is not None:
+            rec["target"] = target.name
+            self._server(target)
+        rec["duration"] = round(rec["duration"] + report.duration, 3)
+        if report.skipped:
+            reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+            rec["outcome"] = "not-applicable" if NOT_APPLICABLE in reason else "skip"
+            rec["message"] = reason.removeprefix("Skipped: ")
+        elif report.failed:
+            rec["outcome"] = "fail" if report.when == "call" else "error"
+            rec["message"] = report.longreprtext[-4000:]
+        if report.when in ("call", "teardown") and target is not None and rec["outcome"] != "skip":
+            try:
+                rec["log_excerpt"] = target.log_since(target.test_log_offset)[-LOG_EXCERPT_CHARS:]
+            except Exception as exc:  # noqa: BLE001 - the server may be gone
+                rec["log_excerpt"] = f"(log unavailable: {exc})"
+            rec["faults"] = [{"t": t, "what": w, "detail": d} for t, w, d in target.faults]
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        kit = self.kit
+        data = {
+            "run": {
+                "kit_version": __version__,
+                "kit_commit": _kit_commit(),
+                "extension": {
+                    "name": kit.extension.name,
+                    "version": _extension_version(kit),
+                    "source_hash": kit.extension.source_hash(),
+                    "library": kit.extension.library,
+                },
+                "profile": kit.profile,
+                "targets": list(kit.targets),
+                "servers": list(self.servers.values()),
+                "seed": kit.seed,
+                "host_kernel": os.uname().release,
+                "started": self.started,
+                "finished": _now(),
+                "exit_status": int(exitstatus),
+            },
+            "tests": list(self.records.values()),
+        }
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "results.json").write_text(json.dumps(data, indent=1, default=str))
