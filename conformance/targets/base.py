@@ -69,10 +69,23 @@ class Target(ABC):
         """A libpq connection string for the server."""
 
     @abstractmethod
+    def libpq_env(self) -> dict[str, str]:
+        """PGHOST/PGPORT/PGUSER for client programs run beside the server."""
+
+    #: where the extension's sources were built for this server
+    ext_build_dir: str
+    #: the pg_config of this server
+    pg_config: str
+
+    @abstractmethod
     def close(self) -> None:
         """Stop the server and remove everything the target created."""
 
     # -- running commands ------------------------------------------------------
+    def exec(self, argv: Sequence[str], user: str = "postgres", timeout: float = 120) -> ExecResult:
+        """Run a command beside the server; its exit code and output."""
+        return self._exec(argv, user, timeout)
+
     def run(self, argv: Sequence[str], user: str = "postgres", timeout: float = 120) -> str:
         """Run a command beside the server; raise TargetError unless it exits 0."""
         res = self._exec(argv, user, timeout)

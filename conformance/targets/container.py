@@ -26,6 +26,8 @@ class ContainerTarget(Target):
         self.name = f"pg{major}"
         self.major = major
         self.image = image
+        self.ext_build_dir = "/usr/src/ext"
+        self.pg_config = f"{self.bindir}/pg_config"
         self.started_in_s = 0.0
         self._container = DockerContainer(image).with_kwargs(labels=engine.run_labels())
         # published on loopback only, on a free port: docker-py's (ip, port) form,
@@ -55,6 +57,9 @@ class ContainerTarget(Target):
     def conninfo(self, dbname: str = "postgres") -> str:
         port = self._container.get_exposed_port(PORT)
         return f"host=127.0.0.1 port={port} user=postgres dbname={dbname}"
+
+    def libpq_env(self) -> dict[str, str]:
+        return {"PGHOST": "/tmp", "PGPORT": str(PORT), "PGUSER": "postgres"}
 
     def close(self) -> None:
         self._drop_connection()

@@ -76,6 +76,7 @@ class LocalTarget(Target):
         super().__init__(
             f"bgwc_{engine.RUN_ID}_local", str(self._tmp / "data"), str(self._tmp / "server.log"), bindir
         )
+        self.ext_build_dir = str(self._tmp / "ext-build")
         self.started_in_s = 0.0
         self._pgpp: PostgreSQLExecutor | None = None
 
@@ -133,7 +134,7 @@ class LocalTarget(Target):
         return str(frag)
 
     def _install_extension(self) -> None:
-        build = self._tmp / "ext-build"
+        build = Path(self.ext_build_dir)
         for rel in self.ext.files():
             (build / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(self.ext.source / rel, build / rel)
@@ -164,6 +165,9 @@ class LocalTarget(Target):
 
     def conninfo(self, dbname: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+
+    def libpq_env(self) -> dict[str, str]:
+        return {"PGHOST": str(self._tmp), "PGPORT": str(self.port), "PGUSER": "postgres"}
 
     def close(self) -> None:
         self._drop_connection()
