@@ -69,6 +69,13 @@ class Pool:
             and not self.adapter.check()
         )
 
+    def submit_within(self, timeout: float, kind: str, args: dict[str, object] | None = None) -> Handle:
+        """Submit, retrying until ``timeout``: for capacity that is coming back
+        (the postmaster frees a worker's registration only once it has reaped it)."""
+        return self.target.wait_until(
+            lambda: self.adapter.submit(kind, args), timeout, what=f"a {kind} submit to succeed"
+        )
+
     def wait_gone(self, pids: set[int], timeout: float, what: str) -> None:
         self.target.wait_until(
             lambda: not ({p.pid for p in self.target.processes()} & pids), timeout, what=what

@@ -16,7 +16,7 @@ def contract_clauses() -> dict[str, str]:
     return dict(CLAUSE.findall(CONTRACT.read_text()))
 
 
-def tests_by_clause() -> dict[str, list[str]]:
+def clauses_tested() -> dict[str, list[str]]:
     """Map clause id -> test names, read from the suite's source."""
     found: dict[str, list[str]] = {}
     unmarked: list[str] = []
@@ -43,6 +43,6 @@ def tests_by_clause() -> dict[str, list[str]]:
 def test_every_clause_has_a_test_and_every_test_a_clause() -> None:
     clauses = contract_clauses()
     assert len(clauses) >= 20
-    tested = tests_by_clause()
+    tested = clauses_tested()
     assert sorted(set(clauses) - set(tested)) == [], "clauses without a test"
     assert sorted(set(tested) - set(clauses)) == [], "tests naming unknown clauses"

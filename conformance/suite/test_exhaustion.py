@@ -55,7 +55,7 @@ def test_too_few_worker_processes_refuses_and_returns_the_slot(pool: Pool) -> No
     )
     _stop_all(pool, [first])
     # EXH-4: capacity is back once the worker ended
-    pool.wait_freed(pool.adapter.submit("exit", {"code": 0}), CAPACITY_BACK_S)
+    pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))
 
 
 @pytest.mark.clause("EXH-3", "EXH-4")
@@ -122,7 +122,7 @@ def test_parallel_query_workers_starve_the_pool_until_they_end(pool: Pool) -> No
         CAPACITY_BACK_S,
         what="parallel workers gone",
     )
-    pool.wait_freed(pool.adapter.submit("exit", {"code": 0}), CAPACITY_BACK_S)
+    pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))
 
 
 @pytest.mark.clause("EXH-5")

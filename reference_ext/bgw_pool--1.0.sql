@@ -1,0 +1,62 @@
+/* bgw_pool--1.0.sql */
+
+\echo Use "CREATE EXTENSION bgw_pool" to load this file. \quit
+
+CREATE FUNCTION _submit(job text, args_type text, ms text, code text, message text, query text,
+                        dbname name)
+RETURNS TABLE (slot int, generation bigint, pid int)
+AS 'MODULE_PATHNAME', 'bgw_pool_submit'
+LANGUAGE C VOLATILE;
+
+-- Start a job in a pool worker; returns its handle (slot, generation) and
+-- pid once the worker runs.
+CREATE FUNCTION submit(job text, args jsonb DEFAULT '{}', dbname name DEFAULT current_database())
+RETURNS TABLE (slot int, generation bigint, pid int)
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT * FROM @extschema@._submit($1, jsonb_typeof($2), $2->>'ms', $2->>'code',
+                                    $2->>'message', $2->>'query', $3)
+$$;
+
+-- Ask the worker of a handle to stop; false for a free slot or a stale generation.
+CREATE FUNCTION terminate(slot int, generation bigint DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'bgw_pool_terminate'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION _status(
+    OUT slot int, OUT state text, OUT generation bigint, OUT database name, OUT pid int,
+    OUT handle_status text, OUT job text, OUT started_at timestamptz,
+    OUT last_exit_code int, OUT last_exit_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'bgw_pool_status'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW status AS SELECT * FROM @extschema@._status();
+
+CREATE FUNCTION launcher_pid()
+RETURNS int
+AS 'MODULE_PATHNAME', 'bgw_pool_launcher_pid'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION stats(
+    OUT launched bigint, OUT exited bigint, OUT failed bigint, OUT crashed bigint,
+    OUT rejected bigint, OUT launcher_restarts bigint, OUT capacity int)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'bgw_pool_stats'
+LANGUAGE C VOLATILE;
+
+-- The violated invariants of the pool, one row each; none when consistent.
+CREATE FUNCTION @extschema@.check(OUT invariant text, OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'bgw_pool_check'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION direct_launch_us()
+RETURNS float8
+AS 'MODULE_PATHNAME', 'bgw_pool_direct_launch_us'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION _submit(text, text, text, text, text, text, name), submit(text, jsonb, name),
+    terminate(int, bigint), _status(), launcher_pid(), stats(), @extschema@.check(), direct_launch_us() FROM PUBLIC;
+REVOKE ALL ON status FROM PUBLIC;

@@ -1,0 +1,121 @@
+/*-------------------------------------------------------------------------
+ *
+ * jobs.c
+ *		What a pool worker does, by job kind.
+ *
+ * NOTES
+ *		sleep {"ms"}: waits, interruptibly, then exits 0.
+ *		sql {"query"}: runs one statement through SPI in its own transaction.
+ *		exit {"code"}: proc_exit(code); codes other than 0 and 1 make the
+ *			postmaster treat the exit as a crash and restart the cluster.
+ *		error {"message"}: ereport(ERROR), which ends a worker as FATAL (1).
+ *		fatal {"message"}: ereport(FATAL), exit code 1.
+ *		crash: abort(); the postmaster crash-restarts the cluster.
+ *		ignore_sigterm {"ms"}: ignores SIGTERM while it waits ms (default
+ *			one hour); it still exits when the postmaster dies.
+ *		exit_at_once: exits 0 right after attaching, without connecting, so
+ *			it is usually gone before the launcher's startup wait returns.
+ *		The worker is connected to its database (but for exit_at_once) when
+ *		a job starts.
+ *		Every wait is WaitLatch with WL_EXIT_ON_PM_DEATH.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "compat.h"
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "jobs.h"
+
+/* Wait 'ms' milliseconds, waking for interrupts and configuration reloads. */
+static void
+job_wait(int64 ms)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	for (;;)
+	{
+		long		remaining;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
+		if (remaining <= 0)
+			break;
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 remaining, BGWP_WAIT_EVENT);
+		ResetLatch(MyLatch);
+	}
+}
+
+static void
+job_sql(const char *query)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, query);
+	if (SPI_execute(query, false, 0) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("bgw_pool sql job failed: %s", query)));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+void
+pool_run_job(PoolJob *job)
+{
+	switch (job->kind)
+	{
+		case JOB_SLEEP:
+			job_wait(job->ms);
+			break;
+		case JOB_SQL:
+			job_sql(job->text);
+			break;
+		case JOB_EXIT:
+			proc_exit(job->code);
+			break;
+		case JOB_ERROR:
+			ereport(ERROR,
+					(errcode(ERRCODE_RAISE_EXCEPTION),
+					 errmsg("%s", job->text)));
+			break;
+		case JOB_FATAL:
+			ereport(FATAL,
+					(errcode(ERRCODE_RAISE_EXCEPTION),
+					 errmsg("%s", job->text)));
+			break;
+		case JOB_CRASH:
+			abort();
+			break;
+		case JOB_IGNORE_SIGTERM:
+			/* SIGTERM is ignored since before signals were unblocked */
+			job_wait(job->ms);
+			break;
+		case JOB_EXIT_AT_ONCE:
+			proc_exit(0);
+			break;
+	}
+}

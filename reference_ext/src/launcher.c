@@ -1,0 +1,333 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *		The pool's launcher: the only process that registers pool workers.
+ *
+ * NOTES
+ *		SQL backends claim a slot (STARTING), then wake the launcher, which
+ *		registers a dynamic worker for it with bgw_notify_pid set to itself,
+ *		keeps the BackgroundWorkerHandle in its own memory, and waits for the
+ *		start.  The worker attaches to its slot and answers the submitter.
+ *		The postmaster signals the launcher when a worker it launched ends,
+ *		but not which: so on every wake the launcher reads the pool and its
+ *		handles (GetBackgroundWorkerPid) to learn that.
+ *
+ *		The launcher never exits with code 0 (a static worker exiting 0 is
+ *		not restarted): SIGTERM ends it through die(), exit code 1, and the
+ *		postmaster starts it again after bgw_pool.launcher_restart_s.
+ *
+ *		A new launcher reconciles the pool: it ADOPTS running workers (they
+ *		keep running and keep their slots; lacking their handles, it stops
+ *		them with SIGTERM by pid, which is safe under the lock because a
+ *		worker clears its pid before exiting), and fails the requests the old
+ *		launcher never registered.  It never registers a worker for a slot
+ *		that already has one, so no duplicate can arise.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "compat.h"
+
+#include <signal.h>
+
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "pool.h"
+
+PGDLLEXPORT void bgw_pool_launcher_main(Datum main_arg);
+
+/* Handles of the workers this launcher registered, by slot. */
+static BackgroundWorkerHandle **handles = NULL;
+static uint64 *handle_generation = NULL;
+
+static void
+launcher_exit_cleanup(int code, Datum arg)
+{
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	if (BgwPool->launcher_pid == MyProcPid)
+	{
+		BgwPool->launcher_pid = 0;
+		BgwPool->launcher_latch = NULL;
+	}
+	LWLockRelease(BgwPool->lock);
+	ConditionVariableBroadcast(&BgwPool->cv);
+}
+
+/*
+ * Fail a request that never got a worker: free the slot and tell the
+ * submitter.  Caller must hold the pool lock exclusively.
+ */
+static void
+fail_request(PoolSlot *slot, PoolOutcome outcome)
+{
+	Assert(LWLockHeldByMeInMode(BgwPool->lock, LW_EXCLUSIVE));
+	if (slot->outcome == OUTCOME_PENDING)
+		slot->outcome = outcome;
+	pool_release_slot(slot);
+}
+
+/* Take over the pool left by an earlier launcher of this postmaster. */
+static void
+launcher_reconcile(void)
+{
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	BgwPool->launcher_starts++;
+	BgwPool->launcher_pid = MyProcPid;
+	BgwPool->launcher_latch = MyLatch;
+	for (int i = 0; i < BgwPool->capacity; i++)
+	{
+		PoolSlot   *slot = &BgwPool->slots[i];
+
+		if (slot->state == SLOT_FREE)
+			continue;
+#ifndef BGW_POOL_MUTANT_no_reconcile
+		if (!slot->registered)
+		{
+			/* claimed, but the old launcher never registered it */
+			BgwPool->failed++;
+			fail_request(slot, OUTCOME_NOT_STARTED);
+			continue;
+		}
+#endif
+		/* registered by the old launcher: adopt it */
+		slot->adopted = true;
+		slot->terminate_sent = false;
+	}
+	LWLockRelease(BgwPool->lock);
+	ConditionVariableBroadcast(&BgwPool->cv);
+}
+
+/* Register the worker of a STARTING slot and wait for it to start. */
+static void
+launch(int id, uint64 generation)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	BgwHandleStatus status;
+	MemoryContext oldcxt;
+	PoolSlot   *slot;
+	pid_t		pid;
+	bool		ok;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, sizeof(worker.bgw_library_name), "bgw_pool");
+	snprintf(worker.bgw_function_name, sizeof(worker.bgw_function_name), "bgw_pool_worker_main");
+	snprintf(worker.bgw_name, sizeof(worker.bgw_name),
+			 "bgw_pool worker slot %d gen " UINT64_FORMAT, id, generation);
+	snprintf(worker.bgw_type, sizeof(worker.bgw_type), "bgw_pool worker");
+	worker.bgw_main_arg = Int32GetDatum(id);
+	memcpy(worker.bgw_extra, &generation, sizeof(generation));
+	worker.bgw_notify_pid = MyProcPid;
+
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&worker, &handle);
+	MemoryContextSwitchTo(oldcxt);
+
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	slot = pool_slot_if_current(id, generation);
+	if (!ok)
+	{
+		BgwPool->rejected++;
+		if (slot != NULL)
+		{
+#ifndef BGW_POOL_MUTANT_leak_on_refusal
+			fail_request(slot, OUTCOME_REFUSED);
+#else
+			slot->outcome = OUTCOME_REFUSED;
+#endif
+		}
+		LWLockRelease(BgwPool->lock);
+		ConditionVariableBroadcast(&BgwPool->cv);
+		ereport(LOG,
+				(errmsg("bgw_pool: could not register a worker for slot %d: out of background worker slots",
+						id),
+				 errhint("You might need to increase \"%s\".", "max_worker_processes")));
+		return;
+	}
+	BgwPool->launched++;
+	if (slot != NULL)
+	{
+		slot->registered = true;
+		slot->handle_status = HANDLE_NOT_YET_STARTED;
+	}
+	LWLockRelease(BgwPool->lock);
+
+	handles[id] = handle;
+	handle_generation[id] = generation;
+
+	status = WaitForBackgroundWorkerStartup(handle, &pid);
+	if (status == BGWH_POSTMASTER_DIED)
+		proc_exit(1);
+
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	slot = pool_slot_if_current(id, generation);
+	if (slot != NULL)
+	{
+		if (status == BGWH_STARTED)
+			slot->handle_status = HANDLE_STARTED;
+#ifndef BGW_POOL_MUTANT_stopped_is_failure
+		else if (status == BGWH_STOPPED && !slot->attached)
+#else
+		else if (status == BGWH_STOPPED)
+#endif
+		{
+			/* it never ran: the fork failed, or it was stopped before */
+			BgwPool->failed++;
+			fail_request(slot, OUTCOME_NOT_STARTED);
+		}
+		/* stopped after attaching: it started and already finished */
+	}
+	LWLockRelease(BgwPool->lock);
+	ConditionVariableBroadcast(&BgwPool->cv);
+}
+
+/* Register every slot waiting for a worker. */
+static void
+launch_pending(void)
+{
+	for (;;)
+	{
+		int			id = -1;
+		uint64		generation = 0;
+
+		LWLockAcquire(BgwPool->lock, LW_SHARED);
+		for (int i = 0; i < BgwPool->capacity; i++)
+		{
+			PoolSlot   *slot = &BgwPool->slots[i];
+
+			if (slot->state == SLOT_STARTING && !slot->registered &&
+				slot->outcome == OUTCOME_PENDING)
+			{
+				id = i;
+				generation = slot->generation;
+				break;
+			}
+		}
+		LWLockRelease(BgwPool->lock);
+		if (id < 0)
+			return;
+		launch(id, generation);
+	}
+}
+
+/*
+ * Read every handle: publish its status, forget the handles of workers that
+ * are gone, and free the slot of a worker that died without its cleanup.
+ * Then act on termination requests.
+ */
+static void
+reap_and_terminate(void)
+{
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < BgwPool->capacity; i++)
+	{
+		PoolSlot   *slot = &BgwPool->slots[i];
+		BackgroundWorkerHandle *handle = handles[i];
+		bool		current = handle != NULL && slot->generation == handle_generation[i];
+
+		if (handle != NULL)
+		{
+			pid_t		pid;
+			BgwHandleStatus status = GetBackgroundWorkerPid(handle, &pid);
+
+			if (current && slot->state != SLOT_FREE)
+			{
+				if (status == BGWH_STOPPED)
+				{
+					/* gone without freeing its slot */
+					slot->has_exit = true;
+					slot->last_exit_crash = true;
+					slot->last_exit_at = GetCurrentTimestamp();
+					if (slot->attached)
+						BgwPool->crashed++;
+					else
+						BgwPool->failed++;
+					fail_request(slot, OUTCOME_NOT_STARTED);
+				}
+				else
+					slot->handle_status = (status == BGWH_STARTED) ? HANDLE_STARTED :
+						(status == BGWH_NOT_YET_STARTED) ? HANDLE_NOT_YET_STARTED :
+						HANDLE_POSTMASTER_DIED;
+			}
+			if (!current || status == BGWH_STOPPED || slot->state == SLOT_FREE)
+			{
+				pfree(handle);
+				handles[i] = NULL;
+				handle = NULL;
+			}
+		}
+
+		if (slot->state != SLOT_FREE && slot->terminate_requested && !slot->terminate_sent)
+		{
+			if (handle != NULL)
+			{
+				TerminateBackgroundWorker(handle);
+				slot->terminate_sent = true;
+			}
+			else if (slot->adopted && slot->pid != 0)
+			{
+				/* no handle: the pid is current while its slot holds it */
+				(void) kill(slot->pid, SIGTERM);
+				slot->terminate_sent = true;
+			}
+		}
+	}
+	LWLockRelease(BgwPool->lock);
+	ConditionVariableBroadcast(&BgwPool->cv);
+}
+
+void
+bgw_pool_launcher_main(Datum main_arg)
+{
+	before_shmem_exit(launcher_exit_cleanup, (Datum) 0);
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	/* no database: shared catalogs only, but visible in pg_stat_activity */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	handles = MemoryContextAllocZero(TopMemoryContext,
+									 sizeof(BackgroundWorkerHandle *) * BgwPool->capacity);
+	handle_generation = MemoryContextAllocZero(TopMemoryContext,
+											   sizeof(uint64) * BgwPool->capacity);
+
+	if (BgwPool->capacity + 1 > max_worker_processes)
+		ereport(WARNING,
+				(errmsg("bgw_pool: %d workers and the launcher exceed max_worker_processes (%d)",
+						BgwPool->capacity, max_worker_processes),
+				 errhint("Raise \"%s\" or lower \"%s\".", "max_worker_processes",
+						 "bgw_pool.max_workers")));
+
+	launcher_reconcile();
+	ereport(LOG,
+			(errmsg("bgw_pool launcher started with %d slots", BgwPool->capacity)));
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		launch_pending();
+		reap_and_terminate();
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, BGWP_WAIT_EVENT);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,228 @@
+/*-------------------------------------------------------------------------
+ *
+ * pool.c
+ *		Shared memory of the pool: the slots, the free and running lists.
+ *
+ * NOTES
+ *		Functions that change the lists state their lock contract and assert
+ *		it.  Slots are claimed from the head of the free list and returned to
+ *		its tail, so a freed slot is the last to be reused.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "compat.h"
+
+#include <signal.h>
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+#include "pool.h"
+
+PoolShared *BgwPool = NULL;
+
+Size
+pool_shmem_size(void)
+{
+	return add_size(offsetof(PoolShared, slots),
+					mul_size(bgw_pool_max_workers, sizeof(PoolSlot)));
+}
+
+/*
+ * Create or attach to the pool.  Called from shmem_startup_hook, also after
+ * a crash-restart, when the postmaster has created shared memory anew: the
+ * pool is then fresh, and nothing of the old one is trusted.
+ */
+void
+pool_shmem_init(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	BgwPool = ShmemInitStruct("bgw_pool", pool_shmem_size(), &found);
+	if (!found)
+	{
+		/*
+		 * Generations start from the clock, not from zero: a handle taken
+		 * before a crash-restart must not match a worker started after it.
+		 * Each claim takes far longer than the microsecond a generation
+		 * stands for, so later pools always start above earlier ones.
+		 */
+		uint64		base = (uint64) GetCurrentTimestamp();
+
+		memset(BgwPool, 0, pool_shmem_size());
+		BgwPool->lock = &(GetNamedLWLockTranche("bgw_pool"))->lock;
+		BgwPool->capacity = bgw_pool_max_workers;
+		ConditionVariableInit(&BgwPool->cv);
+		dlist_init(&BgwPool->free_list);
+		dlist_init(&BgwPool->running_list);
+		for (int i = 0; i < BgwPool->capacity; i++)
+		{
+			PoolSlot   *slot = &BgwPool->slots[i];
+
+			slot->id = i;
+			slot->state = SLOT_FREE;
+			slot->generation = base;
+			slot->generation_hwm = base;
+			dlist_push_tail(&BgwPool->free_list, &slot->node);
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Is a slot on the free list still held by a submitter that has not read
+ * its outcome?  Such a slot is not reused, so that the submitter learns the
+ * outcome of its own request and not of a later one.  A submitter that died
+ * without reading it no longer holds the slot.
+ */
+static bool
+slot_held_by_submitter(PoolSlot *slot)
+{
+	if (!slot->awaiting_ack)
+		return false;
+	if (slot->submitter_pid == MyProcPid)
+		return false;
+	return kill(slot->submitter_pid, 0) == 0;
+}
+
+/*
+ * Take a free slot, move it to the running list as STARTING with a new
+ * generation, and return it; NULL when the pool is full.
+ *
+ * Caller must hold the pool lock exclusively.
+ */
+PoolSlot *
+pool_claim_slot(void)
+{
+	dlist_mutable_iter iter;
+
+	Assert(LWLockHeldByMeInMode(BgwPool->lock, LW_EXCLUSIVE));
+
+	dlist_foreach_modify(iter, &BgwPool->free_list)
+	{
+		PoolSlot   *slot = dlist_container(PoolSlot, node, iter.cur);
+
+		Assert(slot->state == SLOT_FREE);
+#ifndef BGW_POOL_MUTANT_no_ack_guard
+		if (slot_held_by_submitter(slot))
+			continue;
+#endif
+		dlist_delete(&slot->node);
+		dlist_push_tail(&BgwPool->running_list, &slot->node);
+
+		slot->state = SLOT_STARTING;
+		slot->generation++;
+		if (slot->generation > slot->generation_hwm)
+			slot->generation_hwm = slot->generation;
+		slot->dboid = InvalidOid;
+		slot->pid = 0;
+		slot->started_at = 0;
+		slot->registered = false;
+		slot->attached = false;
+		slot->adopted = false;
+		slot->terminate_requested = false;
+		slot->terminate_sent = false;
+		slot->handle_status = HANDLE_NONE;
+		slot->outcome = OUTCOME_PENDING;
+		slot->outcome_pid = 0;
+		slot->awaiting_ack = true;
+		slot->submitter_pid = MyProcPid;
+		return slot;
+	}
+	return NULL;
+}
+
+/*
+ * Return a slot to the tail of the free list.  Its generation, outcome and
+ * last exit stay, for the submitter and for the status view.
+ *
+ * Caller must hold the pool lock exclusively.
+ */
+void
+pool_release_slot(PoolSlot *slot)
+{
+	Assert(LWLockHeldByMeInMode(BgwPool->lock, LW_EXCLUSIVE));
+	Assert(slot->state != SLOT_FREE);
+
+	dlist_delete(&slot->node);
+	dlist_push_tail(&BgwPool->free_list, &slot->node);
+	slot->state = SLOT_FREE;
+	slot->pid = 0;
+	slot->handle_status = HANDLE_NONE;
+	slot->adopted = false;
+	slot->terminate_requested = false;
+	slot->terminate_sent = false;
+}
+
+/*
+ * The slot 'id' if it still belongs to 'generation' and is not free.
+ *
+ * Caller must hold the pool lock.
+ */
+PoolSlot *
+pool_slot_if_current(int id, uint64 generation)
+{
+	PoolSlot   *slot;
+
+	Assert(LWLockHeldByMe(BgwPool->lock));
+	if (id < 0 || id >= BgwPool->capacity)
+		return NULL;
+	slot = &BgwPool->slots[id];
+	if (slot->generation != generation || slot->state == SLOT_FREE)
+		return NULL;
+	return slot;
+}
+
+/* Wake the launcher, if one runs.  Takes the lock in shared mode. */
+void
+pool_wake_launcher(void)
+{
+	Latch	   *latch;
+
+	LWLockAcquire(BgwPool->lock, LW_SHARED);
+	latch = BgwPool->launcher_latch;
+	LWLockRelease(BgwPool->lock);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+static const char *const state_names[] = {"free", "starting", "running", "stopping"};
+static const char *const job_names[] = {"sleep", "sql", "exit", "error", "fatal", "crash",
+"ignore_sigterm", "exit_at_once"};
+static const char *const handle_names[] = {NULL, "not_yet_started", "started", "stopped",
+"postmaster_died"};
+
+const char *
+pool_state_name(PoolSlotState state)
+{
+	return state_names[state];
+}
+
+const char *
+pool_job_name(PoolJobKind job)
+{
+	return job_names[job];
+}
+
+bool
+pool_job_from_name(const char *name, PoolJobKind *job)
+{
+	for (int i = 0; i < lengthof(job_names); i++)
+	{
+		if (strcmp(name, job_names[i]) == 0)
+		{
+			*job = (PoolJobKind) i;
+			return true;
+		}
+	}
+	return false;
+}
+
+const char *
+pool_handle_status_name(PoolHandleStatus status)
+{
+	return handle_names[status];
+}

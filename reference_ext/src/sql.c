@@ -1,0 +1,556 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql.c
+ *		SQL-callable functions of bgw_pool: submit, terminate, the status
+ *		view, stats, the invariant check, the measurement floor.
+ *
+ * NOTES
+ *		Arguments are validated before any slot is claimed: bad input gets
+ *		SQLSTATE 22004 (null) or 22023 (invalid), an unknown database 3D000,
+ *		a database that refuses connections 55000.  A submitter waits on the
+ *		pool's condition variable for its own outcome; its slot is not reused
+ *		before it has read that outcome (PoolSlot.awaiting_ack).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "compat.h"
+
+#include <signal.h>
+#include <limits.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "pool.h"
+
+PG_FUNCTION_INFO_V1(bgw_pool_submit);
+PG_FUNCTION_INFO_V1(bgw_pool_terminate);
+PG_FUNCTION_INFO_V1(bgw_pool_status);
+PG_FUNCTION_INFO_V1(bgw_pool_launcher_pid);
+PG_FUNCTION_INFO_V1(bgw_pool_stats);
+PG_FUNCTION_INFO_V1(bgw_pool_check);
+PG_FUNCTION_INFO_V1(bgw_pool_direct_launch_us);
+
+#define DEFAULT_IGNORE_MS INT64CONST(3600000)
+
+/* Set up a materialized result set; returns its tuple descriptor. */
+static TupleDesc
+begin_materialize(FunctionCallInfo fcinfo, Tuplestorestate **store)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	tupdesc;
+	MemoryContext oldcxt;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	tupdesc = CreateTupleDescCopy(tupdesc);
+	*store = tuplestore_begin_heap(true, false, work_mem);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = *store;
+	rsinfo->setDesc = tupdesc;
+	MemoryContextSwitchTo(oldcxt);
+	return tupdesc;
+}
+
+static int64
+parse_int_arg(const char *job, const char *name, text *value, int64 min, int64 max)
+{
+	char	   *s = text_to_cstring(value);
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid \"%s\" for job \"%s\": \"%s\"", name, job, s),
+				 errdetail("\"%s\" must be an integer from " INT64_FORMAT " to " INT64_FORMAT ".",
+						   name, min, max)));
+	return (int64) v;
+}
+
+/* Resolve and check the target database before any slot is claimed. */
+static Oid
+submit_database(Name dbname)
+{
+	Oid			dboid = get_database_oid(NameStr(*dbname), false);
+	HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	bool		allowconn;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_DATABASE),
+				 errmsg("database \"%s\" does not exist", NameStr(*dbname))));
+	allowconn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
+	ReleaseSysCache(tup);
+	if (!allowconn)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("database \"%s\" is not accepting connections", NameStr(*dbname)),
+				 errhint("A pool worker cannot run in a database with datallowconn = false.")));
+	return dboid;
+}
+
+/*
+ * bgw_pool._submit(job, args_type, ms, code, message, query, dbname)
+ * Called by bgw_pool.submit(job, args jsonb, dbname), which unpacks args.
+ */
+Datum
+bgw_pool_submit(PG_FUNCTION_ARGS)
+{
+	char	   *job_name;
+	PoolJobKind kind;
+	int64		ms = 0;
+	int			code = 0;
+	char	   *textarg = NULL;
+	Oid			dboid;
+	PoolSlot   *slot;
+	int			id;
+	uint64		generation;
+	PoolOutcome outcome = OUTCOME_PENDING;
+	pid_t		pid = 0;
+	TimestampTz deadline;
+	Tuplestorestate *store;
+	TupleDesc	tupdesc;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("job must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("args must not be null")));
+	if (PG_ARGISNULL(6))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("dbname must not be null")));
+	job_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!pool_job_from_name(job_name, &kind))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown job \"%s\"", job_name),
+				 errhint("Valid jobs are sleep, sql, exit, error, fatal, crash, ignore_sigterm and exit_at_once.")));
+	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), "object") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("args must be a JSON object")));
+
+	switch (kind)
+	{
+		case JOB_SLEEP:
+			if (PG_ARGISNULL(2))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("job \"sleep\" needs \"ms\"")));
+			ms = parse_int_arg(job_name, "ms", PG_GETARG_TEXT_PP(2), 0, INT_MAX);
+			break;
+		case JOB_IGNORE_SIGTERM:
+			ms = PG_ARGISNULL(2) ? DEFAULT_IGNORE_MS :
+				parse_int_arg(job_name, "ms", PG_GETARG_TEXT_PP(2), 0, INT_MAX);
+			break;
+		case JOB_EXIT:
+			if (PG_ARGISNULL(3))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("job \"exit\" needs \"code\"")));
+			code = (int) parse_int_arg(job_name, "code", PG_GETARG_TEXT_PP(3), 0, 255);
+			break;
+		case JOB_ERROR:
+		case JOB_FATAL:
+			textarg = PG_ARGISNULL(4) ? psprintf("bgw_pool: %s job", job_name) :
+				text_to_cstring(PG_GETARG_TEXT_PP(4));
+			break;
+		case JOB_SQL:
+			if (PG_ARGISNULL(5))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("job \"sql\" needs \"query\"")));
+			textarg = text_to_cstring(PG_GETARG_TEXT_PP(5));
+			break;
+		case JOB_CRASH:
+		case JOB_EXIT_AT_ONCE:
+			break;
+	}
+	if (textarg != NULL && strlen(textarg) >= BGW_POOL_TEXT_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job argument is too long"),
+				 errdetail("The limit is %d bytes.", BGW_POOL_TEXT_LEN - 1)));
+	dboid = submit_database(PG_GETARG_NAME(6));
+
+	/* claim a slot */
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	if (BgwPool->launcher_pid == 0)
+	{
+		LWLockRelease(BgwPool->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("bgw_pool launcher is not running"),
+				 errhint("The postmaster restarts it within bgw_pool.launcher_restart_s; retry then.")));
+	}
+	slot = pool_claim_slot();
+	if (slot == NULL)
+	{
+		BgwPool->rejected++;
+		LWLockRelease(BgwPool->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("bgw_pool is full: all %d slots are in use", BgwPool->capacity),
+				 errhint("Wait for a worker to finish, or raise \"%s\".", "bgw_pool.max_workers")));
+	}
+	slot->dboid = dboid;
+	slot->job = kind;
+	slot->arg_ms = ms;
+	slot->arg_code = code;
+	strlcpy(slot->arg_text, textarg ? textarg : "", sizeof(slot->arg_text));
+	id = slot->id;
+	generation = slot->generation;
+	LWLockRelease(BgwPool->lock);
+	pool_wake_launcher();
+
+	/* wait for our own outcome */
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), bgw_pool_startup_timeout_ms);
+	PG_TRY();
+	{
+		ConditionVariablePrepareToSleep(&BgwPool->cv);
+		for (;;)
+		{
+			long		remaining;
+			bool		launcher_gone;
+
+			LWLockAcquire(BgwPool->lock, LW_SHARED);
+			outcome = slot->outcome;
+			pid = slot->outcome_pid;
+			launcher_gone = BgwPool->launcher_pid == 0 && !slot->registered;
+			LWLockRelease(BgwPool->lock);
+			if (outcome != OUTCOME_PENDING || launcher_gone)
+				break;
+			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+			if (remaining <= 0)
+				break;
+			(void) ConditionVariableTimedSleep(&BgwPool->cv, Min(remaining, 100L), BGWP_WAIT_EVENT);
+		}
+		ConditionVariableCancelSleep();
+	}
+	PG_FINALLY();
+	{
+		/* read or not, the outcome is ours no more; give up a pending request */
+		LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+		if (slot->generation == generation)
+		{
+			if (slot->outcome == OUTCOME_PENDING)
+			{
+				slot->outcome = OUTCOME_ABANDONED;
+				if (slot->registered)
+					slot->terminate_requested = true;
+				else if (slot->state != SLOT_FREE)
+					pool_release_slot(slot);
+			}
+			slot->awaiting_ack = false;
+		}
+		LWLockRelease(BgwPool->lock);
+	}
+	PG_END_TRY();
+
+	switch (outcome)
+	{
+		case OUTCOME_RUNNING:
+			break;
+		case OUTCOME_REFUSED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("could not register a background worker for bgw_pool slot %d", id),
+					 errhint("All background worker slots are in use; you might need to increase \"%s\".",
+							 "max_worker_processes")));
+			break;
+		case OUTCOME_NOT_STARTED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("bgw_pool worker for slot %d could not start", id),
+					 errhint("More details may be available in the server log.")));
+			break;
+		case OUTCOME_PENDING:
+		case OUTCOME_ABANDONED:
+			pool_wake_launcher();
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("bgw_pool worker for slot %d did not start within %d ms",
+							id, bgw_pool_startup_timeout_ms),
+					 errhint("Check that the bgw_pool launcher runs; the slot has been released.")));
+			break;
+	}
+
+	tupdesc = begin_materialize(fcinfo, &store);
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = Int32GetDatum(id);
+		values[1] = Int64GetDatum((int64) generation);
+		values[2] = Int32GetDatum(pid);
+		tuplestore_putvalues(store, tupdesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* bgw_pool.terminate(slot int, generation bigint default null) */
+Datum
+bgw_pool_terminate(PG_FUNCTION_ARGS)
+{
+	int			id;
+	PoolSlot   *slot;
+	bool		result = false;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("slot must not be null")));
+	id = PG_GETARG_INT32(0);
+	if (id < 0 || id >= BgwPool->capacity)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("slot %d is out of range", id),
+				 errdetail("Slots are numbered from 0 to %d.", BgwPool->capacity - 1)));
+	if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("generation must not be negative")));
+
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	slot = &BgwPool->slots[id];
+#ifndef BGW_POOL_MUTANT_no_generation_check
+	if (slot->state != SLOT_FREE &&
+		(PG_ARGISNULL(1) || (uint64) PG_GETARG_INT64(1) == slot->generation))
+#else
+	if (slot->state != SLOT_FREE)
+#endif
+	{
+		slot->terminate_requested = true;
+		if (slot->attached)
+			slot->state = SLOT_STOPPING;
+		result = true;
+	}
+	LWLockRelease(BgwPool->lock);
+	if (result)
+		pool_wake_launcher();
+	PG_RETURN_BOOL(result);
+}
+
+/* bgw_pool._status(): the rows of the bgw_pool.status view */
+Datum
+bgw_pool_status(PG_FUNCTION_ARGS)
+{
+	Tuplestorestate *store;
+	TupleDesc	tupdesc = begin_materialize(fcinfo, &store);
+	PoolSlot   *copy = palloc(sizeof(PoolSlot) * BgwPool->capacity);
+	int			n;
+
+	LWLockAcquire(BgwPool->lock, LW_SHARED);
+	n = BgwPool->capacity;
+	memcpy(copy, BgwPool->slots, sizeof(PoolSlot) * n);
+	LWLockRelease(BgwPool->lock);
+
+	for (int i = 0; i < n; i++)
+	{
+		PoolSlot   *s = &copy[i];
+		Datum		values[10];
+		bool		nulls[10];
+		bool		busy = s->state != SLOT_FREE;
+		char	   *dbname = busy ? get_database_name(s->dboid) : NULL;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int32GetDatum(s->id);
+		values[1] = CStringGetTextDatum(pool_state_name(s->state));
+		values[2] = Int64GetDatum((int64) s->generation);
+		nulls[3] = dbname == NULL;
+		if (dbname != NULL)
+		{
+			Name		nm = palloc0(NAMEDATALEN);
+
+			namestrcpy(nm, dbname);
+			values[3] = NameGetDatum(nm);
+		}
+		values[4] = Int32GetDatum(s->pid);
+		nulls[4] = !busy || s->pid == 0;
+		nulls[5] = !busy || s->handle_status == HANDLE_NONE;
+		if (!nulls[5])
+			values[5] = CStringGetTextDatum(pool_handle_status_name(s->handle_status));
+		nulls[6] = !busy;
+		if (busy)
+			values[6] = CStringGetTextDatum(pool_job_name(s->job));
+		values[7] = TimestampTzGetDatum(s->started_at);
+		nulls[7] = !busy || s->started_at == 0;
+		values[8] = Int32GetDatum(s->last_exit_code);
+		nulls[8] = !s->has_exit || s->last_exit_crash;
+		values[9] = TimestampTzGetDatum(s->last_exit_at);
+		nulls[9] = !s->has_exit;
+		tuplestore_putvalues(store, tupdesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+Datum
+bgw_pool_launcher_pid(PG_FUNCTION_ARGS)
+{
+	pid_t		pid;
+
+	LWLockAcquire(BgwPool->lock, LW_SHARED);
+	pid = BgwPool->launcher_pid;
+	LWLockRelease(BgwPool->lock);
+	if (pid == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(pid);
+}
+
+Datum
+bgw_pool_stats(PG_FUNCTION_ARGS)
+{
+	Tuplestorestate *store;
+	TupleDesc	tupdesc = begin_materialize(fcinfo, &store);
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
+
+	LWLockAcquire(BgwPool->lock, LW_SHARED);
+	values[0] = Int64GetDatum((int64) BgwPool->launched);
+	values[1] = Int64GetDatum((int64) BgwPool->exited);
+	values[2] = Int64GetDatum((int64) BgwPool->failed);
+	values[3] = Int64GetDatum((int64) BgwPool->crashed);
+	values[4] = Int64GetDatum((int64) BgwPool->rejected);
+	values[5] = Int64GetDatum((int64) (BgwPool->launcher_starts > 0 ? BgwPool->launcher_starts - 1 : 0));
+	values[6] = Int32GetDatum(BgwPool->capacity);
+	LWLockRelease(BgwPool->lock);
+	tuplestore_putvalues(store, tupdesc, values, nulls);
+	return (Datum) 0;
+}
+
+static void
+violation(Tuplestorestate *store, TupleDesc tupdesc, const char *invariant, char *detail)
+{
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	values[0] = CStringGetTextDatum(invariant);
+	values[1] = CStringGetTextDatum(detail);
+	tuplestore_putvalues(store, tupdesc, values, nulls);
+}
+
+/* bgw_pool.check(): one row per violated invariant */
+Datum
+bgw_pool_check(PG_FUNCTION_ARGS)
+{
+	Tuplestorestate *store;
+	TupleDesc	tupdesc = begin_materialize(fcinfo, &store);
+	int			n = BgwPool->capacity;
+	int		   *on_list = palloc0(sizeof(int) * n);	/* 1 free, 2 running, -1 both */
+	PoolSlot   *copy = palloc(sizeof(PoolSlot) * n);
+	int			nfree = 0,
+				nrunning = 0;
+	dlist_iter	iter;
+
+	LWLockAcquire(BgwPool->lock, LW_SHARED);
+	dlist_foreach(iter, &BgwPool->free_list)
+	{
+		PoolSlot   *s = dlist_container(PoolSlot, node, iter.cur);
+
+		on_list[s->id] = on_list[s->id] ? -1 : 1;
+		nfree++;
+	}
+	dlist_foreach(iter, &BgwPool->running_list)
+	{
+		PoolSlot   *s = dlist_container(PoolSlot, node, iter.cur);
+
+		on_list[s->id] = on_list[s->id] ? -1 : 2;
+		nrunning++;
+	}
+	memcpy(copy, BgwPool->slots, sizeof(PoolSlot) * n);
+	LWLockRelease(BgwPool->lock);
+
+	if (nfree + nrunning != n)
+		violation(store, tupdesc, "free plus running equals capacity",
+				  psprintf("%d free + %d running != %d", nfree, nrunning, n));
+	for (int i = 0; i < n; i++)
+	{
+		PoolSlot   *s = &copy[i];
+
+		if (on_list[i] == -1 || on_list[i] == 0)
+			violation(store, tupdesc, "lists are disjoint and complete",
+					  psprintf("slot %d is on %s list", i, on_list[i] ? "both" : "no"));
+		else if ((on_list[i] == 1) != (s->state == SLOT_FREE))
+			violation(store, tupdesc, "lists agree with slot states",
+					  psprintf("slot %d is %s but on the %s list", i, pool_state_name(s->state),
+							   on_list[i] == 1 ? "free" : "running"));
+		if (s->state != SLOT_FREE && s->pid != 0 && kill(s->pid, 0) != 0)
+			violation(store, tupdesc, "running pids are alive",
+					  psprintf("slot %d holds pid %d, which is not alive", i, (int) s->pid));
+		if (s->state == SLOT_FREE && s->pid != 0)
+			violation(store, tupdesc, "free slots hold no pid",
+					  psprintf("free slot %d holds pid %d", i, (int) s->pid));
+		for (int j = 0; j < i; j++)
+			if (s->pid != 0 && copy[j].pid == s->pid)
+				violation(store, tupdesc, "no pid appears twice",
+						  psprintf("slots %d and %d both hold pid %d", j, i, (int) s->pid));
+		if (s->generation < s->generation_hwm)
+			violation(store, tupdesc, "generations never go backwards",
+					  psprintf("slot %d is at generation " UINT64_FORMAT " after " UINT64_FORMAT,
+							   i, s->generation, s->generation_hwm));
+	}
+	return (Datum) 0;
+}
+
+/*
+ * bgw_pool.direct_launch_us(): the floor submit is measured against.  From
+ * this backend, register a worker that exits at once and wait for it to
+ * start; returns the microseconds that took.  Waits for it to stop too, so
+ * that no worker slot is left taken.
+ */
+Datum
+bgw_pool_direct_launch_us(PG_FUNCTION_ARGS)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz started;
+	pid_t		pid;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, sizeof(worker.bgw_library_name), "bgw_pool");
+	snprintf(worker.bgw_function_name, sizeof(worker.bgw_function_name), "bgw_pool_noop_main");
+	snprintf(worker.bgw_name, sizeof(worker.bgw_name), "bgw_pool direct launch");
+	snprintf(worker.bgw_type, sizeof(worker.bgw_type), "bgw_pool direct launch");
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not register background worker"),
+				 errhint("You might need to increase \"%s\".", "max_worker_processes")));
+	if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_POSTMASTER_DIED)
+		ereport(ERROR,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("postmaster died while a background worker was starting")));
+	started = GetCurrentTimestamp();
+	(void) WaitForBackgroundWorkerShutdown(handle);
+	PG_RETURN_FLOAT8((double) (started - start));
+}

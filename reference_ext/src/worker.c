@@ -1,0 +1,177 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		A pool worker: attach to its slot, run its job, free the slot on exit.
+ *
+ * NOTES
+ *		The exit cleanup is registered first thing, while signals are still
+ *		blocked (a background worker starts with them blocked), so there is
+ *		no window in which a SIGTERM could end the worker with its slot
+ *		taken.  The cleanup checks the generation: a worker never frees a
+ *		slot that has moved on to another occupant.
+ *
+ *		The worker reads its job, sets its SIGTERM handling before unblocking
+ *		signals, connects to its database, and only then attaches: a submit
+ *		returns a worker that is connected (visible in pg_stat_activity).  A
+ *		worker that dies before attaching (its database was dropped, it was
+ *		terminated while starting) leaves the slot to the launcher, which
+ *		sees it stopped without attaching and fails the request.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "compat.h"
+
+#include <signal.h>
+
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/timestamp.h"
+
+#include "jobs.h"
+#include "pool.h"
+
+PGDLLEXPORT void bgw_pool_worker_main(Datum main_arg);
+PGDLLEXPORT void bgw_pool_noop_main(Datum main_arg);
+
+static PoolSlot *MySlot = NULL;
+static uint64 MyGeneration = 0;
+
+/*
+ * before_shmem_exit callback: move the slot back to the free list and record
+ * how the worker ended.
+ */
+static void
+worker_exit_cleanup(int code, Datum arg)
+{
+	PoolSlot   *slot;
+	Latch	   *launcher_latch;
+
+	if (MySlot == NULL)
+		return;
+
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	slot = pool_slot_if_current(MySlot->id, MyGeneration);
+	if (slot != NULL && slot->pid == MyProcPid)
+	{
+#ifndef BGW_POOL_MUTANT_no_exit_cleanup
+		pool_release_slot(slot);
+#endif
+		slot->has_exit = true;
+		slot->last_exit_crash = false;
+		slot->last_exit_code = code;
+		slot->last_exit_at = GetCurrentTimestamp();
+		BgwPool->exited++;
+	}
+	launcher_latch = BgwPool->launcher_latch;
+	LWLockRelease(BgwPool->lock);
+	MySlot = NULL;
+
+	ConditionVariableBroadcast(&BgwPool->cv);
+	if (launcher_latch != NULL)
+		SetLatch(launcher_latch);
+}
+
+/*
+ * Copy the job of our slot, if the slot still belongs to our generation.
+ */
+static bool
+worker_read_job(int id, uint64 generation, PoolJob *job)
+{
+	PoolSlot   *slot;
+
+	LWLockAcquire(BgwPool->lock, LW_SHARED);
+	slot = pool_slot_if_current(id, generation);
+	if (slot != NULL)
+	{
+		job->kind = slot->job;
+		job->dboid = slot->dboid;
+		job->ms = slot->arg_ms;
+		job->code = slot->arg_code;
+		strlcpy(job->text, slot->arg_text, sizeof(job->text));
+	}
+	LWLockRelease(BgwPool->lock);
+	return slot != NULL;
+}
+
+/*
+ * Attach to the slot given by the launcher, if it still belongs to our
+ * generation, and tell the submitter the worker runs.  Returns false when
+ * the slot moved on (we then exit without touching it).
+ */
+static bool
+worker_attach(int id, uint64 generation)
+{
+	PoolSlot   *slot;
+
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	slot = pool_slot_if_current(id, generation);
+	if (slot == NULL || slot->attached)
+	{
+		LWLockRelease(BgwPool->lock);
+		return false;
+	}
+	slot->pid = MyProcPid;
+	slot->attached = true;
+	slot->handle_status = HANDLE_STARTED;	/* attaching proves it */
+	slot->started_at = GetCurrentTimestamp();
+	if (slot->state == SLOT_STARTING)
+		slot->state = SLOT_RUNNING;
+	if (slot->outcome == OUTCOME_PENDING)
+	{
+		slot->outcome = OUTCOME_RUNNING;
+		slot->outcome_pid = MyProcPid;
+	}
+	MySlot = slot;
+	MyGeneration = generation;
+	LWLockRelease(BgwPool->lock);
+
+	ConditionVariableBroadcast(&BgwPool->cv);
+	return true;
+}
+
+void
+bgw_pool_worker_main(Datum main_arg)
+{
+	int			id = DatumGetInt32(main_arg);
+	uint64		generation;
+	PoolJob		job;
+
+	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
+
+#ifdef BGW_POOL_MUTANT_late_cleanup
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	pg_usleep(200000L);
+#endif
+	before_shmem_exit(worker_exit_cleanup, (Datum) 0);
+
+	if (!worker_read_job(id, generation, &job))
+		proc_exit(1);
+
+	pqsignal(SIGTERM, job.kind == JOB_IGNORE_SIGTERM ? SIG_IGN : die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	if (job.kind != JOB_EXIT_AT_ONCE)
+		BackgroundWorkerInitializeConnectionByOid(job.dboid, InvalidOid, 0);
+
+	if (!worker_attach(id, generation))
+		proc_exit(1);
+
+	pool_run_job(&job);
+	proc_exit(0);
+}
+
+/*
+ * The measurement floor of bgw_pool.direct_launch_us(): a worker that
+ * exits as soon as it starts.
+ */
+void
+bgw_pool_noop_main(Datum main_arg)
+{
+	proc_exit(0);
+}
