@@ -81,6 +81,27 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     return code
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from conformance.bench import measure
+    from conformance.config import KitConfig
+    from conformance.plugin import make_target
+
+    kit = KitConfig.from_values({**{k: d for k, (d, _) in OPTIONS.items()}, "target": args.target})
+    if len(kit.targets) != 1:
+        raise KitError("bench takes one target")
+    target = make_target(kit.targets[0], kit)
+    try:
+        result = measure(target, args.rounds)
+    finally:
+        target.close()
+    print(f"{'ms':<20}{'p50':>10}{'p95':>10}")
+    for name, r in result.items():
+        print(f"{name:<20}{r['p50']:>10.3f}{r['p95']:>10.3f}")
+    ratio = result["submit_no_connect"]["p50"] / result["direct"]["p50"]
+    print(f"submit_no_connect / direct (p50): {ratio:.2f}x")
+    return 0
+
+
 def _cmd_clean(_args: argparse.Namespace) -> int:
     removed = engine.sweep_stale()
     print(f"removed {len(removed)} stale container(s)" + (f": {', '.join(removed)}" if removed else ""))
@@ -104,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default=None, help=OPTIONS["profile"][1])
     _extension_args(run)
 
+    bench = sub.add_parser("bench", help="submit latency of the reference pool against its floor")
+    bench.add_argument("--target", default="pg17", help="one target")
+    bench.add_argument("--rounds", type=int, default=50)
+
     sub.add_parser("clean", help="remove containers left by dead runs")
     return parser
 
@@ -120,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_images_build(args)
         if args.command == "run":
             return _cmd_run(args, pytest_args)
+        if args.command == "bench":
+            return _cmd_bench(args)
         return _cmd_clean(args)
     except KitError as exc:
         print(f"bgw-conformance: {exc}", file=sys.stderr)
