@@ -15,7 +15,7 @@ command -v pg_config >/dev/null 2>&1 && [ -d "$(pg_config --pkgincludedir 2>/dev
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
-python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need[*]}"
     $sudo apt-get update -qq

@@ -69,6 +69,8 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         f"--bgwc-results={run_dir}",
         "-o",
         "console_output_style=classic",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
     ]
     for flag in ("extension", "library", "base", "seed", "profile"):
         value = getattr(args, flag)
@@ -102,6 +104,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_mutants(args: argparse.Namespace) -> int:
+    from conformance import mutation
+
+    [major] = _majors(args.pg)
+    mutants = mutation.load_mutants(args.only.split(",") if args.only else None)
+    out_dir = Path(args.reports) / f"mutants-{time.strftime('%Y%m%d-%H%M%S')}-pg{major}"
+    t0 = time.monotonic()
+    results = mutation.run_all(mutants, major, out_dir, args.parallel)
+    for r in results:
+        clauses = sorted({c for k in r.killed_by for c in k["clauses"]})  # type: ignore[attr-defined]
+        mark = "ok " if r.as_expected else "BAD"
+        why = ", ".join(clauses) or r.detail[:80]
+        print(f"{mark} {r.mutant.name:<22} {r.verdict:<9} {r.seconds:>6.1f}s  {why}")
+    print(
+        f"kill ratio {mutation.kill_ratio(results):.0%} on pg{major} in {time.monotonic() - t0:.0f}s; "
+        f"{out_dir / 'mutants.json'}"
+    )
+    return 0 if all(r.as_expected for r in results) else 1
+
+
 def _cmd_clean(_args: argparse.Namespace) -> int:
     removed = engine.sweep_stale()
     print(f"removed {len(removed)} stale container(s)" + (f": {', '.join(removed)}" if removed else ""))
@@ -129,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--target", default="pg17", help="one target")
     bench.add_argument("--rounds", type=int, default=50)
 
+    mut = sub.add_parser("mutants", help="run the suite against each mutant of the reference pool")
+    mut.add_argument("--pg", default="17", help="one major")
+    mut.add_argument("--only", default=None, help="mutant names, comma-separated")
+    mut.add_argument("--parallel", type=int, default=2, help="mutants run at once")
+    mut.add_argument("--reports", default="reports", help="directory for the results")
+
     sub.add_parser("clean", help="remove containers left by dead runs")
     return parser
 
@@ -147,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args, pytest_args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "mutants":
+            return _cmd_mutants(args)
         return _cmd_clean(args)
     except KitError as exc:
         print(f"bgw-conformance: {exc}", file=sys.stderr)

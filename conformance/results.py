@@ -93,6 +93,7 @@ class ResultsRecorder:
             rec["target"] = target.name
             self._server(target)
         rec["duration"] = round(rec["duration"] + report.duration, 3)
+        rec["properties"] = dict(item.user_properties)
         if report.skipped:
             reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
             rec["outcome"] = "not-applicable" if NOT_APPLICABLE in reason else "skip"

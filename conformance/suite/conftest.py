@@ -2,7 +2,9 @@
 
 ``pool``: the pool under test on a target brought back to its baseline, with
 no worker left from an earlier test.  After every test that used it, the INV
-clauses are checked; a violation fails that test (not a later one).
+clauses are checked; a violation fails that test (not a later one).  An
+adapter that raises NotApplicable makes the test a skip whose reason starts
+with "not applicable" (reported as such, never as a pass).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def pool(pg_target: Target, profile: Profile) -> Pool:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     outcome = yield
+    if outcome.excinfo is not None and isinstance(outcome.excinfo[1], NotApplicable):
+        # the adapter cannot offer an operation: skipped with the reason, never a pass
+        outcome.force_exception(pytest.skip.Exception(f"not applicable: {outcome.excinfo[1]}"))
+        return
     pool = getattr(item, "funcargs", {}).get("pool")
     if pool is None or outcome.excinfo is not None:
         return
@@ -64,12 +70,3 @@ def _settle_then_check(pool: Pool) -> None:
         pool.target.wait_until(clean, SLOT_FREE_S, what="pool invariants (INV-1, INV-2)")
     except AssertionError:
         raise AssertionError(f"INV-1/INV-2 violated after the test: {last}") from None
-
-
-def require(supported: bool, what: str) -> None:
-    """Skip as not applicable (never a pass) when the adapter lacks ``what``."""
-    if not supported:
-        pytest.skip(f"not applicable: the adapter cannot {what}")
-
-
-__all__ = ["NotApplicable", "require"]

@@ -54,9 +54,9 @@ def _settle(pool: Pool, model: Model, step: str) -> None:
 
 
 @pytest.mark.clause("RAND-1")
-def test_random_sequence_agrees_with_model(pool: Pool, seed: int, record_property) -> None:  # type: ignore[no-untyped-def]
+def test_random_sequence_agrees_with_model(pool: Pool, seed: int, request: pytest.FixtureRequest) -> None:
     print(f"RAND-1 seed={seed} (replay: --bgwc-seed {seed})")
-    record_property("seed", seed)
+    request.node.user_properties.append(("seed", seed))
     model = Model(pool.adapter.capacity())
     for i, (op, n) in enumerate(WORKLOAD.operations(seed)):
         step = f"step {i} {op} (seed {seed})"

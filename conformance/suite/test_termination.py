@@ -19,6 +19,9 @@ def test_terminate_by_handle_frees_slot_and_process(pool: Pool) -> None:
     assert pool.adapter.terminate(h) is True
     slot = pool.wait_freed(h, SLOT_FREE_S)
     assert slot.pid is None
+    assert slot.generation == h.generation and slot.last_exit_code is not None, (
+        f"the worker did not run its exit cleanup: {slot}"
+    )
     pool.wait_gone({h.pid or 0}, SLOT_FREE_S, "the terminated worker's process")
 
 

@@ -15,6 +15,9 @@
  *			one hour); it still exits when the postmaster dies.
  *		exit_at_once: exits 0 right after attaching, without connecting, so
  *			it is usually gone before the launcher's startup wait returns.
+ *		fail_to_start: exits 1 before attaching, like a worker whose start
+ *			failed after its registration succeeded: submit must fail and the
+ *			slot must be freed.
  *		The worker is connected to its database (but for exit_at_once) when
  *		a job starts.
  *		Every wait is WaitLatch with WL_EXIT_ON_PM_DEATH.
@@ -58,9 +61,13 @@ job_wait(int64 ms)
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
 		if (remaining <= 0)
 			break;
+#ifndef BGW_POOL_MUTANT_no_pm_death_worker
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 remaining, BGWP_WAIT_EVENT);
+#else
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT, remaining, BGWP_WAIT_EVENT);
+#endif
 		ResetLatch(MyLatch);
 	}
 }
@@ -117,5 +124,7 @@ pool_run_job(PoolJob *job)
 		case JOB_EXIT_AT_ONCE:
 			proc_exit(0);
 			break;
+		case JOB_FAIL_TO_START:
+			break;				/* exits in worker main, before attaching */
 	}
 }

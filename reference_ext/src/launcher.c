@@ -43,6 +43,15 @@
 
 PGDLLEXPORT void bgw_pool_launcher_main(Datum main_arg);
 
+#ifdef BGW_POOL_MUTANT_launcher_exit_zero
+static void
+launcher_sigterm_flag(SIGNAL_ARGS)
+{
+	ProcDiePending = true;
+	SetLatch(MyLatch);
+}
+#endif
+
 /* Handles of the workers this launcher registered, by slot. */
 static BackgroundWorkerHandle **handles = NULL;
 static uint64 *handle_generation = NULL;
@@ -87,7 +96,9 @@ launcher_reconcile(void)
 
 		if (slot->state == SLOT_FREE)
 			continue;
-#ifndef BGW_POOL_MUTANT_no_reconcile
+#ifdef BGW_POOL_MUTANT_no_reconcile
+		continue;				/* trusts the old launcher's slots as they are */
+#endif
 		if (!slot->registered)
 		{
 			/* claimed, but the old launcher never registered it */
@@ -95,7 +106,6 @@ launcher_reconcile(void)
 			fail_request(slot, OUTCOME_NOT_STARTED);
 			continue;
 		}
-#endif
 		/* registered by the old launcher: adopt it */
 		slot->adopted = true;
 		slot->terminate_sent = false;
@@ -170,21 +180,28 @@ launch(int id, uint64 generation)
 		proc_exit(1);
 
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+#ifdef BGW_POOL_MUTANT_stopped_is_failure
+	/* the design note's sample: the startup wait alone decides the outcome */
+	if (BgwPool->slots[id].generation == generation &&
+		BgwPool->slots[id].outcome == OUTCOME_PENDING)
+	{
+		BgwPool->slots[id].outcome = (status == BGWH_STARTED) ? OUTCOME_RUNNING : OUTCOME_NOT_STARTED;
+		BgwPool->slots[id].outcome_pid = pid;
+	}
+#endif
 	slot = pool_slot_if_current(id, generation);
 	if (slot != NULL)
 	{
 		if (status == BGWH_STARTED)
 			slot->handle_status = HANDLE_STARTED;
-#ifndef BGW_POOL_MUTANT_stopped_is_failure
+#ifndef BGW_POOL_MUTANT_stopped_ignored
 		else if (status == BGWH_STOPPED && !slot->attached)
-#else
-		else if (status == BGWH_STOPPED)
-#endif
 		{
 			/* it never ran: the fork failed, or it was stopped before */
 			BgwPool->failed++;
 			fail_request(slot, OUTCOME_NOT_STARTED);
 		}
+#endif
 		/* stopped after attaching: it started and already finished */
 	}
 	LWLockRelease(BgwPool->lock);
@@ -242,6 +259,10 @@ reap_and_terminate(void)
 
 			if (current && slot->state != SLOT_FREE)
 			{
+#ifdef BGW_POOL_MUTANT_stopped_ignored
+				if (status == BGWH_STOPPED && !slot->attached)
+					continue;	/* "it never started" is not looked at */
+#endif
 				if (status == BGWH_STOPPED)
 				{
 					/* gone without freeing its slot */
@@ -291,7 +312,11 @@ bgw_pool_launcher_main(Datum main_arg)
 {
 	before_shmem_exit(launcher_exit_cleanup, (Datum) 0);
 
+#ifndef BGW_POOL_MUTANT_launcher_exit_zero
 	pqsignal(SIGTERM, die);
+#else
+	pqsignal(SIGTERM, launcher_sigterm_flag);
+#endif
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
@@ -325,9 +350,17 @@ bgw_pool_launcher_main(Datum main_arg)
 		launch_pending();
 		reap_and_terminate();
 
+#ifndef BGW_POOL_MUTANT_no_pm_death_launcher
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, BGWP_WAIT_EVENT);
+#else
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT, 1000L, BGWP_WAIT_EVENT);
+#endif
 		ResetLatch(MyLatch);
+#ifdef BGW_POOL_MUTANT_launcher_exit_zero
+		if (ProcDiePending)
+			proc_exit(0);		/* pg_cron's launcher: exits 0, never restarted */
+#endif
 	}
 }

@@ -58,7 +58,11 @@ pool_shmem_init(void)
 		ConditionVariableInit(&BgwPool->cv);
 		dlist_init(&BgwPool->free_list);
 		dlist_init(&BgwPool->running_list);
+#ifndef BGW_POOL_MUTANT_off_by_one
 		for (int i = 0; i < BgwPool->capacity; i++)
+#else
+		for (int i = 0; i < BgwPool->capacity - 1; i++)
+#endif
 		{
 			PoolSlot   *slot = &BgwPool->slots[i];
 
@@ -99,16 +103,19 @@ pool_claim_slot(void)
 {
 	dlist_mutable_iter iter;
 
+#ifndef BGW_POOL_MUTANT_no_lock
 	Assert(LWLockHeldByMeInMode(BgwPool->lock, LW_EXCLUSIVE));
+#endif
 
 	dlist_foreach_modify(iter, &BgwPool->free_list)
 	{
 		PoolSlot   *slot = dlist_container(PoolSlot, node, iter.cur);
 
 		Assert(slot->state == SLOT_FREE);
-#ifndef BGW_POOL_MUTANT_no_ack_guard
 		if (slot_held_by_submitter(slot))
 			continue;
+#ifdef BGW_POOL_MUTANT_no_lock
+		pg_usleep(1000L);		/* a slow claim, racing other claimers */
 #endif
 		dlist_delete(&slot->node);
 		dlist_push_tail(&BgwPool->running_list, &slot->node);
@@ -191,7 +198,7 @@ pool_wake_launcher(void)
 
 static const char *const state_names[] = {"free", "starting", "running", "stopping"};
 static const char *const job_names[] = {"sleep", "sql", "exit", "error", "fatal", "crash",
-"ignore_sigterm", "exit_at_once"};
+"ignore_sigterm", "exit_at_once", "fail_to_start"};
 static const char *const handle_names[] = {NULL, "not_yet_started", "started", "stopped",
 "postmaster_died"};
 

@@ -47,7 +47,8 @@ typedef enum PoolJobKind
 	JOB_FATAL,
 	JOB_CRASH,
 	JOB_IGNORE_SIGTERM,
-	JOB_EXIT_AT_ONCE
+	JOB_EXIT_AT_ONCE,
+	JOB_FAIL_TO_START
 } PoolJobKind;
 
 /* The launcher's last reading of a slot's BackgroundWorkerHandle. */

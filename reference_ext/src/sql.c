@@ -148,7 +148,7 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown job \"%s\"", job_name),
-				 errhint("Valid jobs are sleep, sql, exit, error, fatal, crash, ignore_sigterm and exit_at_once.")));
+				 errhint("Valid jobs are sleep, sql, exit, error, fatal, crash, ignore_sigterm, exit_at_once and fail_to_start.")));
 	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), "object") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -188,6 +188,7 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 			break;
 		case JOB_CRASH:
 		case JOB_EXIT_AT_ONCE:
+		case JOB_FAIL_TO_START:
 			break;
 	}
 	if (textarg != NULL && strlen(textarg) >= BGW_POOL_TEXT_LEN)
@@ -198,7 +199,11 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 	dboid = submit_database(PG_GETARG_NAME(6));
 
 	/* claim a slot */
+#ifndef BGW_POOL_MUTANT_no_lock
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+#else
+	LWLockAcquire(BgwPool->lock, LW_SHARED);
+#endif
 	if (BgwPool->launcher_pid == 0)
 	{
 		LWLockRelease(BgwPool->lock);

@@ -57,7 +57,12 @@ worker_exit_cleanup(int code, Datum arg)
 	slot = pool_slot_if_current(MySlot->id, MyGeneration);
 	if (slot != NULL && slot->pid == MyProcPid)
 	{
-#ifndef BGW_POOL_MUTANT_no_exit_cleanup
+#if defined(BGW_POOL_MUTANT_no_exit_cleanup)
+		/* the slot is never given back */
+#elif defined(BGW_POOL_MUTANT_terminate_never_frees)
+		if (slot->state != SLOT_STOPPING)
+			pool_release_slot(slot);
+#else
 		pool_release_slot(slot);
 #endif
 		slot->has_exit = true;
@@ -120,11 +125,13 @@ worker_attach(int id, uint64 generation)
 	slot->started_at = GetCurrentTimestamp();
 	if (slot->state == SLOT_STARTING)
 		slot->state = SLOT_RUNNING;
+#ifndef BGW_POOL_MUTANT_stopped_is_failure
 	if (slot->outcome == OUTCOME_PENDING)
 	{
 		slot->outcome = OUTCOME_RUNNING;
 		slot->outcome_pid = MyProcPid;
 	}
+#endif
 	MySlot = slot;
 	MyGeneration = generation;
 	LWLockRelease(BgwPool->lock);
@@ -142,25 +149,37 @@ bgw_pool_worker_main(Datum main_arg)
 
 	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
 
-#ifdef BGW_POOL_MUTANT_late_cleanup
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	pg_usleep(200000L);
-#endif
+#ifndef BGW_POOL_MUTANT_late_cleanup
 	before_shmem_exit(worker_exit_cleanup, (Datum) 0);
+#endif
 
 	if (!worker_read_job(id, generation, &job))
 		proc_exit(1);
+	if (job.kind == JOB_FAIL_TO_START)
+		proc_exit(1);			/* as if it never ran: it does not attach */
 
 	pqsignal(SIGTERM, job.kind == JOB_IGNORE_SIGTERM ? SIG_IGN : die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+#ifdef BGW_POOL_MUTANT_late_cleanup
+	/* diskquota's TODO: a SIGTERM before the cleanup exists leaks the slot */
+	pqsignal(SIGTERM, SIG_DFL);
 	BackgroundWorkerUnblockSignals();
+	if (!worker_attach(id, generation))
+		proc_exit(1);
+	pg_usleep(300000L);			/* a slow start widens the window */
+	before_shmem_exit(worker_exit_cleanup, (Datum) 0);
+	pqsignal(SIGTERM, die);
+#else
+	BackgroundWorkerUnblockSignals();
+#endif
 
 	if (job.kind != JOB_EXIT_AT_ONCE)
 		BackgroundWorkerInitializeConnectionByOid(job.dboid, InvalidOid, 0);
 
+#ifndef BGW_POOL_MUTANT_late_cleanup
 	if (!worker_attach(id, generation))
 		proc_exit(1);
+#endif
 
 	pool_run_job(&job);
 	proc_exit(0);
