@@ -2,7 +2,7 @@
 # Prepare a Debian machine for bgw-conformance (idempotent, quick when done):
 # the Docker engine (installed and started if absent), debootstrap for local
 # base images, the host's PostgreSQL server and headers for the local target,
-# and a virtualenv in .venv with the kit and tox.
+# Chromium for the report tests, and a virtualenv in .venv with the kit and tox.
 set -euo pipefail
 cd "$(dirname "$0")"
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -15,6 +15,7 @@ command -v pg_config >/dev/null 2>&1 && [ -d "$(pg_config --pkgincludedir 2>/dev
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the report tests look at the pages
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need[*]}"

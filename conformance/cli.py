@@ -10,6 +10,8 @@ Errors are one line on stderr and a non-zero exit status (2).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -63,7 +65,7 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         "no:cacheprovider",
         f"--rootdir={suite_dir()}",
         f"--bgwc-target={args.target}",
-        f"--html={run_dir / 'index.html'}",
+        f"--html={run_dir / 'pytest.html'}",
         "--self-contained-html",
         f"--junitxml={run_dir / 'junit.xml'}",
         f"--bgwc-results={run_dir}",
@@ -79,8 +81,39 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     if args.make_args:
         argv.append(f"--bgwc-make-args={args.make_args}")
     code = int(pytest.main([*argv, *pytest_args]))
-    print(f"report: {run_dir / 'index.html'}")
-    return code
+    results_file = run_dir / "results.json"
+    if not results_file.is_file():
+        raise KitError(f"the run wrote no results (pytest exit {code}); see the output above")
+    from conformance import report
+
+    results = json.loads(results_file.read_text())
+    index = run_dir / "index.html"
+    index.write_text(report.render_run(results))
+    print(report.terminal_summary(results, index, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+    if code not in (0, 1):  # the harness broke (usage, internal error, interrupted, no tests)
+        return code
+    return 0 if report.verdict(results, report.load_contract()) else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from conformance import report
+
+    paths = [Path(p) for p in args.paths]
+    files = report.find_results(paths)
+    if not files:
+        raise KitError(f"no results.json under {', '.join(args.paths)}")
+    loaded = [(f, json.loads(f.read_text())) for f in files]
+    if args.report_command == "render":
+        for f, res in loaded:
+            (f.parent / "index.html").write_text(report.render_run(res))
+            print(f.parent / "index.html")
+        return 0
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mutants = next((report.latest_mutants(p) for p in paths if p.is_dir() and report.latest_mutants(p)), None)
+    out.write_text(report.render_matrix(loaded, out_dir=out.parent, mutants=mutants))
+    print(f"{out}: {len(loaded)} run(s)")
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -157,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     mut.add_argument("--parallel", type=int, default=2, help="mutants run at once")
     mut.add_argument("--reports", default="reports", help="directory for the results")
 
+    rep = sub.add_parser("report", help="render reports from results.json")
+    rep_sub = rep.add_subparsers(dest="report_command", required=True)
+    merge = rep_sub.add_parser("merge", help="the clause-by-run matrix of several runs")
+    merge.add_argument("paths", nargs="+", help="results.json files or directories holding them")
+    merge.add_argument("-o", "--output", default="reports/matrix.html")
+    render = rep_sub.add_parser("render", help="(re)write a run's index.html")
+    render.add_argument("paths", nargs="+", help="results.json files or directories holding them")
+
     sub.add_parser("clean", help="remove containers left by dead runs")
     return parser
 
@@ -177,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_bench(args)
         if args.command == "mutants":
             return _cmd_mutants(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _cmd_clean(args)
     except KitError as exc:
         print(f"bgw-conformance: {exc}", file=sys.stderr)

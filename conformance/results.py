@@ -107,6 +107,7 @@ class ResultsRecorder:
             except Exception as exc:  # noqa: BLE001 - the server may be gone
                 rec["log_excerpt"] = f"(log unavailable: {exc})"
             rec["faults"] = [{"t": t, "what": w, "detail": d} for t, w, d in target.faults]
+            rec["started_at"] = target.test_started_wall
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         kit = self.kit

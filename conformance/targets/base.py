@@ -57,6 +57,7 @@ class Target(ABC):
         # faults injected since begin_test(): (seconds since then, what, detail)
         self.faults: list[tuple[float, str, str]] = []
         self.test_started = time.monotonic()
+        self.test_started_wall = time.time()
         self.test_log_offset = 0
 
     # -- what a target provides ------------------------------------------------
@@ -290,6 +291,7 @@ class Target(ABC):
         """Mark the start of a test: faults and the log excerpt count from here."""
         self.faults.clear()
         self.test_started = time.monotonic()
+        self.test_started_wall = time.time()
         self.test_log_offset = self.log_offset()
 
     def ensure_baseline(self) -> None:
