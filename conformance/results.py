@@ -66,6 +66,7 @@ class ResultsRecorder:
         except Exception as exc:  # noqa: BLE001 - metadata is best effort
             info["version"] = f"unknown ({exc})"
         info["image"] = getattr(target, "image", None)
+        info["start_to_ready_s"] = round(getattr(target, "started_in_s", 0.0), 2)
         self.servers[target.name] = info
 
     @pytest.hookimpl(hookwrapper=True)
