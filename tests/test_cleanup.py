@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -33,7 +34,6 @@ def _server_processes(run_id: str) -> list[str]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_run_leaves_nothing_behind(sig: signal.Signals, bgwc_config: KitConfig) -> None:
     run_id = f"int{uuid.uuid4().hex[:8]}"
-    tmp_before = set(Path("/tmp").glob("bgwc-*"))
     argv = [
         sys.executable,
         "-m",
@@ -69,7 +69,8 @@ def test_interrupted_run_leaves_nothing_behind(sig: signal.Signals, bgwc_config:
     wait_until(lambda: child.poll() is not None, 60, what=f"the child to exit after {sig.name}")
     assert _ours(run_id) == [], "containers left behind"
     assert _server_processes(run_id) == [], "server processes left behind"
-    assert set(Path("/tmp").glob("bgwc-*")) <= tmp_before, "temporary directories left behind"
+    leftovers = list(Path(tempfile.gettempdir()).glob(f"bgwc-*{run_id}*"))
+    assert leftovers == [], "temporary directories left behind"
 
 
 def test_stale_containers_of_dead_runs_are_swept() -> None:

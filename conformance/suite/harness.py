@@ -76,6 +76,17 @@ class Pool:
             lambda: self.adapter.submit(kind, args), timeout, what=f"a {kind} submit to succeed"
         )
 
+    def stop_all(self, handles: list[Handle]) -> None:
+        """Terminate every handle and wait until each slot is free."""
+        for h in handles:
+            self.adapter.terminate(h)
+        for h in handles:
+            self.wait_freed(h)
+
+    def wait_all_gone(self, timeout: float = ALL_GONE_S) -> None:
+        """Every process of the server gone from the OS (after it was killed)."""
+        self.target.wait_until(lambda: not self.target.processes(), timeout, what="every server process gone")
+
     def wait_gone(self, pids: set[int], timeout: float, what: str) -> None:
         self.target.wait_until(
             lambda: not ({p.pid for p in self.target.processes()} & pids), timeout, what=what

@@ -19,13 +19,6 @@ def _fill(pool: Pool) -> list[Handle]:
     return [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(pool.adapter.capacity())]
 
 
-def _stop_all(pool: Pool, handles: list[Handle]) -> None:
-    for h in handles:
-        pool.adapter.terminate(h)
-    for h in handles:
-        pool.wait_freed(h)
-
-
 @pytest.mark.clause("EXH-1")
 def test_full_pool_rejects_with_53000_and_changes_nothing(pool: Pool) -> None:
     handles = _fill(pool)
@@ -34,7 +27,7 @@ def test_full_pool_rejects_with_53000_and_changes_nothing(pool: Pool) -> None:
         pool.adapter.submit("sleep", {"ms": LONG_MS})
     assert err.value.sqlstate == INSUFFICIENT_RESOURCES, err.value
     assert pool.adapter.slots() == before
-    _stop_all(pool, handles)
+    pool.stop_all(handles)
 
 
 @pytest.mark.clause("EXH-2", "EXH-4")
@@ -53,7 +46,7 @@ def test_too_few_worker_processes_refuses_and_returns_the_slot(pool: Pool) -> No
         CAPACITY_BACK_S,
         what="the refused slot back on the free list",
     )
-    _stop_all(pool, [first])
+    pool.stop_all([first])
     # EXH-4: capacity is back once the worker ended
     pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))
 
@@ -163,4 +156,4 @@ def test_concurrent_submitters_never_oversubscribe(pool: Pool) -> None:
     assert len({h.pid for h in results}) == len(results)
     busy = [s for s in pool.adapter.slots() if s.state != "free"]
     assert sorted((s.slot, s.generation) for s in busy) == sorted((h.slot, h.generation) for h in results)
-    _stop_all(pool, results)
+    pool.stop_all(results)

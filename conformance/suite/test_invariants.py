@@ -17,10 +17,7 @@ def test_check_is_empty_on_fresh_and_busy_pool(pool: Pool) -> None:
     assert pool.adapter.check() == []
     handles = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(pool.adapter.capacity() - 1)]
     assert pool.adapter.check() == []
-    for h in handles:
-        pool.adapter.terminate(h)
-    for h in handles:
-        pool.wait_freed(h)
+    pool.stop_all(handles)
     assert pool.adapter.check() == []
 
 
@@ -29,8 +26,5 @@ def test_pool_and_os_agree_on_worker_pids(pool: Pool) -> None:
     handles = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(2)]
     assert pool.agreement() == []
     assert {p.pid for p in pool.os_workers()} == {h.pid for h in handles}
-    for h in handles:
-        pool.adapter.terminate(h)
-    for h in handles:
-        pool.wait_freed(h)
+    pool.stop_all(handles)
     assert pool.agreement() == []

@@ -74,10 +74,7 @@ def test_workers_on_several_databases(pool: Pool) -> None:
                 what=f"worker {h.pid} connected",
             )
             assert pool.target.scalar("SELECT datname FROM pg_stat_activity WHERE pid = %s", h.pid) == db
-        for h in handles.values():
-            pool.adapter.terminate(h)
-        for h in handles.values():
-            pool.wait_freed(h)
+        pool.stop_all(list(handles.values()))
     finally:
         for db in dbs:
             pool.target.sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")

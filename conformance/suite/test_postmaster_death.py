@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.suite.harness import ALL_GONE_S, CRASH_RECOVERY_S, PM_DEATH_S, Pool
+from conformance.suite.harness import CRASH_RECOVERY_S, PM_DEATH_S, Pool
 
 LONG_MS = 60_000
 
@@ -28,11 +28,7 @@ def test_launcher_and_workers_exit_with_the_postmaster(pool: Pool) -> None:
 @pytest.mark.clause("PMD-2")
 def test_next_start_succeeds_without_stale_shared_memory(pool: Pool) -> None:
     _kill_postmaster_with_busy_pool(pool)
-    pool.target.wait_until(
-        lambda: not pool.target.processes(),
-        ALL_GONE_S,
-        what="every server process gone after SIGKILL of the postmaster",
-    )
+    pool.wait_all_gone()
     offset = pool.target.log_offset()
     pool.target.start()
     log = pool.target.log_since(offset)
@@ -42,11 +38,7 @@ def test_next_start_succeeds_without_stale_shared_memory(pool: Pool) -> None:
 @pytest.mark.clause("PMD-3")
 def test_pool_is_fresh_after_postmaster_death(pool: Pool) -> None:
     _kill_postmaster_with_busy_pool(pool)
-    pool.target.wait_until(
-        lambda: not pool.target.processes(),
-        ALL_GONE_S,
-        what="every server process gone after SIGKILL of the postmaster",
-    )
+    pool.wait_all_gone()
     pool.target.start()
     pool.wait_fresh(CRASH_RECOVERY_S)
     h = pool.adapter.submit("sleep", {"ms": 100})

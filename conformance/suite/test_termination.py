@@ -38,10 +38,7 @@ def test_stale_handle_is_a_noop_even_after_reuse(pool: Pool) -> None:
     slot = pool.slot(old.slot)
     assert (slot.state, slot.pid, slot.generation) == ("running", reused.pid, reused.generation)
     assert pool.target.pid_alive(reused.pid or 0)
-    for h in fresh:
-        pool.adapter.terminate(h)
-    for h in fresh:
-        pool.wait_freed(h)
+    pool.stop_all(fresh)
 
 
 @pytest.mark.clause("TERM-3")

@@ -70,7 +70,7 @@ class LocalTarget(Target):
         self.ext = ext
         self.user = os.environ.get("BGWC_LOCAL_USER", "postgres") if os.geteuid() == 0 else None
         _become_subreaper()
-        self._tmp = Path(tempfile.mkdtemp(prefix="bgwc-local-"))
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"bgwc-local-{engine.RUN_ID}-"))
         self._token = cleanup.register(self.close)
         self.port = get_port(None)
         super().__init__(

@@ -67,14 +67,8 @@ register_launcher(void)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = bgw_pool_launcher_restart_s;
-	snprintf(worker.bgw_library_name, sizeof(worker.bgw_library_name), "bgw_pool");
-	snprintf(worker.bgw_function_name, sizeof(worker.bgw_function_name), "bgw_pool_launcher_main");
-	snprintf(worker.bgw_name, sizeof(worker.bgw_name), "bgw_pool launcher");
-	snprintf(worker.bgw_type, sizeof(worker.bgw_type), "bgw_pool launcher");
+	pool_init_worker(&worker, BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+					 bgw_pool_launcher_restart_s, "bgw_pool_launcher_main", "bgw_pool launcher");
 	RegisterBackgroundWorker(&worker);
 }
 

@@ -126,15 +126,10 @@ launch(int id, uint64 generation)
 	pid_t		pid;
 	bool		ok;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, sizeof(worker.bgw_library_name), "bgw_pool");
-	snprintf(worker.bgw_function_name, sizeof(worker.bgw_function_name), "bgw_pool_worker_main");
+	pool_init_worker(&worker, BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+					 BGW_NEVER_RESTART, "bgw_pool_worker_main", "bgw_pool worker");
 	snprintf(worker.bgw_name, sizeof(worker.bgw_name),
 			 "bgw_pool worker slot %d gen " UINT64_FORMAT, id, generation);
-	snprintf(worker.bgw_type, sizeof(worker.bgw_type), "bgw_pool worker");
 	worker.bgw_main_arg = Int32GetDatum(id);
 	memcpy(worker.bgw_extra, &generation, sizeof(generation));
 	worker.bgw_notify_pid = MyProcPid;

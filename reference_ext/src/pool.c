@@ -196,6 +196,24 @@ pool_wake_launcher(void)
 		SetLatch(latch);
 }
 
+/*
+ * Fill in a BackgroundWorker of this library: 'function' is its entry point,
+ * 'type' its bgw_type and (until the caller changes it) its bgw_name.
+ */
+void
+pool_init_worker(BackgroundWorker *worker, int flags, int restart_time,
+				 const char *function, const char *type)
+{
+	memset(worker, 0, sizeof(BackgroundWorker));
+	worker->bgw_flags = flags;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = restart_time;
+	snprintf(worker->bgw_library_name, sizeof(worker->bgw_library_name), "bgw_pool");
+	snprintf(worker->bgw_function_name, sizeof(worker->bgw_function_name), "%s", function);
+	snprintf(worker->bgw_name, sizeof(worker->bgw_name), "%s", type);
+	snprintf(worker->bgw_type, sizeof(worker->bgw_type), "%s", type);
+}
+
 static const char *const state_names[] = {"free", "starting", "running", "stopping"};
 static const char *const job_names[] = {"sleep", "sql", "exit", "error", "fatal", "crash",
 "ignore_sigterm", "exit_at_once", "fail_to_start"};

@@ -23,6 +23,7 @@
 #include "compat.h"
 
 #include "lib/ilist.h"
+#include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -131,6 +132,8 @@ extern PoolSlot *pool_claim_slot(void);
 extern void pool_release_slot(PoolSlot *slot);
 extern PoolSlot *pool_slot_if_current(int id, uint64 generation);
 extern void pool_wake_launcher(void);
+extern void pool_init_worker(BackgroundWorker *worker, int flags, int restart_time,
+							 const char *function, const char *type);
 
 extern const char *pool_state_name(PoolSlotState state);
 extern const char *pool_job_name(PoolJobKind job);

@@ -536,14 +536,8 @@ bgw_pool_direct_launch_us(PG_FUNCTION_ARGS)
 	TimestampTz started;
 	pid_t		pid;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, sizeof(worker.bgw_library_name), "bgw_pool");
-	snprintf(worker.bgw_function_name, sizeof(worker.bgw_function_name), "bgw_pool_noop_main");
-	snprintf(worker.bgw_name, sizeof(worker.bgw_name), "bgw_pool direct launch");
-	snprintf(worker.bgw_type, sizeof(worker.bgw_type), "bgw_pool direct launch");
+	pool_init_worker(&worker, BGWORKER_SHMEM_ACCESS, BGW_NEVER_RESTART,
+					 "bgw_pool_noop_main", "bgw_pool direct launch");
 	worker.bgw_notify_pid = MyProcPid;
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
