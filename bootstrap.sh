@@ -10,7 +10,7 @@ sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
-command -v pg_config >/dev/null 2>&1 && [ -d "$(pg_config --pkgincludedir 2>/dev/null)/server" ] \
+command -v pg_config >/dev/null 2>&1 && [ -f "$(pg_config --includedir-server 2>/dev/null)/postgres.h" ] \
     || need+=(postgresql postgresql-server-dev-all)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)

@@ -76,6 +76,7 @@ def run_mutant(mutant: Mutant, major: int, out_dir: Path) -> MutantResult:
     run_dir = out_dir / mutant.name
     argv = [
         sys.executable,
+        "-P",  # import the kit as installed, not from the working directory
         "-m",
         "pytest",
         str(suite_dir()),
@@ -87,6 +88,8 @@ def run_mutant(mutant: Mutant, major: int, out_dir: Path) -> MutantResult:
         f"--bgwc-make-args={make_args}",
         f"--bgwc-results={run_dir}",
         f"--maxfail={MAX_FAILURES}",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "BGWC_RUN_ID": ""})
     result.seconds = round(time.monotonic() - t0, 1)

@@ -36,6 +36,7 @@ def test_interrupted_run_leaves_nothing_behind(sig: signal.Signals, bgwc_config:
     run_id = f"int{uuid.uuid4().hex[:8]}"
     argv = [
         sys.executable,
+        "-P",  # import the kit as installed, not from the working directory
         "-m",
         "pytest",
         str(HERE / "interrupted"),
