@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,9 +261,3 @@ def _docker_build(
             tail = [*tail, line][-40:]
             if line.startswith("Step "):
                 progress(f"{tag}: {line.strip()[:120]}")
-
-
-def build_all(
-    majors: Iterable[int], ext: Extension, base: str | None = None, progress: Progress = _say
-) -> list[Image]:
-    return [build_extension(m, ext, base, progress) for m in majors]
