@@ -75,7 +75,8 @@ def test_parallel_query_workers_starve_the_pool_until_they_end(pool: Pool) -> No
                     "application_name = 'bgwc_parallel'",
                 ):
                     conn.execute(f"SET {setting}")
-                conn.execute("SELECT count(*) FROM bgwc_par WHERE pg_sleep(0.01)::text = ''")
+                # ok-sleep: the load itself (a slow parallel scan), cancelled by the test
+                conn.execute("SELECT count(*) FROM bgwc_par WHERE pg_sleep(0.01)::text = ''")  # ok-sleep
         except psycopg.errors.QueryCanceled:
             pass
         except BaseException as exc:  # noqa: BLE001 - reported by the test
