@@ -1,8 +1,10 @@
 """The ``bgw-conformance`` command.
 
-  bgw-conformance images build --pg 13,15,17,18 [--extension DIR] [--base IMAGE]
-  bgw-conformance run [--target pg17[,local...]] [--extension DIR] [--reports DIR] [-- PYTEST-ARGS]
+  bgw-conformance images build --pg 13,15,17,18 [--profile P] [INPUTS]
+  bgw-conformance run [--target pg17[,local...]] [--profile P] [INPUTS] [--reports DIR] [-- PYTEST-ARGS]
   bgw-conformance clean
+
+INPUTS: --extension DIR, --package PKG (repeatable), --recipe CMD, --library LIB.
 
 Errors are one line on stderr and a non-zero exit status (2).
 """
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conformance import engine, images
-from conformance.config import OPTIONS
+from conformance.config import OPTIONS, KitConfig
 from conformance.errors import KitError
 
 
@@ -34,15 +36,45 @@ def _majors(text: str) -> list[int]:
 
 
 def _extension_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default=None, help=OPTIONS["profile"][1])
     p.add_argument("--extension", type=Path, default=None, help=OPTIONS["extension"][1])
+    p.add_argument(
+        "--package",
+        action="append",
+        default=[],
+        help="a Debian package of the extension, e.g. 'postgresql-{major}-cron' (repeatable)",
+    )
+    p.add_argument("--recipe", default=None, help=OPTIONS["recipe"][1])
     p.add_argument("--library", default=None, help=OPTIONS["library"][1])
     p.add_argument("--make-args", default="", help=OPTIONS["make_args"][1])
     p.add_argument("--base", default=None, help=OPTIONS["base"][1])
 
 
+def _input_values(args: argparse.Namespace) -> dict[str, str]:
+    """The extension options as KitConfig and pytest (--bgwc-*) take them."""
+    return {
+        "profile": args.profile or "",
+        "extension": str(args.extension) if args.extension else "",
+        "package": ",".join(args.package),
+        "recipe": args.recipe or "",
+        "library": args.library or "",
+        "make_args": args.make_args or "",
+        "base": args.base or "",
+    }
+
+
+def _kit_config(args: argparse.Namespace, target: str) -> KitConfig:
+    """Options and profile validated before anything starts."""
+    defaults = {k: d for k, (d, _) in OPTIONS.items()}
+    given = {k: v for k, v in _input_values(args).items() if v}
+    return KitConfig.from_values(
+        {**defaults, **given, "target": target, "seed": getattr(args, "seed", None) or ""}
+    )
+
+
 def _cmd_images_build(args: argparse.Namespace) -> int:
     majors = _majors(args.pg)
-    ext = images.Extension.from_dir(args.extension, args.library, args.make_args)
+    ext = _kit_config(args, ",".join(f"pg{m}" for m in majors)).extension
     for major in majors:
         t0 = time.monotonic()
         img = images.build_extension(major, ext, args.base)
@@ -56,7 +88,7 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
     from conformance.paths import suite_dir
 
-    images.Extension.from_dir(args.extension, args.library, args.make_args)  # validate early
+    _kit_config(args, args.target)  # options and profile validated before any server starts
     run_dir = Path(args.reports) / f"{time.strftime('%Y%m%d-%H%M%S')}-{engine.RUN_ID}"
     run_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -71,15 +103,13 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         f"--bgwc-results={run_dir}",
         "-o",
         "console_output_style=classic",
+        "-o",
+        "junit_family=xunit1",
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
     ]
-    for flag in ("extension", "library", "base", "seed", "profile"):
-        value = getattr(args, flag)
-        if value not in (None, ""):
-            argv.append(f"--bgwc-{flag}={value}")
-    if args.make_args:
-        argv.append(f"--bgwc-make-args={args.make_args}")
+    values = {**_input_values(args), "seed": args.seed or ""}
+    argv += [f"--bgwc-{k.replace('_', '-')}={v}" for k, v in values.items() if v]
     code = int(pytest.main([*argv, *pytest_args]))
     results_file = run_dir / "results.json"
     if not results_file.is_file():
@@ -118,10 +148,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from conformance.bench import measure
-    from conformance.config import KitConfig
     from conformance.plugin import make_target
 
-    kit = KitConfig.from_values({**{k: d for k, (d, _) in OPTIONS.items()}, "target": args.target})
+    kit = _kit_config(args, args.target)
     if len(kit.targets) != 1:
         raise KitError("bench takes one target")
     target = make_target(kit.targets[0], kit)
@@ -177,12 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", default="pg17", help=OPTIONS["target"][1])
     run.add_argument("--reports", default="reports", help="directory for run reports")
     run.add_argument("--seed", default=None, help=OPTIONS["seed"][1])
-    run.add_argument("--profile", default=None, help=OPTIONS["profile"][1])
     _extension_args(run)
 
     bench = sub.add_parser("bench", help="submit latency of the reference pool against its floor")
     bench.add_argument("--target", default="pg17", help="one target")
     bench.add_argument("--rounds", type=int, default=50)
+    _extension_args(bench)
 
     mut = sub.add_parser("mutants", help="run the suite against each mutant of the reference pool")
     mut.add_argument("--pg", default="17", help="one major")

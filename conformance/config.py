@@ -1,18 +1,22 @@
 """The kit's settings: one frozen dataclass, read from pytest's command line
 or ini file.  Each option has one help string, used by both.
 
-| option                 | ini                 | default          |
-|------------------------|---------------------|------------------|
-| --bgwc-target          | bgwc_target         | pg17             |
-| --bgwc-extension       | bgwc_extension      | reference_ext    |
-| --bgwc-library         | bgwc_library        | (control name)   |
-| --bgwc-make-args       | bgwc_make_args      | ""               |
-| --bgwc-base            | bgwc_base           | debian:<suite>   |
-| --bgwc-pg-config       | bgwc_pg_config      | pg_config        |
-| --bgwc-profile         | bgwc_profile        | bgw_pool         |
-| --bgwc-seed            | bgwc_seed           | (CI seed set)    |
+| option                 | ini                 | default                        |
+|------------------------|---------------------|--------------------------------|
+| --bgwc-target          | bgwc_target         | pg17                           |
+| --bgwc-profile         | bgwc_profile        | bgw_pool                       |
+| --bgwc-extension       | bgwc_extension      | (the profile's install.source) |
+| --bgwc-package         | bgwc_package        | (the profile's packages)       |
+| --bgwc-recipe          | bgwc_recipe         | (the profile's recipe)         |
+| --bgwc-library         | bgwc_library        | (the profile's preload)        |
+| --bgwc-make-args       | bgwc_make_args      | (the profile's make_args)      |
+| --bgwc-base            | bgwc_base           | debian:<suite>                 |
+| --bgwc-pg-config       | bgwc_pg_config      | pg_config                      |
+| --bgwc-seed            | bgwc_seed           | (CI seed set)                  |
 
 A command-line value wins over the ini value, which wins over the default.
+The profile is loaded (and validated) first; the input options replace the
+matching parts of its ``[install]`` table.
 """
 
 from __future__ import annotations
@@ -22,51 +26,84 @@ from pathlib import Path
 from typing import Any
 
 from conformance.errors import KitError
-from conformance.images import SUPPORTED_MAJORS, Extension
+from conformance.images import SUPPORTED_MAJORS, Extension, check_source
+from conformance.profile import Profile, load_profile
 
 OPTIONS: dict[str, tuple[str, str]] = {
     "target": (
         "pg17",
         "targets to run on, comma-separated: pg13,pg15,pg17,pg18 (containers) and local (the host's server)",
     ),
-    "extension": (
-        "",
-        "source directory of the extension under test (PGXS); default: the reference extension bgw_pool",
-    ),
-    "library": ("", "shared_preload_libraries entry; default: the extension's name"),
-    "make_args": ("", "extra make arguments for building the extension"),
+    "profile": ("bgw_pool", "extension profile: a name in fixtures/profiles/ or a path to a TOML file"),
+    "extension": ("", "source directory of the extension under test (PGXS, or built by --recipe)"),
+    "package": ("", "Debian packages of the extension, comma-separated; {major} is the server's major"),
+    "recipe": ("", "shell command that builds and installs the sources (cmake, meson, cargo, configure)"),
+    "library": ("", "shared_preload_libraries entries, comma-separated"),
+    "make_args": ("", "extra make arguments for a PGXS build"),
     "base": ("", "base image for the container targets; default: the Debian suite that ships the major"),
     "pg_config": ("pg_config", "pg_config of the host server for the local target"),
-    "profile": ("bgw_pool", "extension profile (pool adapter) the suite drives"),
     "seed": ("", "replay randomized workloads with this seed (default: the fixed CI seed set)"),
 }
+
+
+def _csv(value: object) -> tuple[str, ...]:
+    return tuple(p.strip() for p in str(value or "").split(",") if p.strip())
+
+
+def extension_for(profile: Profile, values: dict[str, Any]) -> Extension:
+    """The extension under test: the profile's [install], with the input
+    options replacing the parts they name."""
+    inst = profile.install
+    source = Path(values["extension"]).resolve() if values.get("extension") else inst.source
+    packages = _csv(values.get("package")) or inst.packages
+    recipe = values.get("recipe") or inst.recipe
+    preload = _csv(values.get("library")) or inst.preload
+    make_args = values.get("make_args") or inst.make_args
+    if source is None and not packages:
+        raise KitError(
+            f"profile {profile.name}: nothing to install; give --extension DIR or --package NAME "
+            "(or [install] in the profile)"
+        )
+    if recipe and source is None:
+        raise KitError("--recipe needs the sources it builds: give --extension DIR")
+    if source is not None:
+        check_source(source, pgxs=not recipe)
+        if not preload and not packages and not recipe:
+            return Extension.from_dir(source, None, make_args)
+    return Extension(profile.name, preload, source, packages, recipe, make_args)
 
 
 @dataclass(frozen=True)
 class KitConfig:
     targets: tuple[str, ...]
+    profile: Profile
     extension: Extension
     base: str | None
     pg_config: str
-    profile: str
     seed: int | None
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> KitConfig:
-        targets = tuple(t.strip() for t in str(values["target"]).split(",") if t.strip())
+        targets = _csv(values["target"])
         valid = {f"pg{m}" for m in SUPPORTED_MAJORS} | {"local"}
         if not targets or not set(targets) <= valid:
             raise KitError(f"--bgwc-target {values['target']!r}: choose from {', '.join(sorted(valid))}")
-        ext_dir = Path(values["extension"]) if values["extension"] else None
-        ext = Extension.from_dir(ext_dir, values["library"] or None, values["make_args"] or "")
+        profile = load_profile(str(values["profile"] or "bgw_pool"))
+        for t in targets:
+            if t != "local" and not profile.runs_on(int(t.removeprefix("pg"))):
+                majors = ", ".join(map(str, profile.majors))
+                raise KitError(f"profile {profile.name} runs on PostgreSQL {majors} only, not {t}")
+        ext = extension_for(profile, values)
+        if "local" in targets and ext.packages:
+            raise KitError("Debian packages (--package) install into container targets only, not local")
         seed = values["seed"]
         if seed not in ("", None) and not str(seed).isdigit():
             raise KitError(f"--bgwc-seed {seed!r}: give a non-negative integer")
         return cls(
             targets,
+            profile,
             ext,
             values["base"] or None,
             values["pg_config"],
-            values["profile"],
             int(seed) if seed not in ("", None) else None,
         )

@@ -8,9 +8,17 @@ class KitError(Exception):
 
 
 class ImageBuildError(KitError):
+    """A build step failed; ``step`` is the step, ``tail`` the last lines it printed."""
+
+    step: str = ""
+    tail: str = ""
+
     @classmethod
-    def step_failed(cls, what: str, detail: str) -> ImageBuildError:
-        return cls(f"image build failed at {what}: {detail.strip()[-400:]}")
+    def step_failed(cls, what: str, detail: str, step: str = "") -> ImageBuildError:
+        lines = [ln for ln in detail.strip().splitlines() if ln.strip()][-8:]
+        err = cls(f"image build failed at {what}; last lines:\n" + "\n".join(f"  | {ln}" for ln in lines))
+        err.step, err.tail = step, detail
+        return err
 
 
 class EngineUnavailable(KitError):

@@ -40,27 +40,39 @@ def _say(line: str) -> None:
 
 @dataclass(frozen=True)
 class Extension:
-    """The extension under test: its sources and what to preload."""
+    """The extension under test as the server gets it: Debian packages,
+    sources built with PGXS or with a recipe, or both, and what to preload."""
 
-    source: Path
-    name: str  # CREATE EXTENSION name (from the *.control file)
-    library: str  # shared_preload_libraries entry
+    name: str  # label for image tags: the profile's name
+    preload: tuple[str, ...] = ()  # shared_preload_libraries entries
+    source: Path | None = None  # copied to /usr/src/ext and built there
+    packages: tuple[str, ...] = ()  # Debian packages; "{major}" is substituted
+    recipe: str | None = None  # build and install command (default: PGXS make install)
     make_args: str = ""
 
     @classmethod
     def from_dir(
         cls, source: Path | None = None, library: str | None = None, make_args: str = ""
     ) -> Extension:
-        src = (source or reference_ext_dir()).resolve()
-        if not (src / "Makefile").is_file():
-            raise KitError(f"{src} is not a PGXS extension directory (no Makefile)")
+        """A PGXS source directory (default: the reference extension)."""
+        src = check_source((source or reference_ext_dir()).resolve(), pgxs=True)
         controls = sorted(src.glob("*.control"))
         if len(controls) != 1:
-            raise KitError(f"{src} must hold exactly one *.control file, found {len(controls)}")
+            raise KitError(f"--extension {src}: must hold exactly one *.control file, found {len(controls)}")
         name = controls[0].stem
-        return cls(src, name, library or name, make_args)
+        return cls(name, (library or name,), src, (), None, make_args)
+
+    @property
+    def library(self) -> str:
+        """The shared_preload_libraries value."""
+        return ",".join(self.preload)
+
+    def packages_for(self, major: int) -> tuple[str, ...]:
+        return tuple(p.replace("{major}", str(major)) for p in self.packages)
 
     def files(self) -> list[Path]:
+        if self.source is None:
+            return []
         out = []
         for p in sorted(self.source.rglob("*")):
             rel = p.relative_to(self.source)
@@ -71,8 +83,18 @@ class Extension:
     def source_hash(self) -> str:
         h = hashlib.sha256()
         for rel in self.files():
+            assert self.source is not None
             h.update(str(rel).encode() + b"\0" + (self.source / rel).read_bytes() + b"\0")
         return h.hexdigest()[:16]
+
+
+def check_source(src: Path, pgxs: bool) -> Path:
+    """A source directory that exists (and, without a recipe, is PGXS)."""
+    if not src.is_dir():
+        raise KitError(f"--extension {src}: no such directory")
+    if pgxs and not (src / "Makefile").is_file():
+        raise KitError(f"--extension {src}: not a PGXS extension directory (no Makefile); give --recipe")
+    return src
 
 
 def debian_mirror() -> str:
@@ -198,7 +220,9 @@ def _build_if_missing(
         for name, src in files.items():
             shutil.copy(src, ctx / name)
         if ext is not None:
+            (ctx / "ext").mkdir()
             for rel in ext.files():
+                assert ext.source is not None
                 (ctx / "ext" / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ext.source / rel, ctx / "ext" / rel)
         _docker_build(ctx, tag, args, {_LABEL_INPUTS: key}, progress)
@@ -226,24 +250,55 @@ def build_server(major: int, base: str | None = None, progress: Progress = _say)
 
 
 def build_extension(major: int, ext: Extension, base: str | None = None, progress: Progress = _say) -> Image:
-    """The image a container target runs: the server image plus ``ext`` preloaded."""
+    """The image a container target runs: the server image, then the
+    extension's packages, its sources built (recipe or PGXS), and its
+    libraries checked and preloaded."""
     t0 = time.monotonic()
     server = build_server(major, base, progress)
     recipe = fixtures_dir() / "images" / "extension.Dockerfile"
-    key = _key(server.tag, recipe.read_bytes(), ext.source_hash(), ext.library, ext.make_args)
-    tag = f"bgwc/{ext.name}-pg{major}:{key}"
-    built = _build_if_missing(
-        tag,
-        {"Dockerfile": recipe},
-        {"SERVER": server.tag, "PRELOAD": ext.library, "MAKE_ARGS": ext.make_args},
-        key,
-        progress,
-        ext,
+    packages = " ".join(ext.packages_for(major))
+    key = _key(
+        server.tag,
+        recipe.read_bytes(),
+        ext.source_hash(),
+        ext.library,
+        ext.make_args,
+        packages,
+        ext.recipe or "",
     )
+    tag = f"bgwc/{ext.name.lower()}-pg{major}:{key}"
+    try:
+        built = _build_if_missing(
+            tag,
+            {"Dockerfile": recipe},
+            {
+                "SERVER": server.tag,
+                "PACKAGES": packages,
+                "PRELOAD": ext.library,
+                "MAKE_ARGS": ext.make_args,
+                "RECIPE": ext.recipe or "",
+            },
+            key,
+            progress,
+            ext,
+        )
+    except ImageBuildError as exc:
+        raise ImageBuildError(f"{_input_at_fault(exc.step, ext, packages)}: {exc}") from None
     took = time.monotonic() - t0
     if built or server.built:
         progress(f"{tag} ready in {took:.0f}s")
     return Image(tag, major, built or server.built, took)
+
+
+def _input_at_fault(step: str, ext: Extension, packages: str) -> str:
+    """The input that a failed step of extension.Dockerfile was installing."""
+    if "PACKAGES" in step:
+        return f"--package {packages}"
+    if "PRELOAD" in step:
+        return f"preload {ext.library!r} (the recipe or packages installed no such library)"
+    if ext.recipe:
+        return f"--recipe {ext.recipe!r}"
+    return f"--extension {ext.source}"
 
 
 def _docker_build(
@@ -251,13 +306,15 @@ def _docker_build(
 ) -> None:
     api = engine.client().api
     tail: list[str] = []
+    step = ""
     for chunk in api.build(
         path=str(ctx), tag=tag, buildargs=args, labels=labels, rm=True, forcerm=True, decode=True
     ):
         if "error" in chunk:
-            raise ImageBuildError.step_failed(tag, "".join(tail) + chunk["error"])
+            raise ImageBuildError.step_failed(tag, "".join(tail) + chunk["error"], step)
         line = chunk.get("stream", "")
         if line.strip():
             tail = [*tail, line][-40:]
             if line.startswith("Step "):
-                progress(f"{tag}: {line.strip()[:120]}")
+                step = line.strip()
+                progress(f"{tag}: {step[:120]}")

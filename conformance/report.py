@@ -16,12 +16,20 @@ from pathlib import Path
 from typing import Any
 
 CONTRACT = Path(__file__).resolve().parent / "CONTRACT.md"
-_CLAUSE = re.compile(r"^- \*\*([A-Z]+-\d+) \((MUST|SHOULD)\)\*\* (.*?)(?=^- \*\*|^## |\Z)", re.M | re.S)
-_FAMILY = re.compile(r"^## ([A-Z]+): (.*)$", re.M)
+_CLAUSE = re.compile(r"^- \*\*([A-Z]+-\d+) \((MUST|SHOULD)\)\*\* (.*?)(?=^- \*\*|^#{1,6} |\Z)", re.M | re.S)
+#: a family heading: ``### FAM: title`` under a tier, or the untiered ``## FAM: title``
+_FAMILY = re.compile(r"^###? ([A-Z]+): (.*)$", re.M)
+_TIER = re.compile(r"^## Tier `([^`]+)`: (.*)$", re.M)
+_SECTION = re.compile(r"^## .*$", re.M)
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC (.*)$")
 OUTCOMES = ("pass", "fail", "error", "skip", "not-applicable", "flaky")
 #: a clause's status from its tests' outcomes, worst first
 _PRECEDENCE = ("fail", "error", "flaky", "skip", "pass", "not-applicable")
+#: clause statuses that fail a claimed tier (MUST) or are counted against it (SHOULD)
+_FAILED = ("fail", "error", "flaky")
+#: clause statuses that mean a test of the clause actually ran
+_RAN = ("pass", "fail", "error", "flaky")
+TIER_STATUSES = ("conformant", "failed", "not claimed", "not run")
 
 
 @dataclass(frozen=True)
@@ -30,16 +38,77 @@ class Clause:
     level: str  # MUST or SHOULD
     text: str
     family: str
+    tier: str = ""  # "" for a clause outside any ``## Tier`` section (the untiered contract)
+
+
+@dataclass(frozen=True)
+class TierVerdict:
+    """One tier's verdict in one run; ``status`` is one of TIER_STATUSES."""
+
+    tier: str
+    claimed: bool
+    status: str
+    must_failed: int
+    should_failed: int
+    text: str  # e.g. "CONFORMANT", "2 MUST failed", "not claimed", "not run"
+    must_skipped: int = 0  # MUST clauses whose tests were skipped: the tier is not conformant either
+
+    @property
+    def label(self) -> str:
+        return tier_label(self.tier)
+
+    @property
+    def short(self) -> str:
+        """The matrix's form: ``✓``, ``✗ 2``, an en dash (not claimed) or ``not run``."""
+        if self.status == "conformant":
+            return "✓"
+        if self.status == "failed":
+            return (
+                "✗"
+                + (f" {self.must_failed}" if self.must_failed else "")
+                + (f" {self.must_skipped} skipped" if self.must_skipped else "")
+            )
+        return "\u2013" if self.status == "not claimed" else self.status
+
+    @property
+    def css(self) -> str:
+        return {"conformant": "pass", "failed": "fail", "not claimed": "not-applicable"}.get(
+            self.status, "skip"
+        )
+
+
+def tier_label(tier: str) -> str:
+    return tier or "contract"
+
+
+def _tier_at(sections: list[tuple[int, str]], pos: int) -> str:
+    """The tier of the ``## `` section holding position ``pos`` ("" outside a ``## Tier`` section)."""
+    return next((tier for start, tier in reversed(sections) if start < pos), "")
 
 
 def load_contract(path: Path = CONTRACT) -> dict[str, Clause]:
     text = path.read_text()
-    families = {m.group(1): m.group(2) for m in _FAMILY.finditer(text)}
+    families = {m.group(1): m.group(2).strip() for m in _FAMILY.finditer(text)}
+    sections = [
+        (m.start(), t.group(1) if (t := _TIER.match(m.group(0))) else "") for m in _SECTION.finditer(text)
+    ]
     out = {}
-    for cid, level, body in _CLAUSE.findall(text):
+    for m in _CLAUSE.finditer(text):
+        cid, level, body = m.groups()
         fam = cid.split("-")[0]
-        out[cid] = Clause(cid, level, " ".join(body.split()), f"{fam}: {families.get(fam, '')}")
+        out[cid] = Clause(
+            cid,
+            level,
+            " ".join(body.split()),
+            f"{fam}: {families.get(fam, '')}",
+            _tier_at(sections, m.start()),
+        )
     return out
+
+
+def load_tiers(path: Path = CONTRACT) -> dict[str, str]:
+    """Tier name -> description, in the contract's (display) order."""
+    return {m.group(1): m.group(2).strip() for m in _TIER.finditer(path.read_text())}
 
 
 def clause_status(results: dict[str, Any]) -> dict[str, str]:
@@ -51,12 +120,60 @@ def clause_status(results: dict[str, Any]) -> dict[str, str]:
     return {cid: next(o for o in _PRECEDENCE if o in outs) for cid, outs in seen.items()}
 
 
-def verdict(results: dict[str, Any], contract: dict[str, Clause]) -> bool:
-    """Conformant: every MUST clause has tests and none of them failed."""
+def claimed_tiers(results: dict[str, Any], contract: dict[str, Clause]) -> set[str]:
+    """The contract's tiers the run's profile claims: ``run.tiers``, or every tier when the results
+    predate tiers.  The untiered part of a contract ("") is always claimed."""
+    tiers = {c.tier for c in contract.values()}
+    claims = results["run"].get("tiers")
+    return tiers if claims is None else {t for t in tiers if t == "" or t in claims}
+
+
+def _tier_verdict(tier: str, claimed: bool, clauses: list[Clause], status: dict[str, str]) -> TierVerdict:
+    if not claimed:
+        return TierVerdict(tier, False, "not claimed", 0, 0, "not claimed")
+    seen = [(c.level, status.get(c.id)) for c in clauses]
+    if not any(st in _RAN for _, st in seen):
+        return TierVerdict(tier, True, "not run", 0, 0, "not run")
+    must_failed = sum(1 for level, st in seen if level == "MUST" and st in _FAILED)
+    must_skipped = sum(1 for level, st in seen if level == "MUST" and st == "skip")
+    should_failed = sum(1 for level, st in seen if level == "SHOULD" and st in _FAILED)
+    parts = [f"{must_failed} MUST failed"] if must_failed else []
+    parts += [f"{must_skipped} MUST skipped"] if must_skipped else []
+    text = ", ".join(parts) or "CONFORMANT"
+    if should_failed:
+        text += f" ({should_failed} SHOULD failed)"
+    st = "failed" if parts else "conformant"
+    return TierVerdict(tier, True, st, must_failed, should_failed, text, must_skipped)
+
+
+def tier_verdicts(results: dict[str, Any], contract: dict[str, Clause]) -> dict[str, TierVerdict]:
+    """Each tier's verdict, in contract order.  An unclaimed tier is "not claimed" whatever its tests
+    did.  A claimed tier fails when a MUST clause's tests failed, errored, were flaky or were skipped;
+    MUST clauses with no test in the run (a ``-k`` selection) do not fail it; SHOULD failures are
+    counted but do not fail it; when no test of its clauses ran it is "not run"."""
     status = clause_status(results)
-    return all(
-        status.get(cid) in ("pass", "not-applicable") for cid, c in contract.items() if c.level == "MUST"
+    claimed = claimed_tiers(results, contract)
+    by_tier: dict[str, list[Clause]] = {}
+    for c in contract.values():
+        by_tier.setdefault(c.tier, []).append(c)
+    return {tier: _tier_verdict(tier, tier in claimed, clauses, status) for tier, clauses in by_tier.items()}
+
+
+def _overall(verdicts: dict[str, TierVerdict]) -> bool:
+    claimed = [v for v in verdicts.values() if v.claimed]
+    return all(v.status in ("conformant", "not run") for v in claimed) and any(
+        v.status == "conformant" for v in claimed
     )
+
+
+def verdict(results: dict[str, Any], contract: dict[str, Clause]) -> bool:
+    """Conformant: every claimed tier is conformant or not run, and at least one claimed tier ran."""
+    return _overall(tier_verdicts(results, contract))
+
+
+def tier_line(verdicts: dict[str, TierVerdict]) -> str:
+    """``bgworker: CONFORMANT · pool: 2 MUST failed · faults: not claimed``"""
+    return " · ".join(f"{v.label}: {v.text}" for v in verdicts.values())
 
 
 def _e(value: object) -> str:
@@ -82,6 +199,7 @@ th{background:#f2f2f2}.pass{background:#d9f2d9}.fail,.error{background:#f8d0d0}.
 pre{background:#f7f7f7;padding:6px;max-height:22em;overflow:auto;white-space:pre-wrap}
 details{margin:.3em 0}summary{cursor:pointer}.fault{color:#a01010;font-weight:bold}.muted{color:#777}
 a{color:#1a4fa0}.cell a{display:block;color:inherit;text-decoration:none}
+tr.tier-head th{background:#dde4f0}
 """
 
 _FILTER_JS = """
@@ -126,27 +244,95 @@ def _timeline(t: dict[str, Any]) -> str:
     return f"<table><tr><th>s</th><th>source</th><th>event</th></tr>{body}</table>"
 
 
-def render_run(
-    results: dict[str, Any], contract: dict[str, Clause] | None = None, mutants: dict[str, Any] | None = None
+def _shown_status(raw: str | None, claimed: bool) -> tuple[str, str]:
+    """A clause's cell class and text in one run: the tests of an unclaimed tier never show as passes."""
+    if not claimed:
+        return "not-applicable", "not claimed"
+    return raw or "skip", raw or "no test"
+
+
+def _tier_heading(tier: str, tiers: dict[str, str]) -> str:
+    desc = tiers.get(tier, "")
+    return f"Tier {_e(tier_label(tier))}" + (f": {_e(desc)}" if desc else "")
+
+
+def _claims(results: dict[str, Any]) -> str:
+    run = results["run"]
+    claims = run.get("tiers")
+    what = ", ".join(claims) if claims is not None else "every tier (the results record no claims)"
+    return f"{run.get('profile') or '(no profile)'}, claiming {what}"
+
+
+def _tier_table(verdicts: dict[str, TierVerdict], tiers: dict[str, str]) -> str:
+    rows = "".join(
+        f"<tr id='tier-{_e(v.label)}'><td>{_e(v.label)}</td><td>{_e(tiers.get(v.tier, ''))}</td>"
+        f"<td>{'yes' if v.claimed else 'no'}</td><td class='{v.css}'>{_e(v.text)}</td></tr>"
+        for v in verdicts.values()
+    )
+    head = "<tr><th>tier</th><th>description</th><th>claimed</th><th>verdict</th></tr>"
+    return f"<table id='tiers'>{head}{rows}</table>"
+
+
+def _verdict_paragraph(verdicts: dict[str, TierVerdict]) -> str:
+    ok = _overall(verdicts)
+    if ok:
+        why = "every claimed tier that ran is conformant"
+    elif any(v.status == "failed" for v in verdicts.values()):
+        why = "a claimed tier failed"
+    else:
+        why = "no claimed tier ran"
+    return (
+        f'<p class="{"verdict-ok" if ok else "verdict-bad"}" id="verdict"><b>{_e(tier_line(verdicts))}</b>'
+        f" — {'CONFORMANT' if ok else 'NOT CONFORMANT'}: {why}.</p>"
+    )
+
+
+def _clause_rows(
+    contract: dict[str, Clause],
+    verdicts: dict[str, TierVerdict],
+    tiers: dict[str, str],
+    status: dict[str, str],
+    by_clause: dict[str, list[dict[str, Any]]],
 ) -> str:
+    """The run page's clause table body, a header row per tier."""
+    body, tier = "", None
+    for c in contract.values():
+        v = verdicts[c.tier]
+        if c.tier != tier:
+            tier = c.tier
+            body += (
+                f"<tr class='tier-head'><th colspan='5'>{_tier_heading(c.tier, tiers)} — "
+                f"<span class='{v.css}'>{_e(v.text)}</span></th></tr>"
+            )
+        css, text = _shown_status(status.get(c.id), v.claimed)
+        links = " ".join(f"<a href='#{test_anchor(t)}'>{_e(t['name'])}</a>" for t in by_clause.get(c.id, []))
+        body += (
+            f"<tr><td>{_e(c.id)}</td><td>{c.level}</td><td class='{css}'>{text}</td>"
+            f"<td>{_e(c.text)}</td><td>{links}</td></tr>"
+        )
+    return body
+
+
+def render_run(
+    results: dict[str, Any],
+    contract: dict[str, Clause] | None = None,
+    mutants: dict[str, Any] | None = None,
+    tiers: dict[str, str] | None = None,
+) -> str:
+    """One run's page.  ``tiers`` (name -> description) defaults to those of CONTRACT.md."""
     contract = contract or load_contract()
+    tiers = load_tiers() if tiers is None else tiers
     run, tests = results["run"], results["tests"]
     counts = Counter(t["outcome"] for t in tests)
     status = clause_status(results)
-    ok = verdict(results, contract)
+    verdicts = tier_verdicts(results, contract)
     families = sorted({t["family"] for t in tests})
     by_clause: dict[str, list[dict[str, Any]]] = {}
     for t in tests:
         for cid in t["clauses"]:
             by_clause.setdefault(cid, []).append(t)
 
-    clause_rows = "".join(
-        f"<tr><td>{_e(c.id)}</td><td>{c.level}</td><td class='{status.get(c.id, 'skip')}'>"
-        f"{status.get(c.id, 'no test')}</td><td>{_e(c.text)}</td><td>"
-        + " ".join(f"<a href='#{test_anchor(t)}'>{_e(t['name'])}</a>" for t in by_clause.get(c.id, []))
-        + "</td></tr>"
-        for c in contract.values()
-    )
+    clause_rows = _clause_rows(contract, verdicts, tiers, status, by_clause)
     test_rows = "".join(
         f"<tr class='test' data-outcome='{t['outcome']}' data-family='{_e(t['family'])}'>"
         f"<td class='{t['outcome']}'>{t['outcome']}</td><td><a href='#{test_anchor(t)}'>{_e(t['name'])}</a></td>"
@@ -172,10 +358,11 @@ def render_run(
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>bgw-conformance: {_e(run_label(results))}</title>
 <style>{_CSS}</style><script>{_FILTER_JS}</script></head><body>
 <h1>bgw-conformance report</h1>
-<p class="{"verdict-ok" if ok else "verdict-bad"}" id="verdict"><b>{"CONFORMANT" if ok else "NOT CONFORMANT"}</b>:
-{"every MUST clause passed" if ok else "a MUST clause failed or has no passing test"}.</p>
+{_verdict_paragraph(verdicts)}
+{_tier_table(verdicts, tiers)}
 <p id="counts">{" · ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES)}</p>
-<table><tr><th>extension</th><td>{_e(ext["name"])} {_e(ext.get("version"))} (sources {_e(ext["source_hash"])})</td></tr>
+<table><tr><th>profile</th><td>{_e(_claims(results))}</td></tr>
+<tr><th>extension</th><td>{_e(ext["name"])} {_e(ext.get("version"))} (sources {_e(ext["source_hash"])})</td></tr>
 <tr><th>kit</th><td>{_e(run["kit_version"])} {_e(run.get("kit_commit") or "")}</td></tr>
 <tr><th>host kernel</th><td>{_e(run["host_kernel"])}</td></tr><tr><th>seed</th><td>{_e(run.get("seed"))}</td></tr>
 <tr><th>time</th><td>{_e(run["started"])} → {_e(run["finished"])}</td></tr></table>
@@ -205,38 +392,66 @@ def render_mutation_table(mutants: dict[str, Any]) -> str:
     )
 
 
+def _matrix_head(res: dict[str, Any], verdicts: dict[str, TierVerdict]) -> str:
+    ok = _overall(verdicts)
+    version = (res["run"].get("servers") or [{}])[0].get("version", "")[:40]
+    marks = "<br>".join(
+        f"<span class='tier-mark {v.css}'>{_e(v.label)} {_e(v.short)}</span>" for v in verdicts.values()
+    )
+    return (
+        f"<th class='{'pass' if ok else 'fail'}'>{_e(run_label(res))}<br>{_e(version)}"
+        f"<br>{'conformant' if ok else 'NON-CONFORMANT'}<br>{marks}</th>"
+    )
+
+
+#: a matrix column: one run's results, clause statuses, tier verdicts and the link to its page
+_Column = tuple[dict[str, Any], dict[str, str], dict[str, TierVerdict], str]
+
+
+def _matrix_tier_row(tier: str, cols: list[_Column], tiers: dict[str, str]) -> str:
+    """A tier's header row: its name and description, then its verdict in each run."""
+    marks = "".join(f"<th class='{vs[tier].css}'>{_e(vs[tier].text)}</th>" for _, _, vs, _ in cols)
+    return (
+        f"<tr class='tier-head' id='matrix-tier-{_e(tier_label(tier))}'>"
+        f"<th colspan='2'>{_tier_heading(tier, tiers)}</th>{marks}</tr>"
+    )
+
+
 def render_matrix(
     runs: list[tuple[Path, dict[str, Any]]],
     contract: dict[str, Clause] | None = None,
     out_dir: Path | None = None,
     mutants: dict[str, Any] | None = None,
+    tiers: dict[str, str] | None = None,
 ) -> str:
-    """Rows: clauses by family; columns: runs (target, server, machine)."""
+    """Rows: clauses by tier and family; columns: runs (target, server, machine)."""
     contract = contract or load_contract()
-    cols = []
+    tiers = load_tiers() if tiers is None else tiers
+    cols: list[_Column] = []
     for path, res in runs:
         link_base = (
             os.path.relpath(path.parent / "index.html", out_dir)
             if out_dir
             else str(path.parent / "index.html")
         )
-        cols.append((res, clause_status(res), verdict(res, contract), link_base))
-    head = "".join(
-        f"<th class='{'pass' if ok else 'fail'}'>{_e(run_label(res))}<br>{_e((res['run'].get('servers') or [{}])[0].get('version', '')[:40])}"
-        f"<br>{'conformant' if ok else 'NON-CONFORMANT'}</th>"
-        for res, _, ok, _ in cols
-    )
-    body, family = "", None
+        cols.append((res, clause_status(res), tier_verdicts(res, contract), link_base))
+    head = "".join(_matrix_head(res, verdicts) for res, _, verdicts, _ in cols)
+    body, tier, family = "", None, None
     for c in contract.values():
+        if c.tier != tier:
+            tier, family = c.tier, None
+            body += _matrix_tier_row(tier, cols, tiers)
         if c.family != family:
             family = c.family
             body += f"<tr><th colspan='{len(cols) + 2}'>{_e(family)}</th></tr>"
         cells = ""
-        for res, status, _, link in cols:
-            st = status.get(c.id, "no test")
+        for res, status, verdicts, link in cols:
+            claimed = verdicts[c.tier].claimed
+            st = status.get(c.id, "no test") if claimed else "not claimed"
             first = next((t for t in res["tests"] if c.id in t["clauses"]), None)
             href = f"{link}#{test_anchor(first)}" if first else link
-            cells += f"<td class='cell {st}'><a href='{_e(href)}'>{st}</a></td>"
+            css = st if claimed else "not-applicable"
+            cells += f"<td class='cell {css}'><a href='{_e(href)}'>{st}</a></td>"
         body += f"<tr><td title='{_e(c.text)}'>{c.id}</td><td>{c.level}</td>{cells}</tr>"
     mutation = render_mutation_table(mutants) if mutants else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>bgw-conformance matrix</title>
@@ -264,8 +479,10 @@ def latest_mutants(root: Path) -> dict[str, Any] | None:
     return json.loads(files[-1].read_text()) if files else None
 
 
-def terminal_summary(results: dict[str, Any], report: Path, color: bool) -> str:
-    contract = load_contract()
+def terminal_summary(
+    results: dict[str, Any], report: Path, color: bool, contract: dict[str, Clause] | None = None
+) -> str:
+    contract = contract or load_contract()
     status = clause_status(results)
     paint = {"pass": "32", "fail": "31", "error": "31", "skip": "33", "not-applicable": "36", "flaky": "35"}
 
@@ -284,6 +501,5 @@ def terminal_summary(results: dict[str, Any], report: Path, color: bool) -> str:
             if status.get(cl.id) not in ("pass", "not-applicable")
         ]
         lines.append(f"  {fam:<6} {cells}   {'; '.join(bad) if bad else 'all pass'}")
-    ok = verdict(results, contract)
-    lines.append(("CONFORMANT" if ok else "NOT CONFORMANT") + f"; report: {report}")
+    lines.append(tier_line(tier_verdicts(results, contract)) + f"; report: {report}")
     return "\n".join(lines)

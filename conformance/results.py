@@ -40,15 +40,6 @@ def _kit_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _extension_version(kit: KitConfig) -> str | None:
-    control = kit.extension.source / f"{kit.extension.name}.control"
-    for line in control.read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "default_version":
-            return value.strip().strip("'\"")
-    return None
-
-
 class ResultsRecorder:
     def __init__(self, out_dir: Path, kit: KitConfig) -> None:
         self.out_dir = out_dir
@@ -65,6 +56,10 @@ class ResultsRecorder:
             info["version"] = target.scalar("SELECT version()")
         except Exception as exc:  # noqa: BLE001 - metadata is best effort
             info["version"] = f"unknown ({exc})"
+        try:
+            info["extensions"] = dict(target.sql("SELECT extname, extversion FROM pg_extension"))
+        except Exception as exc:  # noqa: BLE001
+            info["extensions"] = {"unknown": str(exc)}
         info["image"] = getattr(target, "image", None)
         info["start_to_ready_s"] = round(getattr(target, "started_in_s", 0.0), 2)
         self.servers[target.name] = info
@@ -118,11 +113,13 @@ class ResultsRecorder:
                 "kit_commit": _kit_commit(),
                 "extension": {
                     "name": kit.extension.name,
-                    "version": _extension_version(kit),
-                    "source_hash": kit.extension.source_hash(),
+                    "source_hash": kit.extension.source_hash() if kit.extension.source else None,
+                    "packages": list(kit.extension.packages),
+                    "recipe": kit.extension.recipe,
                     "library": kit.extension.library,
                 },
-                "profile": kit.profile,
+                "profile": kit.profile.name,
+                "tiers": list(kit.profile.tiers),
                 "targets": list(kit.targets),
                 "servers": list(self.servers.values()),
                 "seed": kit.seed,

@@ -22,10 +22,12 @@ def wait_until(
     what: str = "condition",
     context: Callable[[], str] | None = None,
     interval: float = POLL_INTERVAL_S,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
 ) -> T:
     """Call ``predicate`` every ``interval`` s until it returns a truthy value,
     which is returned.  An exception from ``predicate`` counts as a falsy
-    observation (the server may be restarting).  After ``timeout`` seconds,
+    observation (the server may be restarting), unless it is not one of
+    ``retry_on``: then it propagates at once.  After ``timeout`` seconds,
     raise WaitTimeout with the last value (or exception) and ``context()``."""
     deadline = time.monotonic() + timeout
     last: object = None
@@ -35,7 +37,7 @@ def wait_until(
             if value:
                 return value
             last = value
-        except Exception as exc:  # noqa: BLE001 - recorded and shown on timeout
+        except retry_on as exc:  # recorded and shown on timeout
             last = exc
         if time.monotonic() >= deadline:
             break

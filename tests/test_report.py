@@ -4,6 +4,7 @@ pages as a person sees them in headless Chromium."""
 from __future__ import annotations
 
 import copy
+import html
 import json
 import shutil
 import subprocess
@@ -38,14 +39,16 @@ def test_clause_status_takes_the_worst_outcome_and_verdict_needs_every_must() ->
     good, bad = recorded(), failing()
     assert report.clause_status(bad)["CRASH-3"] == "fail"
     assert report.verdict(bad, contract) is False
-    tested = set(report.clause_status(good))
-    assert report.verdict(good, contract) is (tested >= {c for c, v in contract.items() if v.level == "MUST"})
+    # an all-pass run without recorded claims is conformant when it tested any clause of the contract
+    assert report.verdict(good, contract) is bool(set(report.clause_status(good)) & set(contract))
 
 
 def test_run_page_holds_summary_clauses_tests_and_drilldowns() -> None:
     res = failing()
     page = report.render_run(res)
     assert "NOT CONFORMANT" in page and "1 fail" in page
+    line = report.tier_line(report.tier_verdicts(res, report.load_contract()))
+    assert f'id="verdict"><b>{html.escape(line)}</b>' in page
     for t in res["tests"]:
         assert f"id='{report.test_anchor(t)}'" in page
     assert "the pool was not fresh" in page
@@ -63,6 +66,179 @@ def test_merge_builds_a_matrix_linking_each_run(tmp_path: Path) -> None:
     page = out.read_text()
     assert "NON-CONFORMANT" in page and "pg18" in page
     assert "b/index.html#t-" in page and "a/index.html#t-" in page
+
+
+TIERED = Path(__file__).parent / "data" / "contract_tiers.md"
+
+
+def tiered() -> dict[str, report.Clause]:
+    return report.load_contract(TIERED)
+
+
+def claiming(*tiers: str, res: dict | None = None) -> dict:  # type: ignore[type-arg]
+    res = copy.deepcopy(res or recorded())
+    res["run"]["tiers"] = list(tiers)
+    return res
+
+
+def with_outcome(res: dict, clause: str, outcome: str) -> dict:  # type: ignore[type-arg]
+    res = copy.deepcopy(res)
+    for t in res["tests"]:
+        if clause in t["clauses"]:
+            t["outcome"] = outcome
+    return res
+
+
+def without(res: dict, *clauses: str) -> dict:  # type: ignore[type-arg]
+    res = copy.deepcopy(res)
+    res["tests"] = [t for t in res["tests"] if not set(t["clauses"]) & set(clauses)]
+    return res
+
+
+def test_tiered_contract_parses_tiers_families_and_wrapped_clauses() -> None:
+    contract = tiered()
+    assert report.load_tiers(TIERED) == {
+        "bgworker": "any extension that runs background workers",
+        "pool": "an SQL API to submit, stop and list work",
+        "faults": "job kinds that crash, hang or ignore SIGTERM",
+    }
+    assert [c.tier for c in contract.values()] == ["bgworker"] * 4 + ["pool"] * 4 + ["faults"] * 2
+    race2 = contract["RACE-2"]
+    assert (race2.level, race2.family) == ("SHOULD", "RACE: startup races and databases")
+    assert race2.text.endswith("fails the job, not the pool; this clause wraps over three lines.")
+    assert contract["LIFE-1"].family == "LIFE: lifecycle" and contract["RACE-1"].text.endswith("success.")
+
+
+def test_untiered_contract_still_parses_with_an_empty_tier(tmp_path: Path) -> None:
+    old = tmp_path / "CONTRACT.md"
+    old.write_text(
+        "# c\n\npreamble\n\n## LIFE: lifecycle\n\n- **LIFE-1 (MUST)** One\n  launcher.\n"
+        "- **LIFE-3 (SHOULD)** Slots.\n\n## CRASH: failures\n\n- **CRASH-1 (MUST)** Errors.\n"
+    )
+    contract = report.load_contract(old)
+    assert report.load_tiers(old) == {}
+    assert [(c.id, c.tier, c.family) for c in contract.values()] == [
+        ("LIFE-1", "", "LIFE: lifecycle"),
+        ("LIFE-3", "", "LIFE: lifecycle"),
+        ("CRASH-1", "", "CRASH: failures"),
+    ]
+    assert contract["LIFE-1"].text == "One launcher."
+    assert report.verdict(claiming("pool"), contract) is True  # the untiered contract is always claimed
+    assert report.tier_line(report.tier_verdicts(recorded(), contract)) == "contract: CONFORMANT"
+
+
+def test_tier_verdicts_claimed_unclaimed_failed_and_should_only() -> None:
+    contract = tiered()
+    res = with_outcome(claiming("bgworker", "pool"), "LIFE-1", "fail")
+    res = with_outcome(with_outcome(res, "TERM-1", "flaky"), "RACE-2", "error")
+    v = report.tier_verdicts(res, contract)
+    assert list(v) == ["bgworker", "pool", "faults"]
+    assert v["bgworker"] == report.TierVerdict(
+        "bgworker", True, "conformant", 0, 1, "CONFORMANT (1 SHOULD failed)"
+    )
+    assert (v["pool"].status, v["pool"].must_failed, v["pool"].text) == ("failed", 2, "2 MUST failed")
+    faults = v["faults"]
+    assert (faults.claimed, faults.status, faults.text) == (False, "not claimed", "not claimed")
+    assert report.verdict(res, contract) is False
+
+    should_only = with_outcome(claiming("pool"), "LIFE-4", "fail")
+    assert report.tier_verdicts(should_only, contract)["pool"].text == "CONFORMANT (1 SHOULD failed)"
+    assert report.verdict(should_only, contract) is True
+
+
+def test_an_unclaimed_tier_whose_tests_passed_is_still_not_claimed() -> None:
+    contract = tiered()
+    res = claiming("pool")  # every recorded test passed, the faults and bgworker ones too
+    v = report.tier_verdicts(res, contract)
+    assert [(t.tier, t.status) for t in v.values()] == [
+        ("bgworker", "not claimed"),
+        ("pool", "conformant"),
+        ("faults", "not claimed"),
+    ]
+    assert v["faults"].must_failed == 0 and v["faults"].text == "not claimed"
+    # a failure in an unclaimed tier does not fail the run either
+    assert report.verdict(with_outcome(res, "CRASH-3", "fail"), contract) is True
+    # and a run that only passed unclaimed tiers is not conformant
+    assert report.verdict(without(res, "LIFE-1", "LIFE-3", "LIFE-4", "TERM-1"), contract) is False
+
+
+def test_not_run_tiers_and_missing_must_records() -> None:
+    contract = tiered()
+    res = without(claiming("bgworker", "pool", "faults"), "CRASH-1", "CRASH-3", "LIFE-1")
+    v = report.tier_verdicts(res, contract)
+    assert (v["faults"].claimed, v["faults"].status, v["faults"].text) == (True, "not run", "not run")
+    assert v["pool"].status == "conformant"  # LIFE-1 has no test record (a -k selection): no failure
+    assert report.verdict(res, contract) is True
+    only_skips = with_outcome(with_outcome(res, "TERM-1", "skip"), "LIFE-3", "not-applicable")
+    only_skips = with_outcome(only_skips, "LIFE-4", "skip")
+    assert report.tier_verdicts(only_skips, contract)["pool"].status == "not run"
+    nothing = without(res, *contract)
+    assert {t.status for t in report.tier_verdicts(nothing, contract).values()} == {"not run"}
+    assert report.verdict(nothing, contract) is False  # no claimed tier ran
+
+
+def test_a_skipped_must_clause_fails_a_tier_that_ran() -> None:
+    contract = tiered()
+    res = with_outcome(with_outcome(claiming("pool"), "TERM-1", "skip"), "LIFE-1", "error")
+    pool = report.tier_verdicts(res, contract)["pool"]
+    assert (pool.status, pool.must_failed, pool.must_skipped) == ("failed", 1, 1)
+    assert pool.text == "1 MUST failed, 1 MUST skipped" and pool.short == "✗ 1 1 skipped"
+    assert report.verdict(res, contract) is False
+
+
+def test_results_without_claims_claim_every_tier() -> None:
+    contract = tiered()
+    assert {v.claimed for v in report.tier_verdicts(recorded(), contract).values()} == {True}
+    assert report.verdict(recorded(), contract) is True
+    assert report.verdict(failing(), contract) is False
+
+
+def test_terminal_summary_ends_with_the_tier_line() -> None:
+    res = with_outcome(with_outcome(claiming("bgworker", "pool"), "LIFE-1", "fail"), "TERM-1", "fail")
+    for color in (False, True):
+        out = report.terminal_summary(res, Path("reports/r/index.html"), color=color, contract=tiered())
+        assert out.splitlines()[-1] == (
+            "bgworker: CONFORMANT · pool: 2 MUST failed · faults: not claimed; report: reports/r/index.html"
+        )
+    assert "LIFE-1 fail" in out and "\033[31m" in out  # the family lines are kept, coloured
+
+
+def test_run_page_shows_the_tier_table_and_groups_clauses_by_tier() -> None:
+    res = with_outcome(claiming("bgworker", "pool"), "LIFE-1", "fail")
+    page = report.render_run(res, tiered(), tiers=report.load_tiers(TIERED))
+    assert 'id="verdict"><b>bgworker: CONFORMANT · pool: 1 MUST failed · faults: not claimed</b>' in page
+    assert "NOT CONFORMANT" in page
+    assert (
+        "<tr id='tier-pool'><td>pool</td><td>an SQL API to submit, stop and list work</td><td>yes</td>"
+        "<td class='fail'>1 MUST failed</td></tr>" in page
+    )
+    assert "<tr id='tier-faults'><td>faults</td>" in page and "<td>no</td><td class='not-applicable'>" in page
+    clauses = page[page.index('<table id="clauses">') : page.index("<h2>Tests</h2>")]
+    head = "<tr class='tier-head'><th colspan='5'>Tier {}:"
+    heads = [clauses.index(head.format(t)) for t in ("bgworker", "pool", "faults")]
+    assert heads == sorted(heads) and heads[1] < clauses.index("<td>LIFE-1</td>") < heads[2]
+    crash = clauses[heads[2] :]
+    assert "not claimed" in crash and "class='pass'>pass<" not in crash  # unclaimed passes are not passes
+    assert "http://" not in page and "https://" not in page
+
+
+def test_matrix_columns_show_tier_verdicts_and_rows_group_by_tier(tmp_path: Path) -> None:
+    good = claiming("bgworker", "pool")
+    bad = with_outcome(claiming("bgworker", "pool", "faults"), "TERM-1", "fail")
+    bad = with_outcome(bad, "LIFE-3", "error")
+    page = report.render_matrix(
+        [(tmp_path / "a" / "results.json", good), (tmp_path / "b" / "results.json", bad)],
+        tiered(),
+        out_dir=tmp_path,
+        tiers=report.load_tiers(TIERED),
+    )
+    assert "bgworker ✓" in page and "pool ✓" in page and "faults \u2013" in page  # an en dash: not claimed
+    assert "pool ✗ 2" in page and "faults ✓" in page
+    rows = [page.index(f"id='matrix-tier-{t}'") for t in ("bgworker", "pool", "faults")]
+    assert rows == sorted(rows) and rows[1] < page.index(">TERM-1<") < rows[2]
+    assert "<th class='fail'>2 MUST failed</th>" in page
+    assert page.count("class='cell ") == 2 * len(tiered())
+    assert "a/index.html#t-" in page and "b/index.html#t-" in page
 
 
 def _chromium() -> str:
@@ -113,8 +289,10 @@ def test_pages_render_filter_and_drill_down_in_chromium(tmp_path: Path) -> None:
     dom = _browser(f"file://{run_dir}/index.html#{report.test_anchor(victim)}", "--dump-dom")
     assert f'<details id="{report.test_anchor(victim)}" open="">' in dom, "the drill-down did not open"
 
+    assert '<tr id="tier-' in dom, "the tier table is missing"
     dom = _browser(f"file://{tmp_path}/matrix.html", "--dump-dom")
     assert dom.count('class="cell ') >= len(report.load_contract())
+    assert 'class="tier-head"' in dom, "the matrix is not grouped by tier"
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for name, url in (

@@ -100,8 +100,11 @@ def test_workload_is_reproducible_from_its_seed() -> None:
     [
         (["images", "build", "--pg", "14"], "supported majors"),
         (["images", "build", "--pg", "x"], "give majors"),
-        (["images", "build", "--pg", "17", "--extension", "/nonexistent"], "not a PGXS extension"),
-        (["run", "--extension", "/nonexistent"], "not a PGXS extension"),
+        (["images", "build", "--pg", "17", "--extension", "/nonexistent"], "no such directory"),
+        (["run", "--extension", "/nonexistent"], "no such directory"),
+        (["run", "--extension", "/tmp"], "not a PGXS extension directory"),
+        (["run", "--profile", "nosuch"], "no extension profile 'nosuch'"),
+        (["run", "--target", "local", "--package", "postgresql-{major}-cron"], "container targets only"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_nonzero(argv: list[str], message: str) -> None:

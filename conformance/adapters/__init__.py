@@ -1,45 +1,32 @@
-"""Pool adapters: the operations the suite needs, mapped onto one extension's
-own interface.  A profile in ``fixtures/profiles/<name>.toml`` names the
-adapter class and its settings."""
+"""Pool adapters: the operations the pool and faults tiers need, mapped onto
+one extension's own interface.  A profile's ``[pool]`` table names the
+adapter: ``sql`` (the built-in SQL adapter, driven by the profile's
+templates) or ``module:Class`` (a Python adapter, for what SQL cannot express)."""
 
 from __future__ import annotations
 
 import importlib
-import tomllib
-from pathlib import Path
 
-from conformance.adapters.base import Handle, NotApplicable, PoolAdapter, Profile, Slot
+from conformance.adapters.base import Handle, NotApplicable, PoolAdapter, Slot
 from conformance.errors import KitError
-from conformance.paths import fixtures_dir
+from conformance.profile import Profile
 from conformance.targets import Target
 
-__all__ = ["Handle", "NotApplicable", "PoolAdapter", "Profile", "Slot", "load_profile", "make_adapter"]
-
-
-def load_profile(name_or_path: str) -> Profile:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = fixtures_dir() / "profiles" / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise KitError(f"no extension profile {name_or_path!r} (looked for {path})")
-    data = tomllib.loads(path.read_text())
-    try:
-        return Profile(
-            name=data["name"],
-            adapter=data["adapter"],
-            extension=data["extension"],
-            launcher_backend_type=data["launcher_backend_type"],
-            worker_backend_type=data["worker_backend_type"],
-            worker_title=data["worker_title"],
-            launcher_restart_policy=data["launcher_restart_policy"],
-            launcher_restart_s=float(data["launcher_restart_s"]),
-            server={k: str(v) for k, v in data.get("server", {}).items()},
-        )
-    except KeyError as exc:
-        raise KitError(f"profile {path}: missing key {exc}") from None
+__all__ = ["Handle", "NotApplicable", "PoolAdapter", "Slot", "make_adapter"]
 
 
 def make_adapter(profile: Profile, target: Target) -> PoolAdapter:
-    module, _, cls = profile.adapter.partition(":")
-    adapter_cls = getattr(importlib.import_module(module), cls)
+    if profile.pool is None:
+        raise NotApplicable(f"profile {profile.name} has no [pool] table")
+    if profile.pool.adapter == "sql":
+        from conformance.adapters.sql import SqlAdapter
+
+        return SqlAdapter(profile, target)
+    module, _, cls = profile.pool.adapter.partition(":")
+    try:
+        adapter_cls = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as exc:
+        raise KitError(
+            f"profile {profile.path}: key 'pool.adapter': cannot load {profile.pool.adapter}: {exc}"
+        ) from None
     return adapter_cls(profile, target)

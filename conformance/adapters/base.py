@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from conformance.profile import Profile
 from conformance.targets import Target
 
 JOB_KINDS = ("sleep", "sql", "exit", "error", "fatal", "crash", "ignore_sigterm", "exit_at_once")
@@ -15,19 +16,6 @@ JOB_KINDS = ("sleep", "sql", "exit", "error", "fatal", "crash", "ignore_sigterm"
 
 class NotApplicable(Exception):
     """The adapter cannot offer an operation; its clauses are not applicable."""
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    adapter: str
-    extension: str
-    launcher_backend_type: str
-    worker_backend_type: str
-    worker_title: str
-    launcher_restart_policy: str  # "adopt" or "terminate"
-    launcher_restart_s: float
-    server: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,10 +44,6 @@ class PoolAdapter(ABC):
     def __init__(self, profile: Profile, target: Target) -> None:
         self.profile = profile
         self.target = target
-
-    @abstractmethod
-    def install(self) -> None:
-        """Make the pool's SQL interface available (e.g. CREATE EXTENSION)."""
 
     @abstractmethod
     def submit(

@@ -11,9 +11,6 @@ from conformance.adapters.base import Handle, PoolAdapter, Slot
 
 
 class BgwPoolAdapter(PoolAdapter):
-    def install(self) -> None:
-        self.target.sql(f"CREATE EXTENSION IF NOT EXISTS {self.profile.extension}")
-
     def submit(
         self,
         kind: str,

@@ -1,10 +1,15 @@
-"""Fixtures of the conformance suite.
+"""Fixtures of the conformance suite, one directory per tier.
 
-``pool``: the pool under test on a target brought back to its baseline, with
-no worker left from an earlier test.  After every test that used it, the INV
-clauses are checked; a violation fails that test (not a later one).  An
-adapter that raises NotApplicable makes the test a skip whose reason starts
-with "not applicable" (reported as such, never as a pass).
+- ``profile``: the extension profile (validated when the run started).
+- ``extension``: the target at its baseline with the profile's settings and
+  setup done, every process it promises at rest up (the ``bgworker`` tier).
+- ``pool``: the same, seen through the profile's pool adapter, with no worker
+  left from an earlier test (the ``pool`` and ``faults`` tiers).  After every
+  test that used it, the INV clauses are checked; a violation fails that test.
+
+A test of a tier that the profile does not claim is skipped with a reason
+that starts with "not applicable" (reported as such, never as a pass), before
+any of its fixtures run.  So is a test whose adapter raises NotApplicable.
 """
 
 from __future__ import annotations
@@ -13,28 +18,73 @@ from collections.abc import Generator
 
 import pytest
 
-from conformance.adapters import NotApplicable, Profile, load_profile, make_adapter
+from conformance.adapters import NotApplicable, make_adapter
 from conformance.config import KitConfig
+from conformance.profile import TIERS, Profile
 from conformance.suite.harness import SLOT_FREE_S, Pool
+from conformance.suite.workers import Workers
 from conformance.targets import Target
 
-_INSTALLED: set[str] = set()
+_SET_UP: set[str] = set()
+
+
+def tier_of(item: pytest.Item) -> str | None:
+    tier = item.path.parent.name
+    return tier if tier in TIERS else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if tier := tier_of(item):
+            item.user_properties.append(("tier", tier))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    kit: KitConfig = item.config.stash[_config_key()]
+    tier = tier_of(item)
+    if tier is not None and tier not in kit.profile.tiers:
+        pytest.skip(f"not applicable: profile {kit.profile.name} does not claim the {tier} tier")
+
+
+def _config_key() -> pytest.StashKey[KitConfig]:
+    from conformance.plugin import CONFIG_KEY
+
+    return CONFIG_KEY
 
 
 @pytest.fixture(scope="session")
 def profile(bgwc_config: KitConfig) -> Profile:
-    return load_profile(bgwc_config.profile)
+    return bgwc_config.profile
+
+
+def _prepare(target: Target, profile: Profile) -> Workers:
+    """The target at its baseline with the profile's setup done (once per server)."""
+    first = target.cluster_name not in _SET_UP
+    if first:
+        target.set_baseline(**profile.server)
+    target.ensure_baseline()
+    workers = Workers(target, profile)
+    if first:
+        workers.run_setup()
+        _SET_UP.add(target.cluster_name)
+    return workers
+
+
+@pytest.fixture
+def extension(pg_target: Target, profile: Profile) -> Generator[Workers, None, None]:
+    workers = _prepare(pg_target, profile)
+    workers.stop_workload()
+    workers.wait_at_rest()
+    pg_target.begin_test()
+    yield workers
+    if pg_target.is_running():
+        workers.stop_workload()
 
 
 @pytest.fixture
 def pool(pg_target: Target, profile: Profile) -> Pool:
-    if pg_target.cluster_name not in _INSTALLED:
-        pg_target.set_baseline(**profile.server)
-    pg_target.ensure_baseline()
+    _prepare(pg_target, profile)
     p = Pool(pg_target, make_adapter(profile, pg_target), profile)
-    if pg_target.cluster_name not in _INSTALLED:
-        p.adapter.install()
-        _INSTALLED.add(pg_target.cluster_name)
     p.wait_launcher()
     p.quiesce()
     pg_target.begin_test()

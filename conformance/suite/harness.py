@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.adapters import Handle, PoolAdapter, Profile, Slot
+from conformance.adapters import Handle, PoolAdapter, Slot
 from conformance.processes import Process
+from conformance.profile import Profile
 from conformance.targets import Target
 
 #: deadlines of CONTRACT.md, in seconds

@@ -20,7 +20,7 @@ def clauses_tested() -> dict[str, list[str]]:
     """Map clause id -> test names, read from the suite's source."""
     found: dict[str, list[str]] = {}
     unmarked: list[str] = []
-    for path in sorted(suite_dir().glob("test_*.py")):
+    for path in sorted(suite_dir().rglob("test_*.py")):
         if path.name == Path(__file__).name:
             continue
         for node in ast.parse(path.read_text()).body:

@@ -29,6 +29,8 @@ T = TypeVar("T")
 
 STOP_MODES = ("smart", "fast", "immediate")
 START_TIMEOUT_S = 60
+RECONNECT_S = 30  # crash recovery of the kit's small clusters takes well under a second
+CANNOT_CONNECT_NOW = "57P03"
 _OVERRIDES = "bgwc_overrides.conf"
 
 
@@ -120,12 +122,13 @@ class Target(ABC):
     def _listen_options(self) -> str:
         return ""
 
-    def stop(self, mode: str = "fast") -> None:
+    def stop(self, mode: str = "fast", timeout: float = START_TIMEOUT_S) -> None:
+        """Stop the server and wait, up to ``timeout`` s, until it is down."""
         if mode not in STOP_MODES:
             raise ValueError(f"stop mode must be one of {STOP_MODES}, not {mode!r}")
         self._drop_connection()
         self._record("stop", mode)
-        self._pg_ctl("stop", "-w", "-t", str(START_TIMEOUT_S), "-m", mode)
+        self._pg_ctl("stop", "-w", "-t", str(max(1, round(timeout))), "-m", mode)
 
     def restart(self, mode: str = "fast") -> None:
         if self.is_running():
@@ -155,7 +158,10 @@ class Target(ABC):
 
     # -- faults ----------------------------------------------------------------
     def kill(self, pid: int, sig: int | signal.Signals = signal.SIGKILL) -> None:
-        """Send a real signal to a real process: the one place the kit kills."""
+        """Send a real signal to a real process: the one place the kit kills.
+        A pid of 1 or less would signal a process group or init: refused."""
+        if pid <= 1:
+            raise TargetError(f"refusing to signal pid {pid}: not a server process")
         name = signal.Signals(sig).name
         self._record("kill", f"{name} -> {pid}")
         res = self._exec(["kill", "-s", name.removeprefix("SIG"), str(pid)], user="root")
@@ -255,26 +261,55 @@ class Target(ABC):
     def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(self.conninfo(dbname), autocommit=True, connect_timeout=10, **kwargs)
 
-    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Run one statement on a kept connection.  A connection that a
-        crash-restart broke is replaced; the statement is retried once only
-        when the failure came from that broken connection."""
+    def sql(self, query: str, *params: Any, idempotent: bool = False) -> list[tuple[Any, ...]]:
+        """Run one statement on a kept connection.  A kept connection that a
+        crash-restart broke is replaced before the statement runs.  A
+        statement whose connection breaks under it is retried only when the
+        caller says it is ``idempotent``: the harness never runs a submit,
+        an insert or a kill twice."""
         with self._lock:
             for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = self.connect()
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._reconnect()
+                assert self._conn is not None
                 try:
                     cur = self._conn.execute(query, params or None)
                     return cur.fetchall() if cur.description else []
                 except psycopg.OperationalError:
-                    if attempt == 2 or not self._conn.broken:
+                    if not self._conn.broken:
                         raise
                     self._conn.close()
                     self._conn = None
+                    if attempt == 2 or not idempotent:
+                        raise
         raise AssertionError("unreachable")
 
-    def scalar(self, query: str, *params: Any) -> Any:
-        rows = self.sql(query, *params)
+    def _reconnect(self) -> None:
+        """Open the kept connection.  A server that is starting up or in
+        crash recovery (SQLSTATE 57P03) is waited for, with a deadline; one
+        that refuses connections otherwise fails at once."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+        def connected() -> psycopg.Connection[Any] | None:
+            try:
+                return self.connect()
+            except psycopg.OperationalError as exc:
+                if exc.sqlstate == CANNOT_CONNECT_NOW or "the database system is" in str(exc):
+                    return None  # recovery or startup: wait for it
+                raise
+
+        self._conn = _wait_until(
+            connected,
+            RECONNECT_S,
+            what=f"{self.name} to accept connections again",
+            context=self.log_tail,
+            retry_on=(),
+        )
+
+    def scalar(self, query: str, *params: Any, idempotent: bool = False) -> Any:
+        rows = self.sql(query, *params, idempotent=idempotent)
         return rows[0][0] if rows else None
 
     def _drop_connection(self) -> None:

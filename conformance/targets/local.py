@@ -22,7 +22,7 @@ from port_for import get_port
 from pytest_postgresql.executors import PostgreSQLExecutor
 
 from conformance import cleanup, engine
-from conformance.errors import KitError, TargetError
+from conformance.errors import KitError
 from conformance.images import Extension
 from conformance.targets.base import ExecResult, Target
 
@@ -134,24 +134,35 @@ class LocalTarget(Target):
         return str(frag)
 
     def _install_extension(self) -> None:
+        """Build the sources with the host's pg_config: the recipe, or PGXS."""
+        if self.ext.source is None:
+            return
         build = Path(self.ext_build_dir)
+        build.mkdir(parents=True, exist_ok=True)
         for rel in self.ext.files():
             (build / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(self.ext.source / rel, build / rel)
-        argv = [
-            "make",
-            "-C",
-            str(build),
-            f"PG_CONFIG={self.pg_config}",
-            "with_llvm=no",
-            *self.ext.make_args.split(),
-            "install",
-        ]
-        res = subprocess.run(argv, capture_output=True, text=True)
+        if self.ext.recipe:
+            argv = ["sh", "-ec", self.ext.recipe]
+            what = f"--recipe {self.ext.recipe!r}"
+        else:
+            argv = [
+                "make",
+                f"PG_CONFIG={self.pg_config}",
+                "with_llvm=no",
+                *self.ext.make_args.split(),
+                "install",
+            ]
+            what = f"--extension {self.ext.source}"
+        env = {**os.environ, "PG_CONFIG": self.pg_config, "PATH": f"{self.bindir}:{os.environ['PATH']}"}
+        res = subprocess.run(argv, capture_output=True, text=True, cwd=build, env=env)
         if res.returncode != 0:
-            raise TargetError(
-                f"building {self.ext.name} with {self.pg_config} failed:\n{(res.stdout + res.stderr)[-1500:]}"
-            )
+            tail = "\n".join(f"  | {ln}" for ln in (res.stdout + res.stderr).strip().splitlines()[-8:])
+            raise KitError(f"{what}: building with {self.pg_config} failed; last lines:\n{tail}")
+        pkglib = Path(_pg_config(self.pg_config, "--pkglibdir"))
+        for lib in self.ext.preload:
+            if not (pkglib / f"{lib.removeprefix('$libdir/')}.so").is_file():
+                raise KitError(f"preload {lib!r}: {what} installed no {lib}.so into {pkglib}")
 
     def _exec(self, argv: Sequence[str], user: str = "postgres", timeout: float = 120) -> ExecResult:
         _reap_zombie_children()

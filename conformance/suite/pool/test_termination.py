@@ -10,7 +10,6 @@ from conformance.adapters import Handle
 from conformance.suite.harness import SLOT_FREE_S, Pool
 
 LONG_MS = 60_000
-IGNORE_MS = 3_000
 
 
 @pytest.mark.clause("TERM-1")
@@ -50,24 +49,6 @@ def test_pg_terminate_backend_frees_slot_without_restart(pool: Pool) -> None:
     assert slot.last_exit_code == 1
     pool.wait_gone({h.pid or 0}, SLOT_FREE_S, "the worker stopped by pg_terminate_backend")
     assert pool.adapter.launcher_pid() == launcher
-
-
-@pytest.mark.clause("TERM-4")
-def test_worker_ignoring_sigterm_is_not_reported_stopped(pool: Pool) -> None:
-    h = pool.adapter.submit("ignore_sigterm", {"ms": IGNORE_MS})
-    assert pool.adapter.terminate(h) is True
-    # it ignores SIGTERM: for as long as it runs, its slot keeps its live pid
-    pool.target.wait_until(
-        lambda: pool.slot(h.slot).state == "stopping", SLOT_FREE_S, what="the slot to show the stop was asked"
-    )
-    slot = pool.slot(h.slot)
-    assert slot.pid == h.pid and slot.generation == h.generation
-    assert pool.target.pid_alive(h.pid or 0)
-    assert pool.agreement() == []
-    # a fast shutdown completes once the non-cooperating worker ends
-    pool.target.stop("fast")
-    assert not pool.target.processes()
-    pool.target.start()
 
 
 @pytest.mark.clause("TERM-5")

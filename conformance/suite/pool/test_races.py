@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 
 import psycopg
 import pytest
 
-from conformance.suite.harness import SLOT_FREE_S, Pool
+from conformance.suite.harness import Pool
 
 LONG_MS = 60_000
 #: more lines than this about one database in a few seconds is a retry storm
@@ -82,16 +81,6 @@ def test_drop_database_force_with_attached_workers(pool: Pool) -> None:
         pool.wait_freed(h)
     assert pool.target.scalar("SELECT count(*) FROM pg_database WHERE datname = 'bgwc_force'") == 0
     _no_storm(pool, offset, "bgwc_force")
-
-
-@pytest.mark.clause("RACE-5")
-def test_worker_that_never_runs_fails_the_submit_and_frees_its_slot(pool: Pool) -> None:
-    started = time.monotonic()
-    with pytest.raises(psycopg.Error) as err:
-        pool.adapter.submit("fail_to_start")
-    assert time.monotonic() - started < 5, "the submit waited for its startup timeout"
-    assert err.value.sqlstate is not None and not err.value.sqlstate.startswith(("XX", "58")), err.value
-    pool.target.wait_until(lambda: not pool.adapter.busy(), SLOT_FREE_S, what="every slot free")
 
 
 def _no_storm(pool: Pool, offset: int, dbname: str) -> None:

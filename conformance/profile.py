@@ -1,0 +1,393 @@
+"""Extension profiles: the one declarative input (TOML) that says what the
+extension under test is, how to install and set it up, how to find its
+processes, what it promises and which conformance tiers it claims.
+
+A profile flows one way: config -> image -> target -> adapter -> suite ->
+results -> report.  It is validated completely when loaded: an unknown key,
+a missing field or a value of the wrong type is a one-line ``KitError``
+naming the file and the key, before any server starts.
+
+Schema (every table and key; ``?`` marks optional ones)::
+
+    name = "pg_cron"                  # the profile's name
+    description? = "..."
+    tiers = ["bgworker"]              # claimed: bgworker, pool, faults
+    majors? = [17, 18]                # where it can run (e.g. where Debian packages it)
+    notes? = "..."                    # what was verified by hand
+
+    [install]                         # how the extension gets into the server
+    packages? = ["postgresql-{major}-cron"]   # Debian packages ({major} is substituted)
+    source? = "dir"                   # sources copied into the image (relative to this file;
+                                      # "@reference" is the reference extension)
+    recipe? = "sh command"            # build+install command run in the sources; default: PGXS
+    make_args? = ""                   # extra make arguments for the PGXS build
+    preload? = ["pg_cron"]            # shared_preload_libraries entries
+
+    [server]                          # settings (name = value) the suite keeps as its baseline
+
+    [[setup]]                         # run once on a new server, in order
+    database? = "postgres"
+    sql = ["CREATE EXTENSION pg_cron"]
+
+    [[process]]                       # one kind of background worker
+    name = "launcher"
+    title = "pg_cron launcher"        # regex matched at the start of the OS title (bgw_name)
+    backend_type? = "pg_cron launcher"  # pg_stat_activity.backend_type; omit if it never connects
+    database? = "postgres"            # the database it is connected to
+    count? = 1                        # how many run at rest; 0 for workers the workload starts
+    after_exit? = "restart"           # after termination: "restart" or "stays-down" (by design)
+    restart_s? = 1.0                  # its promised restart interval (bgw_restart_time)
+    after_crash? = "restart"          # after a crash-restart: "restart" or "stays-down"
+
+    [workload]?                       # SQL that makes it start workers
+    database? = "postgres"
+    start = ["SELECT ..."]
+    stop? = ["SELECT ..."]
+    starts? = ["job worker"]          # names of [[process]] kinds it starts
+
+    [pool]?                           # the pool tier: submit, stop and list
+    adapter = "sql" | "module:Class"  # the built-in SQL adapter, or a Python one
+    launcher? = "launcher"            # [[process]] names of the pool's launcher and workers
+    worker? = "worker"
+    launcher_restart_policy? = "adopt"   # running workers survive a launcher restart, or "terminate"
+    submit? = "SELECT ... {query} ..."   # SQL templates of the SQL adapter
+    stop? = "SELECT ... {pid} ..."
+    list? = "SELECT pid, state FROM ..."
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance.errors import KitError
+from conformance.paths import fixtures_dir, reference_ext_dir
+
+TIERS = ("bgworker", "pool", "faults")
+RESTART_POLICIES = ("restart", "stays-down")
+REFERENCE = "@reference"
+
+
+class ProfileError(KitError):
+    """A profile that does not follow the schema."""
+
+
+@dataclass(frozen=True)
+class Install:
+    packages: tuple[str, ...] = ()
+    source: Path | None = None
+    recipe: str | None = None
+    make_args: str = ""
+    preload: tuple[str, ...] = ()
+
+    def packages_for(self, major: int) -> tuple[str, ...]:
+        return tuple(p.replace("{major}", str(major)) for p in self.packages)
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    database: str
+    sql: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    title: str
+    backend_type: str | None = None
+    database: str | None = None
+    count: int = 1
+    after_exit: str = "restart"
+    restart_s: float = 0.0
+    after_crash: str = "restart"
+
+
+@dataclass(frozen=True)
+class Workload:
+    database: str
+    start: tuple[str, ...]
+    stop: tuple[str, ...] = ()
+    starts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    adapter: str
+    launcher: str | None = None
+    worker: str | None = None
+    launcher_restart_policy: str = "adopt"
+    submit: str | None = None
+    stop: str | None = None
+    list: str | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    tiers: tuple[str, ...]
+    install: Install
+    description: str = ""
+    majors: tuple[int, ...] = ()
+    notes: str = ""
+    server: dict[str, str] = field(default_factory=dict)
+    setup: tuple[SetupStep, ...] = ()
+    processes: tuple[ProcessSpec, ...] = ()
+    workload: Workload | None = None
+    pool: PoolSpec | None = None
+
+    def process(self, name: str) -> ProcessSpec:
+        return next(p for p in self.processes if p.name == name)
+
+    def runs_on(self, major: int) -> bool:
+        return not self.majors or major in self.majors
+
+    # -- the pool and faults tiers' view ------------------------------------------
+    def _pool_process(self, role: str) -> ProcessSpec:
+        name = getattr(self.pool, role, None) if self.pool else None
+        if name is None:
+            raise KitError(f"profile {self.name}: the pool has no {role} process")
+        return self.process(name)
+
+    @property
+    def launcher_backend_type(self) -> str:
+        spec = self._pool_process("launcher")
+        return spec.backend_type or spec.title
+
+    @property
+    def launcher_restart_s(self) -> float:
+        return self._pool_process("launcher").restart_s
+
+    @property
+    def launcher_restart_policy(self) -> str:
+        return self.pool.launcher_restart_policy if self.pool else "adopt"
+
+    @property
+    def worker_backend_type(self) -> str:
+        spec = self._pool_process("worker")
+        return spec.backend_type or spec.title
+
+    @property
+    def worker_title(self) -> str:
+        return self._pool_process("worker").title
+
+
+# -- validation ------------------------------------------------------------------
+class _Table:
+    """One TOML table being read: every key taken is checked off, so that
+    whatever is left over is an unknown key."""
+
+    def __init__(self, path: Path, where: str, data: Any) -> None:
+        self.path = path
+        self.where = where
+        if not isinstance(data, dict):
+            self.fail(where or "(top level)", "expected a table")
+        self.data: dict[str, Any] = data
+        self.taken: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def fail(self, key: str, problem: str) -> None:
+        raise ProfileError(f"profile {self.path}: key '{key}': {problem}")
+
+    def get(
+        self, name: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False
+    ) -> Any:
+        self.taken.add(name)
+        if name not in self.data:
+            if required:
+                raise ProfileError(f"profile {self.path}: missing key '{self.key(name)}'")
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.fail(self.key(name), f"expected {names}, got {type(value).__name__} {value!r}")
+        return value
+
+    def strings(self, name: str, required: bool = False) -> tuple[str, ...]:
+        value = self.get(name, list, [], required)
+        if not all(isinstance(v, str) for v in value):
+            self.fail(self.key(name), "expected a list of strings")
+        return tuple(value)
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            self.fail(self.key(name), f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def sub(self, name: str, required: bool = False) -> _Table | None:
+        self.taken.add(name)
+        if name not in self.data:
+            if required:
+                raise ProfileError(f"profile {self.path}: missing table '[{self.key(name)}]'")
+            return None
+        return _Table(self.path, self.key(name), self.data[name])
+
+    def subs(self, name: str) -> list[_Table]:
+        self.taken.add(name)
+        items = self.data.get(name, [])
+        if not isinstance(items, list):
+            self.fail(self.key(name), "expected an array of tables ([[...]])")
+        return [_Table(self.path, f"{self.key(name)}[{i}]", item) for i, item in enumerate(items)]
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.taken)
+        if unknown:
+            self.fail(self.key(unknown[0]), "unknown key")
+
+
+def _install(t: _Table | None, base: Path) -> Install:
+    if t is None:
+        return Install()
+    source_text = t.get("source", str)
+    source = None
+    if source_text == REFERENCE:
+        source = reference_ext_dir()
+    elif source_text is not None:
+        source = (base / source_text).resolve()
+        if not source.is_dir():
+            t.fail(t.key("source"), f"no directory {source}")
+    install = Install(
+        packages=t.strings("packages"),
+        source=source,
+        recipe=t.get("recipe", str),
+        make_args=t.get("make_args", str, ""),
+        preload=t.strings("preload"),
+    )
+    if install.recipe is not None and source is None:
+        t.fail(t.key("recipe"), "a recipe needs 'source', the sources it builds")
+    t.done()
+    return install
+
+
+def _process(t: _Table) -> ProcessSpec:
+    spec = ProcessSpec(
+        name=t.get("name", str, required=True),
+        title=t.get("title", str, required=True),
+        backend_type=t.get("backend_type", str),
+        database=t.get("database", str),
+        count=t.get("count", int, 1),
+        after_exit=t.choice("after_exit", RESTART_POLICIES, "restart"),
+        restart_s=t.get("restart_s", float, 0.0),
+        after_crash=t.choice("after_crash", RESTART_POLICIES, "restart"),
+    )
+    if spec.count < 0:
+        t.fail(t.key("count"), "must be 0 or more")
+    if spec.restart_s < 0:
+        t.fail(t.key("restart_s"), "must be 0 or more")
+    t.done()
+    return spec
+
+
+def _server(t: _Table | None) -> dict[str, str]:
+    if t is None:
+        return {}
+    out = {}
+    for name in list(t.data):
+        value = t.get(name, (str, int, float, bool))
+        out[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    t.done()
+    return out
+
+
+def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
+    top = _Table(path, "", data)
+    name = top.get("name", str, required=True)
+    tiers = top.strings("tiers", required=True)
+    for tier in tiers:
+        if tier not in TIERS:
+            top.fail("tiers", f"unknown tier {tier!r}; tiers are {', '.join(TIERS)}")
+    majors = top.get("majors", list, [])
+    if not all(isinstance(m, int) and not isinstance(m, bool) for m in majors):
+        top.fail("majors", "expected a list of integers")
+    install = _install(top.sub("install"), path.parent)
+    server = _server(top.sub("server"))
+    setup = []
+    for t in top.subs("setup"):
+        setup.append(SetupStep(t.get("database", str, "postgres"), t.strings("sql", required=True)))
+        t.done()
+    processes = tuple(_process(t) for t in top.subs("process"))
+    names = [p.name for p in processes]
+    if len(set(names)) != len(names):
+        top.fail("process", f"process names must be unique, got {names}")
+    workload = None
+    if (w := top.sub("workload")) is not None:
+        workload = Workload(
+            w.get("database", str, "postgres"),
+            w.strings("start", required=True),
+            w.strings("stop"),
+            w.strings("starts"),
+        )
+        for started in workload.starts:
+            if started not in names:
+                w.fail(w.key("starts"), f"no [[process]] named {started!r}")
+        w.done()
+    pool = None
+    if (p := top.sub("pool")) is not None:
+        pool = PoolSpec(
+            adapter=p.get("adapter", str, required=True),
+            launcher=p.get("launcher", str),
+            worker=p.get("worker", str),
+            launcher_restart_policy=p.choice("launcher_restart_policy", ("adopt", "terminate"), "adopt"),
+            submit=p.get("submit", str),
+            stop=p.get("stop", str),
+            list=p.get("list", str),
+        )
+        for role in ("launcher", "worker"):
+            if (ref := getattr(pool, role)) is not None and ref not in names:
+                p.fail(p.key(role), f"no [[process]] named {ref!r}")
+        if pool.adapter == "sql" and not (pool.submit and pool.stop and pool.list):
+            p.fail(p.key("adapter"), "the sql adapter needs the submit, stop and list templates")
+        if pool.adapter != "sql" and ":" not in pool.adapter:
+            p.fail(p.key("adapter"), f"{pool.adapter!r}: give 'sql' or 'module:Class'")
+        p.done()
+    profile = Profile(
+        name=name,
+        path=path,
+        tiers=tiers,
+        install=install,
+        description=top.get("description", str, ""),
+        majors=tuple(majors),
+        notes=top.get("notes", str, ""),
+        server=server,
+        setup=tuple(setup),
+        processes=processes,
+        workload=workload,
+        pool=pool,
+    )
+    top.done()
+    if "bgworker" in tiers and not processes:
+        top.fail("process", "the bgworker tier needs at least one [[process]]")
+    if ("pool" in tiers or "faults" in tiers) and pool is None:
+        top.fail("pool", "the pool and faults tiers need a [pool] table")
+    if "faults" in tiers and pool is not None and pool.adapter == "sql":
+        top.fail("pool.adapter", "the faults tier needs a Python adapter (job kinds SQL cannot express)")
+    return profile
+
+
+def profile_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix or "/" in name_or_path:
+        return path
+    return fixtures_dir() / "profiles" / f"{name_or_path}.toml"
+
+
+def load_profile(name_or_path: str) -> Profile:
+    path = profile_path(name_or_path)
+    if not path.is_file():
+        raise ProfileError(f"no extension profile {name_or_path!r} (looked for {path})")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"profile {path}: not valid TOML: {exc}") from None
+    return parse_profile(path, data)
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in (fixtures_dir() / "profiles").glob("*.toml"))

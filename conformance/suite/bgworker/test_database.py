@@ -1,0 +1,69 @@
+"""DB: database commands are not blocked by the extension's workers, and it
+does not flood the log about a database that is gone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from conformance.suite.workers import DB_COMMAND_S, OBSERVE_S, STORM_LINES, Workers
+
+SCRATCH_DB = "bgwc_scratch"
+RENAMED_DB = "bgwc_scratch_renamed"
+
+
+def _fresh_scratch(extension: Workers) -> None:
+    for db in (SCRATCH_DB, RENAMED_DB):
+        extension.target.sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    extension.target.sql(f"CREATE DATABASE {SCRATCH_DB}")
+    extension.run_setup(scratch=SCRATCH_DB)
+
+
+def _timed(extension: Workers, statement: str) -> float:
+    t0 = time.monotonic()
+    with extension.target.connect() as conn:
+        conn.execute(f"SET statement_timeout = '{int(DB_COMMAND_S * 1000)}ms'")
+        try:
+            conn.execute(statement)
+        except psycopg.Error as exc:
+            pytest.fail(f"{statement}: {exc.sqlstate} {exc} after {time.monotonic() - t0:.1f}s")
+    return time.monotonic() - t0
+
+
+@pytest.mark.clause("DB-1", "DB-3")
+def test_drop_database_force_is_not_blocked(
+    extension: Workers, record_property: Callable[[str, object], None]
+) -> None:
+    _fresh_scratch(extension)
+    extension.start_workload(database=SCRATCH_DB)
+    offset = extension.target.log_offset()
+    took = _timed(extension, f"DROP DATABASE {SCRATCH_DB} WITH (FORCE)")
+    record_property("measured_s", round(took, 3))
+    record_property("deadline_s", DB_COMMAND_S)
+    after = extension.target.log_offset()
+    extension.observe_log(OBSERVE_S, after)
+    about = [ln for ln in extension.target.log_since(after).splitlines() if SCRATCH_DB in ln]
+    record_property("lines_about_db_per_10s", round(len(about) * 10 / OBSERVE_S, 1))
+    assert len(about) <= STORM_LINES * OBSERVE_S / 10, "flood about the dropped database:\n" + "\n".join(
+        about[-20:]
+    )
+    assert not extension.unsent_signals(extension.target.log_since(offset))
+    extension.wait_at_rest()
+
+
+@pytest.mark.clause("DB-2")
+def test_alter_database_rename_is_not_blocked(
+    extension: Workers, record_property: Callable[[str, object], None]
+) -> None:
+    _fresh_scratch(extension)
+    try:
+        took = _timed(extension, f"ALTER DATABASE {SCRATCH_DB} RENAME TO {RENAMED_DB}")
+        record_property("measured_s", round(took, 3))
+        record_property("deadline_s", DB_COMMAND_S)
+    finally:
+        for db in (SCRATCH_DB, RENAMED_DB):
+            extension.target.sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    extension.wait_at_rest()

@@ -1,0 +1,40 @@
+"""SLOTS: with too few background-worker slots the extension does not flood
+the log, and it recovers once capacity is back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from conformance.suite.workers import OBSERVE_S, START_S, STORM_LINES, Workers
+
+
+@pytest.mark.clause("SLOTS-1", "SLOTS-2")
+def test_no_retry_storm_without_slots_and_recovery(
+    extension: Workers, record_property: Callable[[str, object], None]
+) -> None:
+    # every slot taken by what runs at rest: nothing is left for dynamic workers
+    at_rest = len(extension.background_workers())
+    extension.target.set_conf(max_worker_processes=at_rest)
+    offset = extension.target.log_offset()
+    try:
+        extension.start_workload()
+    except psycopg.Error as exc:  # refusing the work is allowed; flooding is not
+        record_property("workload_refused", f"{exc.sqlstate}: {exc}".strip())
+    log = extension.observe_log(OBSERVE_S, offset)
+    lines = [ln for ln in log.splitlines() if ln.strip()]
+    record_property("log_lines_per_10s", round(len(lines) * 10 / OBSERVE_S, 1))
+    record_property("max_worker_processes", at_rest)
+    assert len(lines) <= STORM_LINES * OBSERVE_S / 10, "retry storm:\n" + "\n".join(lines[-30:])
+    assert extension.target.scalar("SELECT 1") == 1, "the server is not serving"
+    extension.stop_workload()
+    # capacity back: the baseline setting
+    extension.target.set_conf(max_worker_processes=None)
+    extension.target.reset_conf()
+    extension.target.restart("fast")
+    extension.wait_at_rest(START_S)
+    if extension.workload_kinds():
+        extension.start_workload()
+        record_property("recovered_s", round(extension.wait_started(START_S), 3))

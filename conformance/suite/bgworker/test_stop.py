@@ -1,0 +1,42 @@
+"""STOP: a terminated background worker comes back within its promised
+interval, exactly once; one declared to stay down stays down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from conformance.suite.workers import RESTART_SLACK_S, Workers
+
+
+@pytest.mark.clause("STOP-1")
+def test_terminated_workers_come_back_once(
+    extension: Workers, record_property: Callable[[str, object], None]
+) -> None:
+    kinds = extension.at_rest()
+    if not kinds:
+        pytest.skip("not applicable: the profile promises no process at rest")
+    figures: dict[str, object] = {}
+    for spec in kinds:
+        old = set(extension.census()[spec.name])
+        how = {pid: extension.terminate(spec, pid) for pid in sorted(old)}
+        deadline = spec.restart_s + RESTART_SLACK_S
+        if spec.after_exit == "stays-down":
+            extension.target.wait_until(
+                lambda spec=spec, old=old: not (set(extension.census()[spec.name]) & old),
+                RESTART_SLACK_S,
+                what=f"{spec.name} gone after {set(how.values())}",
+            )
+            most = extension.hold(spec, deadline)
+            assert most == 0, f"{spec.name} is declared to stay down after an exit, yet came back"
+            figures[spec.name] = "declared: stays down after termination (by design)"
+            continue
+        took, most = extension.wait_back(spec, old, deadline)
+        most = max(most, extension.hold(spec, min(spec.restart_s, 5.0) + 1.0))
+        assert most <= spec.count, f"{spec.name}: {most} at once after termination, promised {spec.count}"
+        figures[spec.name] = (
+            f"back in {took:.2f}s (deadline {deadline:g}s) after {', '.join(set(how.values()))}"
+        )
+    record_property("figures", figures)
+    extension.wait_at_rest()

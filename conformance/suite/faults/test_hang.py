@@ -1,0 +1,27 @@
+"""HANG: workers that ignore SIGTERM (the faults tier's ``ignore_sigterm`` job kind)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.suite.harness import SLOT_FREE_S, Pool
+
+IGNORE_MS = 3_000
+
+
+@pytest.mark.clause("HANG-1")
+def test_worker_ignoring_sigterm_is_not_reported_stopped(pool: Pool) -> None:
+    h = pool.adapter.submit("ignore_sigterm", {"ms": IGNORE_MS})
+    assert pool.adapter.terminate(h) is True
+    # it ignores SIGTERM: for as long as it runs, its slot keeps its live pid
+    pool.target.wait_until(
+        lambda: pool.slot(h.slot).state == "stopping", SLOT_FREE_S, what="the slot to show the stop was asked"
+    )
+    slot = pool.slot(h.slot)
+    assert slot.pid == h.pid and slot.generation == h.generation
+    assert pool.target.pid_alive(h.pid or 0)
+    assert pool.agreement() == []
+    # a fast shutdown completes once the non-cooperating worker ends
+    pool.target.stop("fast")
+    assert not pool.target.processes()
+    pool.target.start()

@@ -1,0 +1,266 @@
+"""The bgworker tier's view of an extension: its processes, found by the
+profile's title patterns in the OS and by their backend types in
+``pg_stat_activity``, with deadline-bounded waits for what it promises.
+
+It asks nothing of the extension but what the profile declares, so it
+judges any extension: one from a Debian package as well as the reference pool.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from conformance.processes import Process
+from conformance.profile import ProcessSpec, Profile
+from conformance.targets import Target
+
+#: deadlines of CONTRACT.md's bgworker tier, in seconds
+START_S = 10.0  # START-1: every promised process up after a start
+RESTART_SLACK_S = 5.0  # STOP-1, KILL-1: on top of the promised restart interval
+CRASH_RECOVERY_S = 30.0  # KILL-1: crash-restart completed
+PM_DEATH_S = 1.0  # ORPHAN-1
+SHUTDOWN_S = 10.0  # SHUT-1, SHUT-2
+DB_COMMAND_S = 10.0  # DB-1, DB-2
+OBSERVE_S = 10.0  # the window a retry storm is counted in
+STORM_LINES = 20  # SLOTS-1, DB-3: at most this many log lines per OBSERVE_S window
+CYCLES = 3  # CYCLE-1
+
+SCRATCH = "{scratch}"  # a [[setup]] database: run in the scratch databases the suite creates
+DATABASE = "{database}"  # in workload SQL: the database the workload runs in
+
+CRASH_RESTART = re.compile(r"terminating any other active server processes|all server processes terminated")
+STALE_SHMEM = "pre-existing shared memory block"
+KILLED_BY_SIGNAL = re.compile(r"\(PID (\d+)\) was terminated by signal (\d+)")
+_NOT_BGWORKER = {
+    "postmaster",
+    "client backend",
+    "parallel worker",
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "autovacuum launcher",
+    "autovacuum worker",
+    "stats collector",
+    "startup",
+    "archiver",
+    "walsender",
+    "walreceiver",
+    "io worker",
+    "walsummarizer",
+}
+
+
+def title_of(proc: Process, cluster_name: str) -> str:
+    """What a server process's title says after ``postgres: CLUSTER:``."""
+    marker = f"postgres: {cluster_name}: "
+    return proc.title.split(marker, 1)[1].strip() if marker in proc.title else ""
+
+
+@dataclass
+class Workers:
+    target: Target
+    profile: Profile
+    #: the last census a wait saw, for its failure message
+    last_seen: dict[str, list[int]] = field(default_factory=dict)
+
+    # -- setup and workload ----------------------------------------------------------
+    def run_setup(self, scratch: str | None = None) -> None:
+        """The profile's setup steps: the fixed ones, or (with ``scratch``)
+        those declared for every scratch database, run in it."""
+        for step in self.profile.setup:
+            if (step.database == SCRATCH) != (scratch is not None):
+                continue
+            with self.target.connect(scratch or step.database) as conn:
+                for query in step.sql:
+                    conn.execute(query)
+
+    def _workload_sql(self, queries: Iterable[str], database: str | None) -> None:
+        """Run workload SQL: ``{database}`` in it names the database its
+        workers should work in (``database``, by default the workload's own);
+        a workload whose own database is ``{database}`` connects there too."""
+        w = self.profile.workload
+        if w is None:
+            return
+        home = "postgres" if w.database == DATABASE else w.database
+        workers_db = database or home
+        with self.target.connect(workers_db if w.database == DATABASE else home) as conn:
+            for query in queries:
+                conn.execute(query.replace(DATABASE, workers_db))
+
+    def start_workload(self, database: str | None = None) -> None:
+        if self.profile.workload is not None:
+            self._workload_sql(self.profile.workload.start, database)
+
+    def stop_workload(self, database: str | None = None) -> None:
+        if self.profile.workload is not None:
+            self._workload_sql(self.profile.workload.stop, database)
+
+    def workload_kinds(self) -> list[ProcessSpec]:
+        w = self.profile.workload
+        return [self.profile.process(n) for n in w.starts] if w else []
+
+    # -- what runs -------------------------------------------------------------------
+    def at_rest(self) -> list[ProcessSpec]:
+        return [s for s in self.profile.processes if s.count > 0]
+
+    def of(self, spec: ProcessSpec, procs: list[Process] | None = None) -> list[Process]:
+        """The live OS processes of one kind."""
+        pattern = re.compile(spec.title)
+        procs = self.target.processes() if procs is None else procs
+        return [
+            p
+            for p in procs
+            if p.backend_type != "postmaster" and pattern.match(title_of(p, self.target.cluster_name))
+        ]
+
+    def census(self, procs: list[Process] | None = None) -> dict[str, list[int]]:
+        procs = self.target.processes() if procs is None else procs
+        seen = {s.name: sorted(p.pid for p in self.of(s, procs)) for s in self.profile.processes}
+        self.last_seen = seen
+        return seen
+
+    def pids(self) -> set[int]:
+        """Every live process of the extension, of every kind."""
+        return {pid for pids in self.census().values() for pid in pids}
+
+    def background_workers(self) -> list[Process]:
+        """Every background worker of the server (core's included), by the OS."""
+        return [p for p in self.target.processes() if p.backend_type not in _NOT_BGWORKER]
+
+    def problems_at_rest(self) -> list[str]:
+        """What differs from the profile's promise at rest: counts, parents, SQL."""
+        procs = self.target.processes()
+        postmaster = self.target.postmaster_pid()
+        census = self.census(procs)
+        problems = []
+        for spec in self.at_rest():
+            found = [p for p in procs if p.pid in census[spec.name]]
+            if len(found) != spec.count:
+                problems.append(
+                    f"{spec.name}: {len(found)} in the OS {census[spec.name]}, promised {spec.count}"
+                )
+            problems += [
+                f"{spec.name} {p.pid}: parent {p.ppid}, not the postmaster"
+                for p in found
+                if p.ppid != postmaster
+            ]
+            if spec.backend_type is None:
+                continue
+            rows = self.target.sql(
+                "SELECT pid, datname FROM pg_stat_activity WHERE backend_type = %s", spec.backend_type
+            )
+            if {r[0] for r in rows} != {p.pid for p in found}:
+                problems.append(
+                    f"{spec.name}: pg_stat_activity shows {sorted(rows)}, the OS {census[spec.name]}"
+                )
+            if spec.database is not None and any(r[1] != spec.database for r in rows):
+                problems.append(
+                    f"{spec.name}: connected to {sorted({r[1] for r in rows})}, not {spec.database}"
+                )
+        return problems
+
+    # -- waits -------------------------------------------------------------------------
+    def wait_at_rest(self, timeout: float = START_S) -> float:
+        """Wait until every promised process runs as promised; return the seconds it took."""
+        t0 = time.monotonic()
+        last: list[str] = []
+
+        def ok() -> bool:
+            last[:] = self.problems_at_rest()
+            return not last
+
+        try:
+            self.target.wait_until(
+                ok, timeout, what="the extension's processes at rest, as the profile promises"
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{last}\n{exc}") from None
+        return time.monotonic() - t0
+
+    def wait_started(self, timeout: float = START_S) -> float:
+        """Wait until the workload's kinds each have a live process."""
+        t0 = time.monotonic()
+        kinds = self.workload_kinds()
+        self.target.wait_until(
+            lambda: all(self.census()[k.name] for k in kinds),
+            timeout,
+            what=f"the workload's workers ({', '.join(k.name for k in kinds)})",
+        )
+        return time.monotonic() - t0
+
+    def wait_back(self, spec: ProcessSpec, old: set[int], timeout: float) -> tuple[float, int]:
+        """Wait until ``spec`` runs its promised count again with none of the
+        ``old`` pids; return the seconds it took and the most processes of
+        that kind seen at once (a duplicate shows as more than its count)."""
+        t0 = time.monotonic()
+        most = 0
+
+        def back() -> bool:
+            nonlocal most
+            pids = set(self.census()[spec.name])
+            most = max(most, len(pids))
+            return len(pids) == spec.count and not (pids & old)
+
+        self.target.wait_until(back, timeout, what=f"{spec.name} back ({spec.count}), none of {sorted(old)}")
+        return time.monotonic() - t0, most
+
+    def hold(self, spec: ProcessSpec, seconds: float) -> int:
+        """Watch ``spec`` for ``seconds`` (an observation window, not a wait for
+        a state); return the most processes of that kind seen at once."""
+        end = time.monotonic() + seconds
+        most = 0
+        while True:
+            most = max(most, len(self.census()[spec.name]))
+            if time.monotonic() >= end:
+                return most
+            time.sleep(0.1)
+
+    def observe_log(self, seconds: float, offset: int) -> str:
+        """The server log written during an observation window of ``seconds``."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(min(0.5, max(0.0, end - time.monotonic())))
+        return self.target.log_since(offset)
+
+    # -- faults ------------------------------------------------------------------------
+    def terminate(self, spec: ProcessSpec, pid: int) -> str:
+        """Terminate one process: pg_terminate_backend where SQL can see it,
+        otherwise SIGTERM (pg_terminate_backend refuses a non-backend)."""
+        if spec.backend_type is not None:
+            if self.target.scalar("SELECT pg_terminate_backend(%s)", pid):
+                return "pg_terminate_backend"
+        self.target.kill(pid, signal.SIGTERM)
+        return "SIGTERM"
+
+    def commit_canary(self, value: str) -> None:
+        """Commit a row durably: the kit's servers run with synchronous_commit
+        off, whose last commits a crash-restart may lose by design."""
+        with self.target.connect() as conn:
+            conn.execute("SET synchronous_commit = on")
+            conn.execute("CREATE TABLE IF NOT EXISTS bgwc_canary (v text)")
+            conn.execute("INSERT INTO bgwc_canary VALUES (%s)", (value,))
+
+    def canary_intact(self, value: str) -> bool:
+        return bool(self.target.scalar("SELECT count(*) FROM bgwc_canary WHERE v = %s", value))
+
+    def unsent_signals(self, log: str) -> list[str]:
+        """Lines of ``log`` that report a process killed by a signal the
+        scenario did not send (the target records every kill)."""
+        sent = {int(d.split(" -> ")[1]) for _, w, d in self.target.faults if w == "kill"}
+        return [m.group(0) for m in KILLED_BY_SIGNAL.finditer(log) if int(m.group(1)) not in sent]
+
+    def shared_memory(self) -> dict[str, int]:
+        """What shared memory holds: named allocations and DSM segments (OS)."""
+        count, size = self.target.sql(
+            "SELECT count(*), coalesce(sum(allocated_size), 0) FROM pg_shmem_allocations"
+        )[0]
+        dsm = self.target.exec(["sh", "-c", "ls /dev/shm | grep -c '^PostgreSQL\\.' || true"], user="root")
+        return {
+            "allocations": int(count),
+            "allocated_bytes": int(size),
+            "dsm_segments": int(dsm.output.strip() or 0),
+        }

@@ -1,0 +1,108 @@
+"""Profiles: every shipped one loads, and a bad one is a one-line error
+naming the file and the key, before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.config import KitConfig, extension_for
+from conformance.errors import KitError
+from conformance.profile import TIERS, available_profiles, load_profile
+
+MINIMAL = """
+name = "x"
+tiers = ["bgworker"]
+[install]
+packages = ["postgresql-{major}-x"]
+preload = ["x"]
+[[process]]
+name = "main"
+title = "x main"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_every_shipped_profile_loads(name: str) -> None:
+    profile = load_profile(name)
+    assert profile.name == name
+    assert set(profile.tiers) <= set(TIERS) and profile.tiers
+    for spec in profile.processes:
+        assert spec.after_exit == "stays-down" or spec.count == 0 or spec.restart_s >= 0
+
+
+def test_minimal_profile_and_package_substitution(tmp_path: Path) -> None:
+    profile = load_profile(str(_write(tmp_path, MINIMAL)))
+    assert profile.install.packages_for(18) == ("postgresql-18-x",)
+    ext = extension_for(profile, {})
+    assert ext.packages_for(17) == ("postgresql-17-x",) and ext.library == "x" and ext.source is None
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: "colour = 'red'\n" + t, "key 'colour': unknown key"),
+        (lambda t: t.replace('name = "x"\n', "", 1), "missing key 'name'"),
+        (lambda t: t.replace('title = "x main"', "title = 3"), "key 'process[0].title': expected str"),
+        (lambda t: t.replace('["bgworker"]', '["gold"]'), "unknown tier 'gold'"),
+        (lambda t: t.replace("[install]", "[install]\npakages = []"), "key 'install.pakages': unknown key"),
+        (lambda t: t + "[[process]]\nname = 'main'\ntitle = 'y'\n", "process names must be unique"),
+        (lambda t: t + "after_exit = 'sometimes'\n", "'sometimes' is not one of restart, stays-down"),
+        (lambda t: t.replace('["bgworker"]', '["bgworker", "pool"]'), "need a [pool] table"),
+        (
+            lambda t: t + "[workload]\nstart = ['SELECT 1']\nstarts = ['nobody']\n",
+            "no [[process]] named 'nobody'",
+        ),
+        (lambda t: t + "[pool]\nadapter = 'sql'\n", "needs the submit, stop and list templates"),
+        (lambda t: t + "[[", "not valid TOML"),
+    ],
+)
+def test_bad_profile_names_file_and_key(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = _write(tmp_path, edit(MINIMAL))
+    with pytest.raises(KitError) as err:
+        load_profile(str(path))
+    assert message in str(err.value) and str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_profile_is_exit_2_before_anything_starts(tmp_path: Path) -> None:
+    path = _write(tmp_path, "colour = 'red'\n" + MINIMAL)
+    res = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", "run", "--profile", str(path), "--target", "pg17"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"bgw-conformance: profile {path}: key 'colour': unknown key"
+    assert res.stdout == ""
+
+
+def test_profile_majors_limit_the_targets(tmp_path: Path) -> None:
+    path = _write(tmp_path, "majors = [17, 18]\n" + MINIMAL)
+    base = {"target": "pg15", "profile": str(path), "base": "", "pg_config": "pg_config", "seed": ""}
+    with pytest.raises(KitError, match="runs on PostgreSQL 17, 18 only, not pg15"):
+        KitConfig.from_values(base)
+    assert KitConfig.from_values({**base, "target": "pg18"}).extension.packages_for(18) == (
+        "postgresql-18-x",
+    )
+
+
+def test_input_options_replace_the_profiles_install(tmp_path: Path) -> None:
+    profile = load_profile(str(_write(tmp_path, MINIMAL)))
+    ext = extension_for(profile, {"package": "a-{major},b", "library": "p,q"})
+    assert ext.packages_for(13) == ("a-13", "b") and ext.library == "p,q"
+    with pytest.raises(KitError, match="--recipe needs the sources"):
+        extension_for(profile, {"recipe": "make install", "package": ""})
+    (tmp_path / "src").mkdir()
+    ext = extension_for(profile, {"extension": str(tmp_path / "src"), "recipe": "cmake . && make install"})
+    assert ext.recipe and ext.source == (tmp_path / "src").resolve()
