@@ -342,6 +342,8 @@ def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
         for role in ("launcher", "worker"):
             if (ref := getattr(pool, role)) is not None and ref not in names:
                 p.fail(p.key(role), f"no [[process]] named {ref!r}")
+        if pool.worker is None:
+            p.fail(p.key("worker"), "missing: the [[process]] name of the pool's workers")
         if pool.adapter == "sql" and not (pool.submit and pool.stop and pool.list):
             p.fail(p.key("adapter"), "the sql adapter needs the submit, stop and list templates")
         if pool.adapter != "sql" and ":" not in pool.adapter:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import importlib
 
-from conformance.adapters.base import Handle, NotApplicable, PoolAdapter, Slot
+from conformance.adapters.base import Handle, Job, NotApplicable, PoolAdapter, Slot
 from conformance.errors import KitError
 from conformance.profile import Profile
 from conformance.targets import Target
 
-__all__ = ["Handle", "NotApplicable", "PoolAdapter", "Slot", "make_adapter"]
+__all__ = ["Handle", "Job", "NotApplicable", "PoolAdapter", "Slot", "make_adapter"]
 
 
 def make_adapter(profile: Profile, target: Target) -> PoolAdapter:

@@ -14,15 +14,29 @@ from conformance.targets import Target
 JOB_KINDS = ("sleep", "sql", "exit", "error", "fatal", "crash", "ignore_sigterm", "exit_at_once")
 
 
-class NotApplicable(Exception):
-    """The adapter cannot offer an operation; its clauses are not applicable."""
+class NotApplicable(BaseException):
+    """The adapter cannot offer an operation; its clauses are not applicable.
+    Like pytest's own outcomes it is a BaseException, so that no wait or
+    ``except Exception`` mistakes it for a failed observation."""
 
 
 @dataclass(frozen=True)
 class Handle:
-    slot: int
-    generation: int
+    """What a submit returns.  A slot pool gives (slot, generation); a pool
+    that knows its work by pid gives the pid, and a cookie as generation
+    where it has one (pids are reused; a handle must not be)."""
+
+    slot: int | None
+    generation: int | None
     pid: int | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One piece of work the pool lists as live."""
+
+    handle: Handle
+    state: str  # starting, running, stopping
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,10 @@ class PoolAdapter(ABC):
     @abstractmethod
     def check(self) -> list[str]:
         """The pool's own invariant violations, empty when consistent."""
+
+    def jobs(self) -> list[Job]:
+        """The live work the pool lists (by default: its busy slots)."""
+        return [Job(Handle(s.slot, s.generation, s.pid), s.state) for s in self.busy()]
 
     def capacity(self) -> int:
         return len(self.slots())

@@ -96,7 +96,7 @@ class Pool:
     # -- settling --------------------------------------------------------------
     def agreement(self) -> list[str]:
         """Pool vs OS: every reported pid alive, every OS worker in the pool."""
-        reported = {s.pid for s in self.adapter.slots() if s.pid is not None}
+        reported = {j.handle.pid for j in self.adapter.jobs() if j.handle.pid is not None}
         os_pids = {p.pid for p in self.os_workers()}
         problems = [f"pool reports pid {pid} that is not alive" for pid in sorted(reported - os_pids)]
         problems += [f"worker process {pid} is not in the pool" for pid in sorted(os_pids - reported)]
@@ -104,12 +104,12 @@ class Pool:
 
     def quiesce(self) -> None:
         """Stop whatever a previous test left running; restart if it will not stop."""
-        for s in self.adapter.busy():
-            if s.state in ("running", "starting"):
-                self.adapter.terminate(Handle(s.slot, s.generation, s.pid))
+        for j in self.adapter.jobs():
+            if j.state in ("running", "starting"):
+                self.adapter.terminate(j.handle)
         try:
             self.target.wait_until(
-                lambda: not self.adapter.busy() and not self.os_workers(), 5, what="leftover workers to stop"
+                lambda: not self.adapter.jobs() and not self.os_workers(), 5, what="leftover workers to stop"
             )
         except AssertionError:
             self.target.restart("immediate")

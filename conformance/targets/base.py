@@ -262,45 +262,44 @@ class Target(ABC):
         return psycopg.connect(self.conninfo(dbname), autocommit=True, connect_timeout=10, **kwargs)
 
     def sql(self, query: str, *params: Any, idempotent: bool = False) -> list[tuple[Any, ...]]:
-        """Run one statement on a kept connection.  A kept connection that a
-        crash-restart broke is replaced before the statement runs.  A
-        statement whose connection breaks under it is retried only when the
-        caller says it is ``idempotent``: the harness never runs a submit,
-        an insert or a kill twice."""
+        """Run one statement on a kept connection, made live first
+        (``live``).  A statement whose connection breaks under it is retried
+        only when the caller says it is ``idempotent``: the harness never
+        runs a submit, an insert or a kill twice."""
         with self._lock:
             for attempt in (1, 2):
-                if self._conn is None or self._conn.closed or self._conn.broken:
-                    self._reconnect()
-                assert self._conn is not None
+                self._conn = self.live(self._conn)
                 try:
                     cur = self._conn.execute(query, params or None)
                     return cur.fetchall() if cur.description else []
                 except psycopg.OperationalError:
-                    if not self._conn.broken:
-                        raise
-                    self._conn.close()
-                    self._conn = None
-                    if attempt == 2 or not idempotent:
+                    if not self._conn.broken or attempt == 2 or not idempotent:
                         raise
         raise AssertionError("unreachable")
 
-    def _reconnect(self) -> None:
-        """Open the kept connection.  A server that is starting up or in
-        crash recovery (SQLSTATE 57P03) is waited for, with a deadline; one
-        that refuses connections otherwise fails at once."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    def live(self, conn: psycopg.Connection[Any] | None, dbname: str = "postgres") -> psycopg.Connection[Any]:
+        """The one place the kit reconnects: ``conn`` if it still answers a
+        ping, else a new connection.  A server starting up or in crash
+        recovery (SQLSTATE 57P03) is waited for, with a deadline; one that
+        refuses connections otherwise fails at once."""
+        if conn is not None and not conn.closed and not conn.broken:
+            try:
+                conn.execute("SELECT 1")
+                return conn
+            except psycopg.OperationalError:
+                pass
+        if conn is not None:
+            conn.close()
 
         def connected() -> psycopg.Connection[Any] | None:
             try:
-                return self.connect()
+                return self.connect(dbname)
             except psycopg.OperationalError as exc:
                 if exc.sqlstate == CANNOT_CONNECT_NOW or "the database system is" in str(exc):
-                    return None  # recovery or startup: wait for it
+                    return None  # startup or crash recovery: wait for it
                 raise
 
-        self._conn = _wait_until(
+        return _wait_until(
             connected,
             RECONNECT_S,
             what=f"{self.name} to accept connections again",

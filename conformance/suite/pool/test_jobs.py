@@ -1,0 +1,134 @@
+"""JOB: what any pool with an SQL API owes its callers, seen through submit,
+stop and list alone, with the OS and pg_stat_activity as witnesses."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from conformance.adapters import Handle
+from conformance.suite.harness import CAPACITY_BACK_S, SLOT_FREE_S, Pool
+from conformance.suite.workers import Workers
+
+LONG_MS = 60_000
+SUBMIT_REFUSED_S = 5.0
+INSUFFICIENT_RESOURCES_CLASS = "53"
+
+
+def _pid(pool: Pool, h: Handle) -> int:
+    """The worker of ``h``: its pid from the submit, else from the list."""
+    if h.pid is not None:
+        return h.pid
+    listed = [j.handle.pid for j in pool.adapter.jobs() if j.handle == h and j.handle.pid]
+    assert listed, f"handle {h} carries no pid and the pool does not list one"
+    return int(listed[0])
+
+
+def _wait_worker_gone(pool: Pool, pid: int, what: str) -> float:
+    t0 = time.monotonic()
+    pool.target.wait_until(
+        lambda: not pool.target.pid_alive(pid) and pid not in {j.handle.pid for j in pool.adapter.jobs()},
+        SLOT_FREE_S,
+        what=what,
+    )
+    return time.monotonic() - t0
+
+
+@pytest.mark.clause("JOB-1")
+def test_submitted_job_runs_in_a_visible_worker(pool: Pool) -> None:
+    h = pool.adapter.submit("sleep", {"ms": LONG_MS})
+    pid = _pid(pool, h)
+    [proc] = [p for p in pool.os_workers() if p.pid == pid]
+    assert proc.ppid == pool.target.postmaster_pid()
+    rows = pool.target.sql("SELECT backend_type FROM pg_stat_activity WHERE pid = %s", pid)
+    assert rows == [(pool.profile.worker_backend_type,)]
+    assert pid in {j.handle.pid for j in pool.adapter.jobs()}
+    pool.adapter.terminate(h)
+    _wait_worker_gone(pool, pid, "the stopped job's worker")
+
+
+@pytest.mark.clause("JOB-2")
+def test_stop_ends_the_worker(pool: Pool, record_property: Callable[[str, object], None]) -> None:
+    h = pool.adapter.submit("sleep", {"ms": LONG_MS})
+    pid = _pid(pool, h)
+    assert pool.adapter.terminate(h) is True
+    took = _wait_worker_gone(pool, pid, f"worker {pid} gone from the OS and the list after stop")
+    record_property("measured_s", round(took, 3))
+    record_property("deadline_s", SLOT_FREE_S)
+
+
+@pytest.mark.clause("JOB-3")
+def test_finished_job_leaves(pool: Pool, record_property: Callable[[str, object], None]) -> None:
+    h = pool.adapter.submit("sleep", {"ms": 200})
+    pid = _pid(pool, h)
+    took = _wait_worker_gone(pool, pid, f"worker {pid} of a finished job gone")
+    record_property("measured_s", round(took, 3))
+
+
+@pytest.mark.clause("JOB-4")
+def test_no_worker_slot_is_a_prompt_53xxx_and_leaves_nothing(
+    pool: Pool, record_property: Callable[[str, object], None]
+) -> None:
+    at_rest = len(Workers(pool.target, pool.profile).background_workers())
+    pool.target.set_conf(max_worker_processes=at_rest + 1)
+    if pool.profile.pool is not None and pool.profile.pool.launcher is not None:
+        pool.wait_launcher()
+    first = pool.adapter.submit("sleep", {"ms": LONG_MS})
+    first_pid = _pid(pool, first)
+    t0 = time.monotonic()
+    with pytest.raises(psycopg.Error) as err:
+        pool.adapter.submit("sleep", {"ms": LONG_MS})
+    took = time.monotonic() - t0
+    record_property("refused_in_s", round(took, 3))
+    assert took <= SUBMIT_REFUSED_S, f"the refused submit took {took:.1f}s"
+    assert (err.value.sqlstate or "").startswith(INSUFFICIENT_RESOURCES_CLASS), (
+        err.value.sqlstate,
+        err.value,
+    )
+    assert {j.handle.pid for j in pool.adapter.jobs()} == {first_pid}
+    assert {p.pid for p in pool.os_workers()} == {first_pid}
+    pool.adapter.terminate(first)
+    _wait_worker_gone(pool, first_pid, "the first job's worker")
+    again = pool.submit_within(CAPACITY_BACK_S, "sleep", {"ms": 100})
+    _wait_worker_gone(pool, _pid(pool, again), "the job after capacity came back")
+
+
+@pytest.mark.clause("JOB-5")
+def test_concurrent_submitters_get_distinct_workers_or_53xxx(pool: Pool) -> None:
+    n = 12
+    handles: list[Handle] = []
+    refused: list[str] = []
+    other: list[BaseException] = []
+    lock = threading.Lock()
+    go = threading.Barrier(n)
+
+    def submitter() -> None:
+        try:
+            with pool.target.connect() as conn:
+                go.wait(10)
+                h = pool.adapter.submit("sleep", {"ms": 5_000}, conn=conn)
+            with lock:
+                handles.append(h)
+        except psycopg.Error as exc:
+            with lock:
+                (refused if (exc.sqlstate or "").startswith("53") else other).append(exc)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            with lock:
+                other.append(exc)
+
+    threads = [threading.Thread(target=submitter) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not other, other
+    pids = [_pid(pool, h) for h in handles]
+    assert len(set(pids)) == len(pids), f"two jobs share a worker: {pids}"
+    for h in handles:
+        pool.adapter.terminate(h)
+    for pid in pids:
+        _wait_worker_gone(pool, pid, f"worker {pid} after stop")
