@@ -313,6 +313,31 @@ def _clause_rows(
     return body
 
 
+def _extension_text(run: dict[str, Any]) -> str:
+    """What was installed, and the versions the servers report."""
+    ext = run["extension"]
+    parts = [ext["name"]]
+    if ext.get("packages"):
+        parts.append("packages " + " ".join(ext["packages"]))
+    if ext.get("source_hash"):
+        parts.append(
+            f"sources {ext['source_hash']}" + (f" built by {ext['recipe']!r}" if ext.get("recipe") else "")
+        )
+    if ext.get("library"):
+        parts.append(f"preload {ext['library']}")
+    versions = sorted(
+        {
+            f"{n} {v}"
+            for s in run.get("servers", [])
+            for n, v in (s.get("extensions") or {}).items()
+            if n != "plpgsql"
+        }
+    )
+    if versions:
+        parts.append("installed: " + ", ".join(versions))
+    return "; ".join(parts)
+
+
 def render_run(
     results: dict[str, Any],
     contract: dict[str, Clause] | None = None,
@@ -351,7 +376,6 @@ def render_run(
         f"<tr><td>{_e(s['target'])}</td><td>{_e(s.get('version'))}</td><td>{_e(s.get('image') or '')}</td></tr>"
         for s in run.get("servers", [])
     )
-    ext = run["extension"]
     options = "".join(f"<option value='{o}'>{o}</option>" for o in OUTCOMES)
     fam_options = "".join(f"<option value='{_e(f)}'>{_e(f)}</option>" for f in families)
     mutation = render_mutation_table(mutants) if mutants else ""
@@ -362,7 +386,7 @@ def render_run(
 {_tier_table(verdicts, tiers)}
 <p id="counts">{" · ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES)}</p>
 <table><tr><th>profile</th><td>{_e(_claims(results))}</td></tr>
-<tr><th>extension</th><td>{_e(ext["name"])} {_e(ext.get("version"))} (sources {_e(ext["source_hash"])})</td></tr>
+<tr><th>extension</th><td>{_e(_extension_text(run))}</td></tr>
 <tr><th>kit</th><td>{_e(run["kit_version"])} {_e(run.get("kit_commit") or "")}</td></tr>
 <tr><th>host kernel</th><td>{_e(run["host_kernel"])}</td></tr><tr><th>seed</th><td>{_e(run.get("seed"))}</td></tr>
 <tr><th>time</th><td>{_e(run["started"])} → {_e(run["finished"])}</td></tr></table>
