@@ -88,7 +88,10 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
     from conformance.paths import suite_dir
 
-    _kit_config(args, args.target)  # options and profile validated before any server starts
+    kit = _kit_config(args, args.target)  # options and profile validated before any server starts
+    for target in kit.targets:  # inputs built (or found cached) before any test: bad input is exit 2
+        if target != "local":
+            images.build_extension(int(target.removeprefix("pg")), kit.extension, kit.base)
     run_dir = Path(args.reports) / f"{time.strftime('%Y%m%d-%H%M%S')}-{engine.RUN_ID}"
     run_dir.mkdir(parents=True, exist_ok=True)
     argv = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class KitError(Exception):
     """A harness problem (not a product failure); the CLI prints it on one line."""
@@ -15,7 +17,9 @@ class ImageBuildError(KitError):
 
     @classmethod
     def step_failed(cls, what: str, detail: str, step: str = "") -> ImageBuildError:
-        lines = [ln for ln in detail.strip().splitlines() if ln.strip()][-8:]
+        noise = (" ---> ", "Removing intermediate container", "Step ", "The command '/bin/sh -c")
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", detail)
+        lines = [ln[:300] for ln in plain.strip().splitlines() if ln.strip() and not ln.startswith(noise)][-8:]
         err = cls(f"image build failed at {what}; last lines:\n" + "\n".join(f"  | {ln}" for ln in lines))
         err.step, err.tail = step, detail
         return err

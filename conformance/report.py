@@ -516,14 +516,20 @@ def terminal_summary(
     families: dict[str, list[Clause]] = {}
     for cl in contract.values():
         families.setdefault(cl.id.split("-")[0], []).append(cl)
+    claimed = claimed_tiers(results, contract)
     lines = []
     for fam, clauses in families.items():
         cells = " ".join(c(cl.id.split("-")[1], status.get(cl.id, "no test")) for cl in clauses)
+        if clauses[0].tier and clauses[0].tier not in claimed:
+            lines.append(f"  {fam:<6} {cells}   not claimed ({clauses[0].tier})")
+            continue
         bad = [
             f"{cl.id} {status.get(cl.id, 'no test')}"
             for cl in clauses
             if status.get(cl.id) not in ("pass", "not-applicable")
         ]
-        lines.append(f"  {fam:<6} {cells}   {'; '.join(bad) if bad else 'all pass'}")
+        outs = {status.get(cl.id) for cl in clauses}
+        good = "not applicable" if outs == {"not-applicable"} else "all pass"
+        lines.append(f"  {fam:<6} {cells}   {'; '.join(bad) if bad else good}")
     lines.append(tier_line(tier_verdicts(results, contract)) + f"; report: {report}")
     return "\n".join(lines)
