@@ -19,7 +19,9 @@ class ImageBuildError(KitError):
     def step_failed(cls, what: str, detail: str, step: str = "") -> ImageBuildError:
         noise = (" ---> ", "Removing intermediate container", "Step ", "The command '/bin/sh -c")
         plain = re.sub(r"\x1b\[[0-9;]*m", "", detail)
-        lines = [ln[:300] for ln in plain.strip().splitlines() if ln.strip() and not ln.startswith(noise)][-8:]
+        lines = [ln[:300] for ln in plain.strip().splitlines() if ln.strip() and not ln.startswith(noise)][
+            -8:
+        ]
         err = cls(f"image build failed at {what}; last lines:\n" + "\n".join(f"  | {ln}" for ln in lines))
         err.step, err.tail = step, detail
         return err
