@@ -26,7 +26,10 @@ PM_DEATH_S = 1.0  # ORPHAN-1
 SHUTDOWN_S = 10.0  # SHUT-1, SHUT-2
 DB_COMMAND_S = 10.0  # DB-1, DB-2
 OBSERVE_S = 10.0  # the window a retry storm is counted in
-STORM_LINES = 20  # SLOTS-1, DB-3: at most this many log lines per OBSERVE_S window
+STORM_LINES = 20  # SLOTS-1: at most this many log lines per OBSERVE_S window
+BUSY_CPU_S = 2.0  # SLOTS-3: at most this much CPU time (all its processes) per OBSERVE_S window
+DB_RETRY_GRACE_S = 5.0  # DB-3: after the drop, this long to give up on the database
+DB_RETRY_LINES = 2  # DB-3: at most this many lines naming it in the OBSERVE_S window after that
 CYCLES = 3  # CYCLE-1
 
 SCRATCH = "{scratch}"  # a [[setup]] database: run in the scratch databases the suite creates
@@ -252,6 +255,21 @@ class Workers:
         scenario did not send (the target records every kill)."""
         sent = {int(d.split(" -> ")[1]) for _, w, d in self.target.faults if w == "kill"}
         return [m.group(0) for m in KILLED_BY_SIGNAL.finditer(log) if int(m.group(1)) not in sent]
+
+    def cpu_seconds(self, pids: Iterable[int]) -> dict[int, float]:
+        """CPU time (user + system) each live process has used, from /proc."""
+        pids = sorted(pids)
+        if not pids:
+            return {}
+        script = "t=$(getconf CLK_TCK); for p in " + " ".join(map(str, pids)) + "; do "
+        script += 'read -r line < /proc/$p/stat 2>/dev/null && echo "$t $p ${line##*) }"; done'
+        out: dict[int, float] = {}
+        for row in self.target.exec(["sh", "-c", script], user="root").output.splitlines():
+            f = row.split()
+            if len(f) > 14 and f[0].isdigit() and f[1].isdigit():
+                # after "pid (comm) ", utime and stime are the 12th and 13th fields
+                out[int(f[1])] = (int(f[13]) + int(f[14])) / int(f[0])
+        return out
 
     def shared_memory(self) -> dict[str, int]:
         """What shared memory holds: named allocations and DSM segments (OS)."""

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from conformance.suite.workers import OBSERVE_S, START_S, STORM_LINES, Workers
+from conformance.suite.workers import BUSY_CPU_S, OBSERVE_S, START_S, STORM_LINES, Workers
 
 
-@pytest.mark.clause("SLOTS-1", "SLOTS-2")
+@pytest.mark.clause("SLOTS-1", "SLOTS-2", "SLOTS-3")
 def test_no_retry_storm_without_slots_and_recovery(
     extension: Workers, record_property: Callable[[str, object], None]
 ) -> None:
@@ -23,11 +23,19 @@ def test_no_retry_storm_without_slots_and_recovery(
         extension.start_workload()
     except psycopg.Error as exc:  # refusing the work is allowed; flooding is not
         record_property("workload_refused", f"{exc.sqlstate}: {exc}".strip())
+    cpu_before = extension.cpu_seconds(extension.pids())
     log = extension.observe_log(OBSERVE_S, offset)
+    cpu_after = extension.cpu_seconds(extension.pids())
+    busy = {pid: round(cpu_after[pid] - cpu_before[pid], 2) for pid in cpu_before.keys() & cpu_after.keys()}
     lines = [ln for ln in log.splitlines() if ln.strip()]
     record_property("log_lines_per_10s", round(len(lines) * 10 / OBSERVE_S, 1))
+    record_property("cpu_s_per_10s", round(sum(busy.values()) * 10 / OBSERVE_S, 2))
     record_property("max_worker_processes", at_rest)
     assert len(lines) <= STORM_LINES * OBSERVE_S / 10, "retry storm:\n" + "\n".join(lines[-30:])
+    assert sum(busy.values()) <= BUSY_CPU_S * OBSERVE_S / 10, (
+        f"busy loop: CPU seconds per process over {OBSERVE_S:g}s without slots: {busy} "
+        f"(census {extension.census()})"
+    )
     assert extension.target.scalar("SELECT 1") == 1, "the server is not serving"
     extension.stop_workload()
     # capacity back: the baseline setting
