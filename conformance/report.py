@@ -112,11 +112,18 @@ def load_tiers(path: Path = CONTRACT) -> dict[str, str]:
 
 
 def clause_status(results: dict[str, Any]) -> dict[str, str]:
-    """Each clause's status in one run: its worst test outcome."""
+    """Each clause's status in one run: its worst test outcome.  A test that
+    judges several clauses in one scenario records each one's own outcome
+    (``clause_outcomes``); a clause it did not reach before failing is an
+    error (not judged), never a pass."""
     seen: dict[str, list[str]] = {}
     for t in results["tests"]:
+        own = (t.get("properties") or {}).get("clause_outcomes") or {}
         for cid in t["clauses"]:
-            seen.setdefault(cid, []).append(t["outcome"])
+            outcome = t["outcome"]
+            if own and outcome in ("pass", "fail", "error"):
+                outcome = own.get(cid, "error" if outcome == "fail" else outcome)
+            seen.setdefault(cid, []).append(outcome)
     return {cid: next(o for o in _PRECEDENCE if o in outs) for cid, outs in seen.items()}
 
 

@@ -301,3 +301,24 @@ def test_pages_render_filter_and_drill_down_in_chromium(tmp_path: Path) -> None:
     ):
         _browser(url, f"--screenshot={SCREENSHOTS / name}")
         assert (SCREENSHOTS / name).stat().st_size > 10_000
+
+
+def test_one_scenario_several_clauses_each_judged_on_its_own() -> None:
+    from conformance.report import clause_status
+
+    def rec(outcome: str, own: dict[str, str] | None) -> dict[str, object]:
+        return {
+            "clauses": ["S-1", "S-2", "S-3"],
+            "outcome": outcome,
+            "properties": {"clause_outcomes": own} if own else {},
+        }
+
+    # S-2 failed, S-1 passed, S-3 was never reached: an error, not a pass
+    assert clause_status({"tests": [rec("fail", {"S-1": "pass", "S-2": "fail"})]}) == {
+        "S-1": "pass",
+        "S-2": "fail",
+        "S-3": "error",
+    }
+    # without per-clause outcomes every clause takes the test's
+    assert set(clause_status({"tests": [rec("fail", None)]}).values()) == {"fail"}
+    assert set(clause_status({"tests": [rec("skip", {"S-1": "pass"})]}).values()) == {"skip"}
