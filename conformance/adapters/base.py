@@ -71,8 +71,10 @@ class PoolAdapter(ABC):
         psycopg error carrying the SQLSTATE."""
 
     @abstractmethod
-    def terminate(self, handle: Handle) -> bool:
-        """Ask the pool to stop the worker of ``handle``; False for a stale handle."""
+    def terminate(self, handle: Handle, conn: psycopg.Connection[Any] | None = None) -> bool:
+        """Ask the pool to stop the worker of ``handle`` (from ``conn``, the
+        session that submitted it, where the pool binds jobs to sessions);
+        False for a stale handle."""
 
     @abstractmethod
     def slots(self) -> list[Slot]: ...

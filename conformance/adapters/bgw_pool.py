@@ -30,7 +30,7 @@ class BgwPoolAdapter(PoolAdapter):
         assert row is not None
         return Handle(row[0], row[1], row[2])
 
-    def terminate(self, handle: Handle) -> bool:
+    def terminate(self, handle: Handle, conn: psycopg.Connection[Any] | None = None) -> bool:
         return bool(self.target.scalar("SELECT bgw_pool.terminate(%s, %s)", handle.slot, handle.generation))
 
     def slots(self) -> list[Slot]:

@@ -77,7 +77,7 @@ class SqlAdapter(PoolAdapter):
             raise AssertionError(f"the submit template returned {rows!r}: one row with a pid column expected")
         return _handle(rows[0])
 
-    def terminate(self, handle: Handle) -> bool:
+    def terminate(self, handle: Handle, conn: psycopg.Connection[Any] | None = None) -> bool:
         assert self.profile.pool is not None
         params = {
             "pid": handle.pid,
@@ -85,7 +85,7 @@ class SqlAdapter(PoolAdapter):
             "generation": handle.generation,
             "cookie": handle.generation,
         }
-        rows = self._rows(self.profile.pool.stop, params, self._session())
+        rows = self._rows(self.profile.pool.stop, params, conn or self._session())
         if not rows:
             return True
         first = next(iter(rows[0].values()))

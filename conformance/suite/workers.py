@@ -73,11 +73,14 @@ class Workers:
     # -- setup and workload ----------------------------------------------------------
     def run_setup(self, scratch: str | None = None) -> None:
         """The profile's setup steps: the fixed ones, or (with ``scratch``)
-        those declared for every scratch database, run in it."""
+        those declared for every scratch database, run in it.  Committed
+        durably: the kit's servers run with synchronous_commit off, and a
+        crash-restart soon after would otherwise undo the setup."""
         for step in self.profile.setup:
             if (step.database == SCRATCH) != (scratch is not None):
                 continue
             with self.target.connect(scratch or step.database) as conn:
+                conn.execute("SET synchronous_commit = on")
                 for query in step.sql:
                     conn.execute(query)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -100,35 +101,43 @@ def test_no_worker_slot_is_a_prompt_53xxx_and_leaves_nothing(
 @pytest.mark.clause("JOB-5")
 def test_concurrent_submitters_get_distinct_workers_or_53xxx(pool: Pool) -> None:
     n = 12
-    handles: list[Handle] = []
-    refused: list[str] = []
+    submitted: list[tuple[psycopg.Connection[Any], Handle]] = []
+    refused: list[psycopg.Error] = []
     other: list[BaseException] = []
     lock = threading.Lock()
     go = threading.Barrier(n)
 
     def submitter() -> None:
+        conn = pool.target.connect()
         try:
-            with pool.target.connect() as conn:
-                go.wait(10)
-                h = pool.adapter.submit("sleep", {"ms": 5_000}, conn=conn)
+            go.wait(10)
+            h = pool.adapter.submit("sleep", {"ms": 5_000}, conn=conn)
             with lock:
-                handles.append(h)
+                submitted.append((conn, h))  # the session stays open: some pools bind jobs to it
+            return
         except psycopg.Error as exc:
             with lock:
-                (refused if (exc.sqlstate or "").startswith("53") else other).append(exc)  # type: ignore[arg-type]
+                (refused if (exc.sqlstate or "").startswith("53") else other).append(exc)
         except BaseException as exc:  # noqa: BLE001 - reported below
             with lock:
                 other.append(exc)
+        conn.close()
 
     threads = [threading.Thread(target=submitter) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    assert not other, other
-    pids = [_pid(pool, h) for h in handles]
-    assert len(set(pids)) == len(pids), f"two jobs share a worker: {pids}"
-    for h in handles:
-        pool.adapter.terminate(h)
-    for pid in pids:
-        _wait_worker_gone(pool, pid, f"worker {pid} after stop")
+    try:
+        assert not other, other
+        pids = [_pid(pool, h) for _, h in submitted]
+        assert len(set(pids)) == len(pids), f"two jobs share a worker: {pids}"
+        for conn, h in submitted:
+            pool.adapter.terminate(h, conn=conn)
+        for pid in pids:
+            pool.target.wait_until(
+                lambda pid=pid: not pool.target.pid_alive(pid), SLOT_FREE_S, what=f"worker {pid} after stop"
+            )
+    finally:
+        for conn, _ in submitted:
+            conn.close()
