@@ -7,7 +7,7 @@ Templates take psycopg's named parameters (write ``%%`` for a literal ``%``):
   ``%(database)s``; returns one row with a ``pid`` column and, where the
   pool has them, ``slot`` and ``generation`` (or ``cookie``).
 - ``stop``: stops one job; parameters ``%(pid)s``, ``%(slot)s``,
-  ``%(generation)s``; its first column, if any, says whether it stopped one.
+  ``%(generation)s``; its first column, if boolean, says whether it stopped one.
 - ``list``: the live jobs, one row each, with ``pid`` and ``state`` columns
   (and ``slot``, ``generation`` or ``cookie`` where the pool has them).
 
@@ -66,8 +66,10 @@ class SqlAdapter(PoolAdapter):
         dbname: str | None = None,
         conn: psycopg.Connection[Any] | None = None,
     ) -> Handle:
-        assert self.profile.pool is not None
+        assert self.profile.pool is not None and self.profile.pool.submit is not None
         query = job_sql(kind, args or {})
+        if dbname not in (None, "postgres") and "%(database)s" not in self.profile.pool.submit:
+            raise NotApplicable("the pool runs a job in its submitter's database: no database to choose")
         rows = self._rows(
             self.profile.pool.submit,
             {"query": query, "database": dbname or "postgres"},
@@ -89,7 +91,7 @@ class SqlAdapter(PoolAdapter):
         if not rows:
             return True
         first = next(iter(rows[0].values()))
-        return first is None or bool(first)
+        return first if isinstance(first, bool) else True  # a void or other result: it was asked
 
     def jobs(self) -> list[Job]:
         assert self.profile.pool is not None

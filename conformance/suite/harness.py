@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.adapters import Handle, PoolAdapter, Slot
+from conformance.adapters import Handle, NotApplicable, PoolAdapter, Slot
 from conformance.processes import Process
 from conformance.profile import Profile
 from conformance.targets import Target
@@ -59,12 +59,19 @@ class Pool:
         return self.target.wait_until(up, timeout, what="exactly one launcher, in SQL and in the OS")
 
     def wait_fresh(self, timeout: float = CRASH_RECOVERY_S, not_launcher: int | None = None) -> None:
-        """Wait for a fresh pool: launcher up, every slot free, check empty."""
-        self.wait_launcher(timeout, not_launcher)
+        """Wait for a fresh pool: launcher up (if it has one), every slot
+        free and check empty (if it has them), no job listed, no worker."""
+        if self.profile.pool is not None and self.profile.pool.launcher is not None:
+            self.wait_launcher(timeout, not_launcher)
         self.target.wait_until(lambda: self.is_fresh() or None, timeout, what="a fresh pool")
 
     def is_fresh(self) -> bool:
-        slots = self.adapter.slots()
+        if self.adapter.jobs() or self.os_workers():
+            return False
+        try:
+            slots = self.adapter.slots()
+        except NotApplicable:
+            return True
         return (
             all(s.state == "free" and s.pid is None and s.handle_status is None for s in slots)
             and not self.adapter.check()
@@ -107,10 +114,18 @@ class Pool:
         for j in self.adapter.jobs():
             if j.state in ("running", "starting"):
                 self.adapter.terminate(j.handle)
+        left: list[object] = []
+
+        def none_left() -> bool:
+            left[:] = [*self.adapter.jobs(), *self.os_workers()]
+            return not left
+
+        # workers an earlier test left in a session of its own (some pools bind
+        # jobs to sessions): the kit's own leftovers, stopped as any backend is
+        for proc in self.os_workers():
+            self.target.sql("SELECT pg_terminate_backend(%s)", proc.pid)
         try:
-            self.target.wait_until(
-                lambda: not self.adapter.jobs() and not self.os_workers(), 5, what="leftover workers to stop"
-            )
+            self.target.wait_until(none_left, 5, what="leftover workers to stop")
         except AssertionError:
             self.target.restart("immediate")
             self.wait_fresh()
