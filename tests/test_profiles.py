@@ -62,7 +62,8 @@ def test_minimal_profile_and_package_substitution(tmp_path: Path) -> None:
             lambda t: t + "[workload]\nstart = ['SELECT 1']\nstarts = ['nobody']\n",
             "no [[process]] named 'nobody'",
         ),
-        (lambda t: t + "[pool]\nadapter = 'sql'\n", "needs the submit, stop and list templates"),
+        (lambda t: t + "[pool]\nadapter = 'sql'\nworker = 'main'\n", "needs the submit, stop and list templates"),
+        (lambda t: t + "[pool]\nadapter = 'sql'\n", "key 'pool.worker': missing"),
         (lambda t: t + "[[", "not valid TOML"),
     ],
 )

@@ -21,6 +21,8 @@ from conformance.targets import Target
 #: deadlines of CONTRACT.md's bgworker tier, in seconds
 START_S = 10.0  # START-1: every promised process up after a start
 RESTART_SLACK_S = 5.0  # STOP-1, KILL-1: on top of the promised restart interval
+STAYS_DOWN_S = 6.0  # STOP-1, KILL-1: how long a kind declared to stay down is watched
+DUPLICATE_WATCH_S = 6.0  # STOP-1, KILL-1: at most this long watched for a duplicate once back
 CRASH_RECOVERY_S = 30.0  # KILL-1: crash-restart completed
 PM_DEATH_S = 1.0  # ORPHAN-1
 SHUTDOWN_S = 10.0  # SHUT-1, SHUT-2

@@ -1,27 +1,42 @@
 """LOG: in normal operation the log shows no crash-restart, no stale shared
-memory and no process killed by a signal nobody sent."""
+memory, no process killed by a signal nobody sent, and (SHOULD) no error
+from a background worker."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
 
+from conformance.suite.checks import Checks
 from conformance.suite.workers import CRASH_RESTART, OBSERVE_S, STALE_SHMEM, Workers
 
+#: log_line_prefix '%m [%p] %b ': the backend type, then the level
+_LEVEL = re.compile(r"^\S+ \S+ \S+ \[\d+\] (?P<type>.*?) (?P<level>ERROR|FATAL|PANIC):")
 
-@pytest.mark.clause("LOG-1")
+
+@pytest.mark.clause("LOG-1", "LOG-2")
 def test_log_is_clean_in_normal_operation(
     extension: Workers, record_property: Callable[[str, object], None]
 ) -> None:
+    checks = Checks(record_property)
     offset = extension.target.log_offset()
     extension.target.restart("fast")
     extension.wait_at_rest()
     extension.start_workload()
     log = extension.observe_log(OBSERVE_S, offset)
     extension.stop_workload()
+    record_property("log_lines", len(log.splitlines()))
     problems = [ln for ln in log.splitlines() if CRASH_RESTART.search(ln) or STALE_SHMEM in ln]
     problems += extension.unsent_signals(log)
-    record_property("log_lines", len(log.splitlines()))
-    assert not problems, "\n".join(problems[-20:])
-    assert not extension.problems_at_rest(), extension.problems_at_rest()
+    problems += [f"not as promised: {p}" for p in extension.problems_at_rest()]
+    checks.check("LOG-1", not problems, "\n".join(problems[-20:]))
+    errors = [
+        ln
+        for ln in log.splitlines()
+        if (m := _LEVEL.match(ln)) and m["type"] not in ("client backend", "postmaster")
+    ]
+    record_property("worker_errors_per_10s", round(len(errors) * 10 / OBSERVE_S, 1))
+    checks.check("LOG-2", not errors, "errors from background workers:\n" + "\n".join(errors[-20:]))
+    checks.done()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from conformance.suite.workers import RESTART_SLACK_S, Workers
+from conformance.suite.workers import DUPLICATE_WATCH_S, RESTART_SLACK_S, STAYS_DOWN_S, Workers
 
 
 @pytest.mark.clause("STOP-1")
@@ -28,12 +28,12 @@ def test_terminated_workers_come_back_once(
                 RESTART_SLACK_S,
                 what=f"{spec.name} gone after {set(how.values())}",
             )
-            most = extension.hold(spec, deadline)
+            most = extension.hold(spec, STAYS_DOWN_S)
             assert most == 0, f"{spec.name} is declared to stay down after an exit, yet came back"
             figures[spec.name] = "declared: stays down after termination (by design)"
             continue
         took, most = extension.wait_back(spec, old, deadline)
-        most = max(most, extension.hold(spec, min(spec.restart_s, 5.0) + 1.0))
+        most = max(most, extension.hold(spec, min(spec.restart_s + 1.0, DUPLICATE_WATCH_S)))
         assert most <= spec.count, f"{spec.name}: {most} at once after termination, promised {spec.count}"
         figures[spec.name] = (
             f"back in {took:.2f}s (deadline {deadline:g}s) after {', '.join(set(how.values()))}"
