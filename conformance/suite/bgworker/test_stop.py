@@ -39,4 +39,3 @@ def test_terminated_workers_come_back_once(
             f"back in {took:.2f}s (deadline {deadline:g}s) after {', '.join(set(how.values()))}"
         )
     record_property("figures", figures)
-    extension.wait_at_rest()
