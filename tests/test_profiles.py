@@ -62,7 +62,10 @@ def test_minimal_profile_and_package_substitution(tmp_path: Path) -> None:
             lambda t: t + "[workload]\nstart = ['SELECT 1']\nstarts = ['nobody']\n",
             "no [[process]] named 'nobody'",
         ),
-        (lambda t: t + "[pool]\nadapter = 'sql'\nworker = 'main'\n", "needs the submit, stop and list templates"),
+        (
+            lambda t: t + "[pool]\nadapter = 'sql'\nworker = 'main'\n",
+            "needs the submit, stop and list templates",
+        ),
         (lambda t: t + "[pool]\nadapter = 'sql'\n", "key 'pool.worker': missing"),
         (lambda t: t + "[[", "not valid TOML"),
     ],
@@ -107,3 +110,12 @@ def test_input_options_replace_the_profiles_install(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     ext = extension_for(profile, {"extension": str(tmp_path / "src"), "recipe": "cmake . && make install"})
     assert ext.recipe and ext.source == (tmp_path / "src").resolve()
+
+
+def test_readme_example_profile_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    text = "\n".join(line[3:] if line.startswith("   ") else line for line in block.splitlines())
+    profile = load_profile(str(_write(tmp_path, text)))
+    assert profile.name == "pg_cron" and profile.workload is not None
+    assert profile.install.packages_for(17) == ("postgresql-17-cron",)
