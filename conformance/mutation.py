@@ -79,7 +79,10 @@ def run_mutant(mutant: Mutant, major: int, out_dir: Path) -> MutantResult:
         "-P",  # import the kit as installed, not from the working directory
         "-m",
         "pytest",
-        str(suite_dir()),
+        # the mutants are bugs of a pool: the pool and faults tiers judge them
+        # (the bgworker tier runs on the reference pool in every other run)
+        str(suite_dir() / "pool"),
+        str(suite_dir() / "faults"),
         "-q",
         "-p",
         "no:cacheprovider",
