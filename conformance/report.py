@@ -194,7 +194,8 @@ def test_anchor(t: dict[str, Any]) -> str:
 def run_label(results: dict[str, Any]) -> str:
     run = results["run"]
     servers = run.get("servers") or [{"target": t} for t in run["targets"]]
-    return ", ".join(s["target"] for s in servers) + f" @ {run['started']}"
+    profile = f"{run['profile']} · " if run.get("profile") else ""
+    return profile + ", ".join(s["target"] for s in servers) + f" @ {run['started']}"
 
 
 _CSS = """
