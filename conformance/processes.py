@@ -8,7 +8,7 @@ from dataclasses import dataclass
 _CLIENT = re.compile(r"\[local\]|\S+\(\d+\)")
 PS_ARGV = ["ps", "-ww", "-e", "-o", "pid=,ppid=,stat=,args="]
 
-_AUXILIARY = (
+AUXILIARY = (
     "checkpointer",
     "background writer",
     "walwriter",
@@ -41,7 +41,7 @@ def backend_type(title: str, cluster_name: str) -> str:
     if marker not in title:
         return "postmaster"
     rest = title.split(marker, 1)[1].strip()
-    for aux in _AUXILIARY:
+    for aux in AUXILIARY:
         if rest.startswith(aux):
             return aux
     if rest.startswith("parallel worker"):

@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from conformance.processes import Process
+import pytest
+
+from conformance.processes import AUXILIARY, Process
 from conformance.profile import ProcessSpec, Profile
 from conformance.targets import Target
 
@@ -40,22 +42,9 @@ DATABASE = "{database}"  # in workload SQL: the database the workload runs in
 CRASH_RESTART = re.compile(r"terminating any other active server processes|all server processes terminated")
 STALE_SHMEM = "pre-existing shared memory block"
 KILLED_BY_SIGNAL = re.compile(r"\(PID (\d+)\) was terminated by signal (\d+)")
-_NOT_BGWORKER = {
-    "postmaster",
-    "client backend",
-    "parallel worker",
-    "checkpointer",
-    "background writer",
-    "walwriter",
-    "autovacuum launcher",
-    "autovacuum worker",
-    "stats collector",
-    "startup",
-    "archiver",
-    "walsender",
-    "walreceiver",
-    "io worker",
-    "walsummarizer",
+#: backend types that are not background workers (the logical replication launcher is one)
+_NOT_BGWORKER = {"postmaster", "client backend", "parallel worker", *AUXILIARY} - {
+    "logical replication launcher"
 }
 
 
@@ -114,6 +103,13 @@ class Workers:
     # -- what runs -------------------------------------------------------------------
     def at_rest(self) -> list[ProcessSpec]:
         return [s for s in self.profile.processes if s.count > 0]
+
+    def at_rest_or_skip(self) -> list[ProcessSpec]:
+        """The kinds at rest; a clause about them is not applicable without any."""
+        kinds = self.at_rest()
+        if not kinds:
+            pytest.skip("not applicable: the profile promises no process at rest")
+        return kinds
 
     def of(self, spec: ProcessSpec, procs: list[Process] | None = None) -> list[Process]:
         """The live OS processes of one kind."""

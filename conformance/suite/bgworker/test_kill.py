@@ -22,9 +22,7 @@ from conformance.suite.workers import (
 def test_sigkilled_worker_crash_restarts_and_comes_back(
     extension: Workers, record_property: Callable[[str, object], None]
 ) -> None:
-    kinds = extension.at_rest()
-    if not kinds:
-        pytest.skip("not applicable: the profile promises no process at rest")
+    kinds = extension.at_rest_or_skip()
     figures: dict[str, object] = {}
     for i, spec in enumerate(kinds):
         canary = f"{spec.name}-{i}"

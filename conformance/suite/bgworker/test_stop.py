@@ -14,9 +14,7 @@ from conformance.suite.workers import DUPLICATE_WATCH_S, RESTART_SLACK_S, STAYS_
 def test_terminated_workers_come_back_once(
     extension: Workers, record_property: Callable[[str, object], None]
 ) -> None:
-    kinds = extension.at_rest()
-    if not kinds:
-        pytest.skip("not applicable: the profile promises no process at rest")
+    kinds = extension.at_rest_or_skip()
     figures: dict[str, object] = {}
     for spec in kinds:
         old = set(extension.census()[spec.name])
