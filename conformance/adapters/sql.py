@@ -30,7 +30,7 @@ from conformance.targets import Target
 
 def job_sql(kind: str, args: dict[str, Any]) -> str:
     if kind == "sleep":
-        return f"SELECT pg_sleep({float(args.get('ms', 1000)) / 1000:g})"
+        return f"SELECT pg_sleep({float(args.get('ms', 1000)) / 1000:g})"  # ok-sleep: the job itself
     if kind == "sql":
         return str(args["query"])
     if kind == "exit_at_once":

@@ -221,13 +221,13 @@ class Workers:
             most = max(most, len(self.census()[spec.name]))
             if time.monotonic() >= end:
                 return most
-            time.sleep(0.1)
+            time.sleep(0.1)  # ok-sleep: the census is polled through an observation window
 
     def observe_log(self, seconds: float, offset: int) -> str:
         """The server log written during an observation window of ``seconds``."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            time.sleep(min(0.5, max(0.0, end - time.monotonic())))
+            time.sleep(min(0.5, max(0.0, end - time.monotonic())))  # ok-sleep: an observation window
         return self.target.log_since(offset)
 
     # -- faults ------------------------------------------------------------------------
