@@ -82,9 +82,6 @@ class Install:
     make_args: str = ""
     preload: tuple[str, ...] = ()
 
-    def packages_for(self, major: int) -> tuple[str, ...]:
-        return tuple(p.replace("{major}", str(major)) for p in self.packages)
-
 
 @dataclass(frozen=True)
 class SetupStep:

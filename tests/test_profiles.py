@@ -42,8 +42,8 @@ def test_every_shipped_profile_loads(name: str) -> None:
 
 def test_minimal_profile_and_package_substitution(tmp_path: Path) -> None:
     profile = load_profile(str(_write(tmp_path, MINIMAL)))
-    assert profile.install.packages_for(18) == ("postgresql-18-x",)
     ext = extension_for(profile, {})
+    assert ext.packages_for(18) == ("postgresql-18-x",)
     assert ext.packages_for(17) == ("postgresql-17-x",) and ext.library == "x" and ext.source is None
 
 
@@ -118,4 +118,4 @@ def test_readme_example_profile_is_valid(tmp_path: Path) -> None:
     text = "\n".join(line[3:] if line.startswith("   ") else line for line in block.splitlines())
     profile = load_profile(str(_write(tmp_path, text)))
     assert profile.name == "pg_cron" and profile.workload is not None
-    assert profile.install.packages_for(17) == ("postgresql-17-cron",)
+    assert extension_for(profile, {}).packages_for(17) == ("postgresql-17-cron",)
