@@ -321,6 +321,15 @@ def _clause_rows(
     return body
 
 
+def _figures(t: dict[str, Any]) -> str:
+    """What the test measured (its recorded properties), beside its deadlines."""
+    props = {k: v for k, v in (t.get("properties") or {}).items() if k != "tier"}
+    if not props:
+        return ""
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(json.dumps(v))}</td></tr>" for k, v in props.items())
+    return f"<h3>figures</h3><table class='figures'>{rows}</table>"
+
+
 def _extension_text(run: dict[str, Any]) -> str:
     """What was installed, and the versions the servers report."""
     ext = run["extension"]
@@ -376,6 +385,7 @@ def render_run(
         f"<details id='{test_anchor(t)}'><summary><span class='{t['outcome']}'>{t['outcome']}</span> "
         f"{_e(t['nodeid'])}</summary>"
         + (f"<h3>message</h3><pre>{_e(t['message'])}</pre>" if t.get("message") else "")
+        + _figures(t)
         + f"<h3>timeline</h3>{_timeline(t)}<h3>server log</h3><pre>{_e(t.get('log_excerpt') or '(empty)')}</pre>"
         + "</details>"
         for t in tests

@@ -322,3 +322,13 @@ def test_one_scenario_several_clauses_each_judged_on_its_own() -> None:
     # without per-clause outcomes every clause takes the test's
     assert set(clause_status({"tests": [rec("fail", None)]}).values()) == {"fail"}
     assert set(clause_status({"tests": [rec("skip", {"S-1": "pass"})]}).values()) == {"skip"}
+
+
+def test_drill_down_shows_the_figures_a_test_measured() -> None:
+    res = recorded()
+    t = res["tests"][0]
+    t["properties"] = {"tier": "bgworker", "measured_s": 0.412, "deadline_s": 1.0}
+    page = report.render_run(res)
+    assert "<h3>figures</h3>" in page
+    assert "<tr><th>measured_s</th><td>0.412</td></tr>" in page and "<th>deadline_s</th><td>1.0</td>" in page
+    assert "<th>tier</th>" not in page
