@@ -12,7 +12,7 @@ import re
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -58,8 +58,6 @@ def title_of(proc: Process, cluster_name: str) -> str:
 class Workers:
     target: Target
     profile: Profile
-    #: the last census a wait saw, for its failure message
-    last_seen: dict[str, list[int]] = field(default_factory=dict)
 
     # -- setup and workload ----------------------------------------------------------
     def run_setup(self, scratch: str | None = None) -> None:
@@ -123,9 +121,7 @@ class Workers:
 
     def census(self, procs: list[Process] | None = None) -> dict[str, list[int]]:
         procs = self.target.processes() if procs is None else procs
-        seen = {s.name: sorted(p.pid for p in self.of(s, procs)) for s in self.profile.processes}
-        self.last_seen = seen
-        return seen
+        return {s.name: sorted(p.pid for p in self.of(s, procs)) for s in self.profile.processes}
 
     def pids(self) -> set[int]:
         """Every live process of the extension, of every kind."""
