@@ -57,6 +57,24 @@ RETURNS float8
 AS 'MODULE_PATHNAME', 'bgw_pool_direct_launch_us'
 LANGUAGE C VOLATILE;
 
+-- Pause points (superuser only): a process reaching an armed point waits
+-- there until it is released; pause_points() lists who waits where.
+CREATE FUNCTION pause_arm(point text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'bgw_pool_pause_arm'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION pause_release(point text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'bgw_pool_pause_release'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION pause_points(OUT point text, OUT armed boolean, OUT hits bigint, OUT waiting int[])
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'bgw_pool_pause_points'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION pause_arm(text), pause_release(text), pause_points() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _submit(text, text, text, text, text, text, name), submit(text, jsonb, name),
     terminate(int, bigint), _status(), launcher_pid(), stats(), @extschema@.check(), direct_launch_us() FROM PUBLIC;
 REVOKE ALL ON status FROM PUBLIC;

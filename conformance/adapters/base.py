@@ -95,3 +95,17 @@ class PoolAdapter(ABC):
 
     def busy(self) -> list[Slot]:
         return [s for s in self.slots() if s.state != "free"]
+
+    # -- pause points: a pool that offers them makes its handshake races
+    # deterministic (the RACE clauses from RACE-6 on); others are not judged
+    def pause_arm(self, point: str) -> None:
+        """Make every process that reaches ``point`` wait there."""
+        raise NotApplicable("the pool offers no pause points")
+
+    def pause_release(self, point: str) -> None:
+        """Disarm ``point`` and let its waiters go on (a no-op when not armed)."""
+        raise NotApplicable("the pool offers no pause points")
+
+    def paused_at(self, point: str) -> list[int]:
+        """The pids waiting at ``point``."""
+        raise NotApplicable("the pool offers no pause points")

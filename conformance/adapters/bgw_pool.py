@@ -52,3 +52,15 @@ class BgwPoolAdapter(PoolAdapter):
             row = cur.fetchone()
             assert row is not None and cur.description is not None
             return {d.name: v for d, v in zip(cur.description, row, strict=True)}
+
+    def pause_arm(self, point: str) -> None:
+        self.target.sql("SELECT bgw_pool.pause_arm(%s)", point, idempotent=True)
+
+    def pause_release(self, point: str) -> None:
+        self.target.sql("SELECT bgw_pool.pause_release(%s)", point, idempotent=True)
+
+    def paused_at(self, point: str) -> list[int]:
+        waiting = self.target.scalar(
+            "SELECT waiting FROM bgw_pool.pause_points() WHERE point = %s", point, idempotent=True
+        )
+        return list(waiting or [])

@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
 
 from conformance.adapters import Handle, NotApplicable, PoolAdapter, Slot
 from conformance.processes import Process
@@ -17,6 +23,26 @@ CRASH_RECOVERY_S = 30.0
 PM_DEATH_S = 1.0
 ALL_GONE_S = 10.0
 CAPACITY_BACK_S = 5.0
+#: a process reaches an armed pause point within this of the act that leads there
+PAUSE_REACH_S = 10.0
+#: a job long enough to outlast any test
+LONG_MS = 60_000
+
+
+@dataclass
+class Submitter:
+    """A submit running in a session and a thread of its own, so that the
+    test can act while it waits: cancel it, terminate it, let its deadline
+    pass.  ``pid`` is its backend."""
+
+    pid: int
+    done: threading.Event = field(default_factory=threading.Event)
+    handle: Handle | None = None
+    error: BaseException | None = None
+
+    def wait(self, pool: Pool, timeout: float) -> Submitter:
+        pool.target.wait_until(self.done.is_set, timeout, what=f"the submit in backend {self.pid} to return")
+        return self
 
 
 @dataclass
@@ -82,6 +108,78 @@ class Pool:
         (the postmaster frees a worker's registration only once it has reaped it)."""
         return self.target.wait_until(
             lambda: self.adapter.submit(kind, args), timeout, what=f"a {kind} submit to succeed"
+        )
+
+    def submit_in_background(
+        self, kind: str, args: dict[str, object] | None = None, dbname: str | None = None, **settings: object
+    ) -> Submitter:
+        """Start a submit in its own session (``settings`` SET there first)."""
+        conn: psycopg.Connection[Any] = self.target.connect()
+        for name, value in settings.items():
+            conn.execute(f"SET {name} = {value}")
+        sub = Submitter(conn.info.backend_pid)
+
+        def run() -> None:
+            try:
+                sub.handle = self.adapter.submit(kind, args, dbname, conn=conn)
+            except BaseException as exc:  # noqa: BLE001 - the test judges it
+                sub.error = exc
+            finally:
+                conn.close()
+                sub.done.set()
+
+        threading.Thread(target=run, daemon=True, name=f"submit-{sub.pid}").start()
+        return sub
+
+    # -- pause points ------------------------------------------------------------
+    @contextmanager
+    def paused(self, *points: str) -> Iterator[None]:
+        """Arm ``points`` for the block; they are released when it ends, however."""
+        for point in points:
+            self.adapter.pause_arm(point)
+        try:
+            yield
+        finally:
+            if self.target.is_running():
+                for point in points:
+                    self.adapter.pause_release(point)
+
+    def wait_paused(self, point: str, timeout: float = PAUSE_REACH_S) -> int:
+        """The pid of a process waiting at ``point``, once one is."""
+        return self.target.wait_until(
+            lambda: next(iter(self.adapter.paused_at(point)), None),
+            timeout,
+            what=f"a process paused at {point}",
+        )
+
+    # -- witnesses ---------------------------------------------------------------
+    def capacity_witness(self) -> int:
+        """The pool's capacity, checked without trusting its word: exactly
+        ``capacity`` submits run at once (each a worker in the OS), the next
+        is refused with 53000.  Returns the capacity."""
+        capacity = self.adapter.capacity()
+        handles: list[Handle] = []
+        try:
+            for _ in range(capacity):
+                handles.append(self.submit_within(CAPACITY_BACK_S, "sleep", {"ms": LONG_MS}))
+            try:
+                extra = self.adapter.submit("sleep", {"ms": LONG_MS})
+            except psycopg.Error as exc:
+                assert exc.sqlstate == "53000", f"capacity + 1 submits: {exc.sqlstate} {exc}"
+            else:
+                handles.append(extra)
+                raise AssertionError(f"capacity + 1 = {capacity + 1} submits all succeeded")
+            pids = {h.pid for h in handles}
+            assert len(pids) == capacity and {p.pid for p in self.os_workers()} == pids, (
+                f"{capacity} handles with pids {sorted(pids)}; OS workers {self.os_workers()}"
+            )
+        finally:
+            self.stop_all(handles)
+        return capacity
+
+    def wait_all_free(self, timeout: float = SLOT_FREE_S) -> None:
+        self.target.wait_until(
+            lambda: all(s.state == "free" for s in self.adapter.slots()), timeout, what="every slot free"
         )
 
     def stop_all(self, handles: list[Handle]) -> None:

@@ -21,6 +21,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "pause.h"
 #include "pool.h"
 
 BGWP_MODULE_MAGIC;
@@ -40,7 +41,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static void
 bgw_pool_request_shmem(void)
 {
-	RequestAddinShmemSpace(pool_shmem_size());
+	RequestAddinShmemSpace(add_size(pool_shmem_size(), pause_shmem_size()));
 	RequestNamedLWLockTranche("bgw_pool", 1);
 }
 
@@ -60,6 +61,7 @@ bgw_pool_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	pool_shmem_init();
+	pause_shmem_init();
 }
 
 static void

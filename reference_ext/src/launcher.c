@@ -39,6 +39,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "pause.h"
 #include "pool.h"
 
 PGDLLEXPORT void bgw_pool_launcher_main(Datum main_arg);
@@ -134,6 +135,7 @@ launch(int id, uint64 generation)
 	memcpy(worker.bgw_extra, &generation, sizeof(generation));
 	worker.bgw_notify_pid = MyProcPid;
 
+	pool_pause(PAUSE_LAUNCHER_BEFORE_REGISTER);
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	ok = RegisterDynamicBackgroundWorker(&worker, &handle);
 	MemoryContextSwitchTo(oldcxt);
@@ -170,6 +172,7 @@ launch(int id, uint64 generation)
 	handles[id] = handle;
 	handle_generation[id] = generation;
 
+	pool_pause(PAUSE_LAUNCHER_STARTUP_WAIT);
 	status = WaitForBackgroundWorkerStartup(handle, &pid);
 	if (status == BGWH_POSTMASTER_DIED)
 		proc_exit(1);
@@ -343,6 +346,7 @@ bgw_pool_launcher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		launch_pending();
+		pool_pause(PAUSE_LAUNCHER_BEFORE_REAP);
 		reap_and_terminate();
 
 #ifndef BGW_POOL_MUTANT_no_pm_death_launcher

@@ -31,6 +31,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "pause.h"
 #include "pool.h"
 
 PG_FUNCTION_INFO_V1(bgw_pool_submit);
@@ -251,7 +252,11 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 				break;
 			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 			if (remaining <= 0)
+			{
+				ConditionVariableCancelSleep();
+				pool_pause(PAUSE_SUBMIT_DEADLINE);
 				break;
+			}
 			(void) ConditionVariableTimedSleep(&BgwPool->cv, Min(remaining, 100L), BGWP_WAIT_EVENT);
 		}
 		ConditionVariableCancelSleep();

@@ -32,6 +32,7 @@
 #include "utils/timestamp.h"
 
 #include "jobs.h"
+#include "pause.h"
 #include "pool.h"
 
 PGDLLEXPORT void bgw_pool_worker_main(Datum main_arg);
@@ -149,6 +150,7 @@ bgw_pool_worker_main(Datum main_arg)
 
 	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
 
+	pool_pause(PAUSE_WORKER_BEFORE_EXIT_HOOK);
 #ifndef BGW_POOL_MUTANT_late_cleanup
 	before_shmem_exit(worker_exit_cleanup, (Datum) 0);
 #endif
@@ -173,9 +175,11 @@ bgw_pool_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 #endif
 
+	pool_pause(PAUSE_WORKER_BEFORE_CONNECT);
 	if (job.kind != JOB_EXIT_AT_ONCE)
 		BackgroundWorkerInitializeConnectionByOid(job.dboid, InvalidOid, 0);
 
+	pool_pause(PAUSE_WORKER_BEFORE_ATTACH);
 #ifndef BGW_POOL_MUTANT_late_cleanup
 	if (!worker_attach(id, generation))
 		proc_exit(1);

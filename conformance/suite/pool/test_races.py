@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import re
+import signal
 import threading
 
 import psycopg
 import pytest
 
-from conformance.suite.harness import Pool
+from conformance.suite.harness import LAUNCHER_START_S, LONG_MS, SLOT_FREE_S, Pool, Submitter
 
-LONG_MS = 60_000
+#: bgw_pool.startup_timeout_ms of the submitters of RACE-6 onwards, and the
+#: slack a submit has beyond it to return
+STARTUP_TIMEOUT_MS = 2_000
+SUBMIT_SLACK_S = 2.0
+SUBMIT_DEADLINE_S = STARTUP_TIMEOUT_MS / 1000 + SUBMIT_SLACK_S
+#: what a submit that did not start may answer: 53000 (never started) or
+#: 55000 (startup timeout, slot released)
+NOT_STARTED = ("53000", "55000")
 #: more lines than this about one database in a few seconds is a retry storm
 STORM_LINES = 3
 
@@ -90,3 +98,150 @@ def _no_storm(pool: Pool, offset: int, dbname: str) -> None:
         line for line in pool.target.log_since(offset).splitlines() if re.search(re.escape(dbname), line)
     ]
     assert len(lines) <= STORM_LINES * 2, "\n".join(lines[-20:])
+
+
+# -- the handshake's windows, made deterministic with the pool's pause points --
+
+
+def _submit(pool: Pool) -> Submitter:
+    return pool.submit_in_background(
+        "sleep", {"ms": LONG_MS}, **{"bgw_pool.startup_timeout_ms": STARTUP_TIMEOUT_MS}
+    )
+
+
+def _failed(sub: Submitter) -> psycopg.Error:
+    assert sub.handle is None, f"the submit succeeded: {sub.handle}"
+    assert isinstance(sub.error, psycopg.Error), sub.error
+    return sub.error
+
+
+@pytest.mark.clause("RACE-6")
+def test_launcher_restart_in_startup_wait_then_worker_dies_before_attach(pool: Pool) -> None:
+    """No slot outlives both its worker and its submitter: the new launcher
+    has no handle and the worker never published a pid."""
+    with pool.paused("launcher-startup-wait", "worker-before-attach"):
+        sub = _submit(pool)
+        launcher = pool.wait_paused("launcher-startup-wait")
+        worker = pool.wait_paused("worker-before-attach")
+        pool.target.kill(launcher, signal.SIGTERM)
+        pool.target.kill(worker, signal.SIGTERM)
+        pool.wait_gone({launcher, worker}, SLOT_FREE_S, what="the launcher and the unattached worker gone")
+    err = _failed(sub.wait(pool, SUBMIT_DEADLINE_S))
+    assert err.sqlstate in NOT_STARTED, err
+    pool.wait_launcher(not_pid=launcher)
+    pool.wait_all_free()
+    assert pool.adapter.check() == []
+    pool.capacity_witness()
+
+
+@pytest.mark.clause("RACE-7")
+@pytest.mark.parametrize("how", ["deadline", "cancel", "terminate"])
+def test_submit_answer_is_the_truth(pool: Pool, how: str) -> None:
+    """While its worker stands before attaching, the submitter reaches its
+    deadline (and the worker attaches then), is cancelled, or is terminated.
+    A submit that returns a handle has a running worker; one that fails
+    leaves no worker of its request running, and no slot taken."""
+    points = ["worker-before-attach"] + (["submit-deadline"] if how == "deadline" else [])
+    with pool.paused(*points):
+        sub = _submit(pool)
+        worker = pool.wait_paused("worker-before-attach")
+        if how == "deadline":
+            pool.wait_paused("submit-deadline", SUBMIT_DEADLINE_S)
+            pool.adapter.pause_release("worker-before-attach")
+            # the worker attaches while its submitter stands past its deadline
+            pool.target.wait_until(
+                lambda: any(s.pid == worker and s.state == "running" for s in pool.adapter.slots()),
+                SLOT_FREE_S,
+                what=f"worker {worker} attached",
+            )
+        else:
+            fn = "pg_cancel_backend" if how == "cancel" else "pg_terminate_backend"
+            assert pool.target.scalar(f"SELECT {fn}(%s)", sub.pid) is True
+            sub.wait(pool, SUBMIT_SLACK_S)
+    sub.wait(pool, SUBMIT_DEADLINE_S)
+    if sub.handle is not None:
+        assert sub.handle.pid == worker, (sub.handle, worker)
+        assert pool.target.pid_alive(worker)
+        assert pool.slot(sub.handle.slot).state == "running"
+        pool.stop_all([sub.handle])
+    else:
+        assert sub.error is not None
+        pool.wait_gone({worker}, SLOT_FREE_S, what=f"worker {worker} of a submit that failed ({sub.error})")
+        pool.wait_all_free()
+
+
+@pytest.mark.clause("RACE-8")
+def test_launcher_restart_before_register(pool: Pool) -> None:
+    """The launcher ends after choosing a request and before registering its
+    worker: the request is answered (run or refused) and nothing leaks."""
+    with pool.paused("launcher-before-register"):
+        sub = _submit(pool)
+        launcher = pool.wait_paused("launcher-before-register")
+        pool.target.kill(launcher, signal.SIGTERM)
+        pool.wait_gone({launcher}, SLOT_FREE_S, what="the launcher gone")
+    sub.wait(pool, SUBMIT_DEADLINE_S + LAUNCHER_START_S)
+    if sub.handle is not None:
+        assert sub.handle.pid is not None and pool.target.pid_alive(sub.handle.pid)
+        pool.stop_all([sub.handle])
+    else:
+        assert _failed(sub).sqlstate in NOT_STARTED, sub.error
+    pool.wait_launcher(not_pid=launcher)
+    pool.wait_all_free()
+    pool.capacity_witness()
+
+
+@pytest.mark.clause("RACE-9")
+@pytest.mark.parametrize(
+    "point", ["worker-before-exit-hook", "worker-before-connect", "worker-before-attach"]
+)
+def test_worker_terminated_before_attaching(pool: Pool, point: str) -> None:
+    """SIGTERM to a worker at any step before it attaches: the submit fails
+    with 53000 soon after the worker is gone (not at its startup timeout),
+    and the slot is free."""
+    with pool.paused(point):
+        sub = _submit(pool)
+        worker = pool.wait_paused(point)
+        pool.target.kill(worker, signal.SIGTERM)
+    # signals are still blocked before the exit hook: it ends once released
+    pool.wait_gone({worker}, SLOT_FREE_S, what=f"worker {worker} terminated at {point}")
+    err = _failed(sub.wait(pool, SLOT_FREE_S))
+    assert err.sqlstate == "53000", err
+    pool.wait_all_free()
+
+
+@pytest.mark.clause("RACE-10")
+@pytest.mark.parametrize("force", [False, True], ids=["drop", "drop-force"])
+def test_database_dropped_while_worker_connects(pool: Pool, force: bool) -> None:
+    """DROP DATABASE while a worker stands before connecting to it: the
+    DROP completes, the submit fails with 53000, the slot is freed."""
+    pool.target.sql("DROP DATABASE IF EXISTS bgwc_dropping")
+    pool.target.sql("CREATE DATABASE bgwc_dropping")
+    offset = pool.target.log_offset()
+    with pool.paused("worker-before-connect"):
+        sub = pool.submit_in_background(
+            "sleep", {"ms": LONG_MS}, "bgwc_dropping", **{"bgw_pool.startup_timeout_ms": STARTUP_TIMEOUT_MS}
+        )
+        worker = pool.wait_paused("worker-before-connect")
+        pool.target.sql("DROP DATABASE bgwc_dropping" + (" WITH (FORCE)" if force else ""))
+    pool.wait_gone({worker}, SLOT_FREE_S, what=f"worker {worker} of a dropped database")
+    err = _failed(sub.wait(pool, SLOT_FREE_S))
+    assert err.sqlstate == "53000", err
+    pool.wait_all_free()
+    _no_storm(pool, offset, "bgwc_dropping")
+
+
+@pytest.mark.clause("RACE-11")
+def test_stop_asked_while_launcher_restarts(pool: Pool) -> None:
+    """terminate() is asked while the launcher stands before reading its
+    handles, and the launcher is then terminated: the next launcher, which
+    has no handle, carries the stop out."""
+    h = pool.adapter.submit("sleep", {"ms": LONG_MS})
+    assert h.pid is not None
+    with pool.paused("launcher-before-reap"):
+        launcher = pool.wait_paused("launcher-before-reap", LAUNCHER_START_S)
+        assert pool.adapter.terminate(h) is True
+        pool.target.kill(launcher, signal.SIGTERM)
+        pool.wait_gone({launcher}, SLOT_FREE_S, what="the launcher gone")
+    pool.wait_launcher(not_pid=launcher)
+    pool.wait_gone({h.pid}, SLOT_FREE_S, what=f"worker {h.pid}, whose stop was asked")
+    pool.wait_freed(h)
