@@ -10,22 +10,29 @@ LANGUAGE C VOLATILE;
 
 -- Start a job in a pool worker; returns its handle (slot, generation) and
 -- pid once the worker runs.
+-- The job runs as the caller (its current user, unable to change role).
+-- Jobs that crash, hang or restart the cluster need a superuser.
 CREATE FUNCTION submit(job text, args jsonb DEFAULT '{}', dbname name DEFAULT current_database())
 RETURNS TABLE (slot int, generation bigint, pid int)
 LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT * FROM @extschema@._submit($1, jsonb_typeof($2), $2->>'ms', $2->>'code',
-                                    $2->>'message', $2->>'query', $3)
+  SELECT * FROM @extschema@._submit($1, pg_catalog.jsonb_typeof($2),
+                                    $2 OPERATOR(pg_catalog.->>) 'ms',
+                                    $2 OPERATOR(pg_catalog.->>) 'code',
+                                    $2 OPERATOR(pg_catalog.->>) 'message',
+                                    $2 OPERATOR(pg_catalog.->>) 'query', $3)
 $$;
 
--- Ask the worker of a handle to stop; false for a free slot or a stale generation.
+-- Ask the worker of a handle to stop; false for a free slot or a stale
+-- generation.  Only roles with the privileges of the job's role may (42501).
 CREATE FUNCTION terminate(slot int, generation bigint DEFAULT NULL)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'bgw_pool_terminate'
 LANGUAGE C VOLATILE;
 
 CREATE FUNCTION _status(
-    OUT slot int, OUT state text, OUT generation bigint, OUT database name, OUT pid int,
+    OUT slot int, OUT state text, OUT generation bigint, OUT database name, OUT role name, OUT pid int,
     OUT handle_status text, OUT job text, OUT started_at timestamptz,
     OUT last_exit_code int, OUT last_exit_at timestamptz)
 RETURNS SETOF record

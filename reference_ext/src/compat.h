@@ -34,6 +34,17 @@
 #define BGWP_MODULE_MAGIC PG_MODULE_MAGIC
 #endif
 
+/* 16+: object_aclcheck replaces the per-kind pg_*_aclcheck functions. */
+#include "utils/acl.h"
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_database.h"
+#define BGWP_DATABASE_ACLCHECK(dboid, roleid, mode) \
+	object_aclcheck(DatabaseRelationId, (dboid), (roleid), (mode))
+#else
+#define BGWP_DATABASE_ACLCHECK(dboid, roleid, mode) \
+	pg_database_aclcheck((dboid), (roleid), (mode))
+#endif
+
 /* pg_stat_activity's wait event for the pool's own waits. */
 #include "pgstat.h"
 #define BGWP_WAIT_EVENT PG_WAIT_EXTENSION

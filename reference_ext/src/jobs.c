@@ -61,13 +61,9 @@ job_wait(int64 ms)
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
 		if (remaining <= 0)
 			break;
-#ifndef BGW_POOL_MUTANT_no_pm_death_worker
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 remaining, BGWP_WAIT_EVENT);
-#else
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT, remaining, BGWP_WAIT_EVENT);
-#endif
 		ResetLatch(MyLatch);
 	}
 }

@@ -15,6 +15,8 @@ typedef struct PoolJob
 {
 	PoolJobKind kind;
 	Oid			dboid;
+	Oid			session_userid;
+	Oid			userid;
 	int64		ms;
 	int			code;
 	char		text[BGW_POOL_TEXT_LEN];

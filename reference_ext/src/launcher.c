@@ -21,7 +21,9 @@
  *		them with SIGTERM by pid, which is safe under the lock because a
  *		worker clears its pid before exiting), and fails the requests the old
  *		launcher never registered.  It never registers a worker for a slot
- *		that already has one, so no duplicate can arise.
+ *		that already has one, so no duplicate can arise.  An adopted slot
+ *		whose worker has not attached has neither handle nor pid here: it is
+ *		its submitter's, which frees it when it stops waiting (see sql.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -44,14 +46,6 @@
 
 PGDLLEXPORT void bgw_pool_launcher_main(Datum main_arg);
 
-#ifdef BGW_POOL_MUTANT_launcher_exit_zero
-static void
-launcher_sigterm_flag(SIGNAL_ARGS)
-{
-	ProcDiePending = true;
-	SetLatch(MyLatch);
-}
-#endif
 
 /* Handles of the workers this launcher registered, by slot. */
 static BackgroundWorkerHandle **handles = NULL;
@@ -97,9 +91,6 @@ launcher_reconcile(void)
 
 		if (slot->state == SLOT_FREE)
 			continue;
-#ifdef BGW_POOL_MUTANT_no_reconcile
-		continue;				/* trusts the old launcher's slots as they are */
-#endif
 		if (!slot->registered)
 		{
 			/* claimed, but the old launcher never registered it */
@@ -147,11 +138,7 @@ launch(int id, uint64 generation)
 		BgwPool->rejected++;
 		if (slot != NULL)
 		{
-#ifndef BGW_POOL_MUTANT_leak_on_refusal
 			fail_request(slot, OUTCOME_REFUSED);
-#else
-			slot->outcome = OUTCOME_REFUSED;
-#endif
 		}
 		LWLockRelease(BgwPool->lock);
 		ConditionVariableBroadcast(&BgwPool->cv);
@@ -178,28 +165,17 @@ launch(int id, uint64 generation)
 		proc_exit(1);
 
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
-#ifdef BGW_POOL_MUTANT_stopped_is_failure
-	/* the design note's sample: the startup wait alone decides the outcome */
-	if (BgwPool->slots[id].generation == generation &&
-		BgwPool->slots[id].outcome == OUTCOME_PENDING)
-	{
-		BgwPool->slots[id].outcome = (status == BGWH_STARTED) ? OUTCOME_RUNNING : OUTCOME_NOT_STARTED;
-		BgwPool->slots[id].outcome_pid = pid;
-	}
-#endif
 	slot = pool_slot_if_current(id, generation);
 	if (slot != NULL)
 	{
 		if (status == BGWH_STARTED)
 			slot->handle_status = HANDLE_STARTED;
-#ifndef BGW_POOL_MUTANT_stopped_ignored
 		else if (status == BGWH_STOPPED && !slot->attached)
 		{
 			/* it never ran: the fork failed, or it was stopped before */
 			BgwPool->failed++;
 			fail_request(slot, OUTCOME_NOT_STARTED);
 		}
-#endif
 		/* stopped after attaching: it started and already finished */
 	}
 	LWLockRelease(BgwPool->lock);
@@ -257,10 +233,6 @@ reap_and_terminate(void)
 
 			if (current && slot->state != SLOT_FREE)
 			{
-#ifdef BGW_POOL_MUTANT_stopped_ignored
-				if (status == BGWH_STOPPED && !slot->attached)
-					continue;	/* "it never started" is not looked at */
-#endif
 				if (status == BGWH_STOPPED)
 				{
 					/* gone without freeing its slot */
@@ -310,11 +282,7 @@ bgw_pool_launcher_main(Datum main_arg)
 {
 	before_shmem_exit(launcher_exit_cleanup, (Datum) 0);
 
-#ifndef BGW_POOL_MUTANT_launcher_exit_zero
 	pqsignal(SIGTERM, die);
-#else
-	pqsignal(SIGTERM, launcher_sigterm_flag);
-#endif
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
@@ -349,17 +317,9 @@ bgw_pool_launcher_main(Datum main_arg)
 		pool_pause(PAUSE_LAUNCHER_BEFORE_REAP);
 		reap_and_terminate();
 
-#ifndef BGW_POOL_MUTANT_no_pm_death_launcher
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, BGWP_WAIT_EVENT);
-#else
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT, 1000L, BGWP_WAIT_EVENT);
-#endif
 		ResetLatch(MyLatch);
-#ifdef BGW_POOL_MUTANT_launcher_exit_zero
-		if (ProcDiePending)
-			proc_exit(0);		/* pg_cron's launcher: exits 0, never restarted */
-#endif
 	}
 }

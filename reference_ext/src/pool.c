@@ -58,11 +58,7 @@ pool_shmem_init(void)
 		ConditionVariableInit(&BgwPool->cv);
 		dlist_init(&BgwPool->free_list);
 		dlist_init(&BgwPool->running_list);
-#ifndef BGW_POOL_MUTANT_off_by_one
 		for (int i = 0; i < BgwPool->capacity; i++)
-#else
-		for (int i = 0; i < BgwPool->capacity - 1; i++)
-#endif
 		{
 			PoolSlot   *slot = &BgwPool->slots[i];
 
@@ -103,9 +99,7 @@ pool_claim_slot(void)
 {
 	dlist_mutable_iter iter;
 
-#ifndef BGW_POOL_MUTANT_no_lock
 	Assert(LWLockHeldByMeInMode(BgwPool->lock, LW_EXCLUSIVE));
-#endif
 
 	dlist_foreach_modify(iter, &BgwPool->free_list)
 	{
@@ -114,9 +108,6 @@ pool_claim_slot(void)
 		Assert(slot->state == SLOT_FREE);
 		if (slot_held_by_submitter(slot))
 			continue;
-#ifdef BGW_POOL_MUTANT_no_lock
-		pg_usleep(1000L);		/* a slow claim, racing other claimers */
-#endif
 		dlist_delete(&slot->node);
 		dlist_push_tail(&BgwPool->running_list, &slot->node);
 

@@ -79,6 +79,8 @@ typedef struct PoolSlot
 	uint64		generation;		/* incremented at every claim */
 	uint64		generation_hwm; /* highest generation ever given out */
 	Oid			dboid;			/* database the worker connects to */
+	Oid			session_userid; /* the submitter's session user: connects */
+	Oid			userid;			/* the submitter's current user: runs the job */
 	pid_t		pid;			/* worker pid once attached, else 0 */
 	PoolJobKind job;			/* what the worker runs */
 	int64		arg_ms;			/* sleep, ignore_sigterm */
@@ -94,7 +96,8 @@ typedef struct PoolSlot
 	PoolOutcome outcome;		/* answer to the submitter */
 	pid_t		outcome_pid;	/* the worker pid reported with RUNNING */
 	bool		awaiting_ack;	/* submitter has not read the outcome yet */
-	pid_t		submitter_pid;	/* who claimed the slot */
+	pid_t		submitter_pid;	/* who claimed the slot; until it stops
+								 * waiting, an unattached slot is its own */
 	bool		has_exit;		/* last_exit_* are set */
 	bool		last_exit_crash;	/* last worker died without its cleanup */
 	int			last_exit_code; /* proc_exit code of the last worker */

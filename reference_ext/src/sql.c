@@ -42,7 +42,12 @@ PG_FUNCTION_INFO_V1(bgw_pool_stats);
 PG_FUNCTION_INFO_V1(bgw_pool_check);
 PG_FUNCTION_INFO_V1(bgw_pool_direct_launch_us);
 
-#define DEFAULT_IGNORE_MS INT64CONST(3600000)
+/*
+ * ignore_sigterm is bounded: a fast shutdown waits for it to end, and must
+ * still end well within pg_ctl's default wait of 60 s.
+ */
+#define DEFAULT_IGNORE_MS INT64CONST(10000)
+#define MAX_IGNORE_MS INT64CONST(30000)
 
 /* Set up a materialized result set; returns its tuple descriptor. */
 static TupleDesc
@@ -102,12 +107,105 @@ submit_database(Name dbname)
 				 errmsg("database \"%s\" does not exist", NameStr(*dbname))));
 	allowconn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
 	ReleaseSysCache(tup);
+	/* the worker connects as our session user and runs as our current user */
+	if (BGWP_DATABASE_ACLCHECK(dboid, GetUserId(), ACL_CONNECT) != ACLCHECK_OK ||
+		BGWP_DATABASE_ACLCHECK(dboid, GetSessionUserId(), ACL_CONNECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for database %s", NameStr(*dbname)),
+				 errdetail("A job runs as its submitter, who needs the CONNECT privilege on its database.")));
 	if (!allowconn)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("database \"%s\" is not accepting connections", NameStr(*dbname)),
 				 errhint("A pool worker cannot run in a database with datallowconn = false.")));
 	return dboid;
+}
+
+/* Kinds that crash, hang or restart the cluster: superusers only. */
+static bool
+job_is_fault(PoolJobKind kind, int code)
+{
+	return kind == JOB_CRASH || kind == JOB_IGNORE_SIGTERM ||
+		(kind == JOB_EXIT && code != 0 && code != 1);
+}
+
+/* A submitter's request: its slot and the generation it claimed. */
+typedef struct SubmitRequest
+{
+	int			id;
+	uint64		generation;
+} SubmitRequest;
+
+/*
+ * Wait until the request has an outcome, its deadline passes, or no
+ * launcher will ever register it.  Reads the slot under the lock; the
+ * answer is decided by the caller.
+ */
+static void
+submit_wait(int id, uint64 generation, TimestampTz deadline)
+{
+	PoolSlot   *slot = &BgwPool->slots[id];
+
+	ConditionVariablePrepareToSleep(&BgwPool->cv);
+	for (;;)
+	{
+		long		remaining;
+		bool		done;
+
+		LWLockAcquire(BgwPool->lock, LW_SHARED);
+		Assert(slot->generation == generation);
+		done = slot->outcome != OUTCOME_PENDING ||
+			(BgwPool->launcher_pid == 0 && !slot->registered);
+		LWLockRelease(BgwPool->lock);
+		if (done)
+			break;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+		{
+			ConditionVariableCancelSleep();
+			pool_pause(PAUSE_SUBMIT_DEADLINE);
+			break;
+		}
+		(void) ConditionVariableTimedSleep(&BgwPool->cv, Min(remaining, 100L), BGWP_WAIT_EVENT);
+	}
+	ConditionVariableCancelSleep();
+}
+
+/*
+ * The submitter leaves by ERROR or FATAL (a cancel, its termination) before
+ * it could report its request: the request must leave nothing behind.  A
+ * worker that has not attached never will (its generation is gone when it
+ * tries), so the slot is freed now; one that has attached is stopped, since
+ * nobody was told it runs.
+ */
+static void
+submit_give_up(int code, Datum arg)
+{
+	SubmitRequest *request = (SubmitRequest *) DatumGetPointer(arg);
+	PoolSlot   *slot;
+	bool		stop = false;
+
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	slot = &BgwPool->slots[request->id];
+	if (slot->generation == request->generation)
+	{
+		if (slot->outcome == OUTCOME_PENDING)
+			slot->outcome = OUTCOME_ABANDONED;
+		if (slot->state != SLOT_FREE && slot->attached)
+		{
+			slot->terminate_requested = true;
+			slot->state = SLOT_STOPPING;
+			stop = true;
+		}
+		else if (slot->state != SLOT_FREE)
+			pool_release_slot(slot);
+		slot->awaiting_ack = false;
+	}
+	LWLockRelease(BgwPool->lock);
+	ConditionVariableBroadcast(&BgwPool->cv);
+	if (stop)
+		pool_wake_launcher();
 }
 
 /*
@@ -124,11 +222,9 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 	char	   *textarg = NULL;
 	Oid			dboid;
 	PoolSlot   *slot;
-	int			id;
-	uint64		generation;
-	PoolOutcome outcome = OUTCOME_PENDING;
-	pid_t		pid = 0;
-	TimestampTz deadline;
+	SubmitRequest request;
+	PoolOutcome outcome;
+	pid_t		pid;
 	Tuplestorestate *store;
 	TupleDesc	tupdesc;
 
@@ -166,7 +262,7 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 			break;
 		case JOB_IGNORE_SIGTERM:
 			ms = PG_ARGISNULL(2) ? DEFAULT_IGNORE_MS :
-				parse_int_arg(job_name, "ms", PG_GETARG_TEXT_PP(2), 0, INT_MAX);
+				parse_int_arg(job_name, "ms", PG_GETARG_TEXT_PP(2), 0, MAX_IGNORE_MS);
 			break;
 		case JOB_EXIT:
 			if (PG_ARGISNULL(3))
@@ -197,14 +293,16 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("job argument is too long"),
 				 errdetail("The limit is %d bytes.", BGW_POOL_TEXT_LEN - 1)));
+	if (job_is_fault(kind, code) && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to submit job \"%s\"%s", job_name,
+						kind == JOB_EXIT ? psprintf(" with code %d", code) : ""),
+				 errdetail("Only superusers may submit jobs that crash, hang or restart the cluster.")));
 	dboid = submit_database(PG_GETARG_NAME(6));
 
 	/* claim a slot */
-#ifndef BGW_POOL_MUTANT_no_lock
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
-#else
-	LWLockAcquire(BgwPool->lock, LW_SHARED);
-#endif
 	if (BgwPool->launcher_pid == 0)
 	{
 		LWLockRelease(BgwPool->lock);
@@ -224,62 +322,48 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 				 errhint("Wait for a worker to finish, or raise \"%s\".", "bgw_pool.max_workers")));
 	}
 	slot->dboid = dboid;
+	slot->session_userid = GetSessionUserId();
+	slot->userid = GetUserId();
 	slot->job = kind;
 	slot->arg_ms = ms;
 	slot->arg_code = code;
 	strlcpy(slot->arg_text, textarg ? textarg : "", sizeof(slot->arg_text));
-	id = slot->id;
-	generation = slot->generation;
+	request.id = slot->id;
+	request.generation = slot->generation;
 	LWLockRelease(BgwPool->lock);
-	pool_wake_launcher();
 
-	/* wait for our own outcome */
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), bgw_pool_startup_timeout_ms);
-	PG_TRY();
+	/*
+	 * Wait for our own outcome.  However this wait ends (ERROR, cancel,
+	 * FATAL), the request is given up so that it leaves nothing behind.
+	 */
+	PG_ENSURE_ERROR_CLEANUP(submit_give_up, PointerGetDatum(&request));
 	{
-		ConditionVariablePrepareToSleep(&BgwPool->cv);
-		for (;;)
-		{
-			long		remaining;
-			bool		launcher_gone;
+		pool_wake_launcher();
+		submit_wait(request.id, request.generation,
+					TimestampTzPlusMilliseconds(GetCurrentTimestamp(), bgw_pool_startup_timeout_ms));
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(submit_give_up, PointerGetDatum(&request));
 
-			LWLockAcquire(BgwPool->lock, LW_SHARED);
-			outcome = slot->outcome;
-			pid = slot->outcome_pid;
-			launcher_gone = BgwPool->launcher_pid == 0 && !slot->registered;
-			LWLockRelease(BgwPool->lock);
-			if (outcome != OUTCOME_PENDING || launcher_gone)
-				break;
-			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-			if (remaining <= 0)
-			{
-				ConditionVariableCancelSleep();
-				pool_pause(PAUSE_SUBMIT_DEADLINE);
-				break;
-			}
-			(void) ConditionVariableTimedSleep(&BgwPool->cv, Min(remaining, 100L), BGWP_WAIT_EVENT);
-		}
-		ConditionVariableCancelSleep();
-	}
-	PG_FINALLY();
+	/*
+	 * The answer is what the slot says now, under the lock: a worker that
+	 * attached while we stood at the deadline is a success, and a request
+	 * still pending is given up before we say it did not start.
+	 */
+	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
+	slot = &BgwPool->slots[request.id];
+	Assert(slot->generation == request.generation);
+	if (slot->outcome == OUTCOME_PENDING)
 	{
-		/* read or not, the outcome is ours no more; give up a pending request */
-		LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
-		if (slot->generation == generation)
-		{
-			if (slot->outcome == OUTCOME_PENDING)
-			{
-				slot->outcome = OUTCOME_ABANDONED;
-				if (slot->registered)
-					slot->terminate_requested = true;
-				else if (slot->state != SLOT_FREE)
-					pool_release_slot(slot);
-			}
-			slot->awaiting_ack = false;
-		}
-		LWLockRelease(BgwPool->lock);
+		Assert(!slot->attached);
+		slot->outcome = OUTCOME_ABANDONED;
+		if (slot->state != SLOT_FREE)
+			pool_release_slot(slot);
 	}
-	PG_END_TRY();
+	outcome = slot->outcome;
+	pid = slot->outcome_pid;
+	slot->awaiting_ack = false;
+	LWLockRelease(BgwPool->lock);
+	ConditionVariableBroadcast(&BgwPool->cv);
 
 	switch (outcome)
 	{
@@ -288,14 +372,14 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 		case OUTCOME_REFUSED:
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("could not register a background worker for bgw_pool slot %d", id),
+					 errmsg("could not register a background worker for bgw_pool slot %d", request.id),
 					 errhint("All background worker slots are in use; you might need to increase \"%s\".",
 							 "max_worker_processes")));
 			break;
 		case OUTCOME_NOT_STARTED:
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("bgw_pool worker for slot %d could not start", id),
+					 errmsg("bgw_pool worker for slot %d could not start", request.id),
 					 errhint("More details may be available in the server log.")));
 			break;
 		case OUTCOME_PENDING:
@@ -304,18 +388,17 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("bgw_pool worker for slot %d did not start within %d ms",
-							id, bgw_pool_startup_timeout_ms),
+							request.id, bgw_pool_startup_timeout_ms),
 					 errhint("Check that the bgw_pool launcher runs; the slot has been released.")));
 			break;
 	}
-
 	tupdesc = begin_materialize(fcinfo, &store);
 	{
 		Datum		values[3];
 		bool		nulls[3] = {false, false, false};
 
-		values[0] = Int32GetDatum(id);
-		values[1] = Int64GetDatum((int64) generation);
+		values[0] = Int32GetDatum(request.id);
+		values[1] = Int64GetDatum((int64) request.generation);
 		values[2] = Int32GetDatum(pid);
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
@@ -347,13 +430,17 @@ bgw_pool_terminate(PG_FUNCTION_ARGS)
 
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
 	slot = &BgwPool->slots[id];
-#ifndef BGW_POOL_MUTANT_no_generation_check
 	if (slot->state != SLOT_FREE &&
 		(PG_ARGISNULL(1) || (uint64) PG_GETARG_INT64(1) == slot->generation))
-#else
-	if (slot->state != SLOT_FREE)
-#endif
 	{
+		if (!has_privs_of_role(GetUserId(), slot->userid))
+		{
+			LWLockRelease(BgwPool->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to terminate the job in bgw_pool slot %d", id),
+					 errdetail("Only roles with the privileges of the role that submitted it may.")));
+		}
 		slot->terminate_requested = true;
 		if (slot->attached)
 			slot->state = SLOT_STOPPING;
@@ -382,10 +469,11 @@ bgw_pool_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		PoolSlot   *s = &copy[i];
-		Datum		values[10];
-		bool		nulls[10];
+		Datum		values[11];
+		bool		nulls[11];
 		bool		busy = s->state != SLOT_FREE;
 		char	   *dbname = busy ? get_database_name(s->dboid) : NULL;
+		char	   *role = busy ? GetUserNameFromId(s->userid, true) : NULL;
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = Int32GetDatum(s->id);
@@ -399,20 +487,28 @@ bgw_pool_status(PG_FUNCTION_ARGS)
 			namestrcpy(nm, dbname);
 			values[3] = NameGetDatum(nm);
 		}
-		values[4] = Int32GetDatum(s->pid);
-		nulls[4] = !busy || s->pid == 0;
-		nulls[5] = !busy || s->handle_status == HANDLE_NONE;
-		if (!nulls[5])
-			values[5] = CStringGetTextDatum(pool_handle_status_name(s->handle_status));
-		nulls[6] = !busy;
+		nulls[4] = role == NULL;
+		if (role != NULL)
+		{
+			Name		nm = palloc0(NAMEDATALEN);
+
+			namestrcpy(nm, role);
+			values[4] = NameGetDatum(nm);
+		}
+		values[5] = Int32GetDatum(s->pid);
+		nulls[5] = !busy || s->pid == 0;
+		nulls[6] = !busy || s->handle_status == HANDLE_NONE;
+		if (!nulls[6])
+			values[6] = CStringGetTextDatum(pool_handle_status_name(s->handle_status));
+		nulls[7] = !busy;
 		if (busy)
-			values[6] = CStringGetTextDatum(pool_job_name(s->job));
-		values[7] = TimestampTzGetDatum(s->started_at);
-		nulls[7] = !busy || s->started_at == 0;
-		values[8] = Int32GetDatum(s->last_exit_code);
-		nulls[8] = !s->has_exit || s->last_exit_crash;
-		values[9] = TimestampTzGetDatum(s->last_exit_at);
-		nulls[9] = !s->has_exit;
+			values[7] = CStringGetTextDatum(pool_job_name(s->job));
+		values[8] = TimestampTzGetDatum(s->started_at);
+		nulls[8] = !busy || s->started_at == 0;
+		values[9] = Int32GetDatum(s->last_exit_code);
+		nulls[9] = !s->has_exit || s->last_exit_crash;
+		values[10] = TimestampTzGetDatum(s->last_exit_at);
+		nulls[10] = !s->has_exit;
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
 	return (Datum) 0;

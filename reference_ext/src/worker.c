@@ -11,11 +11,14 @@
  *		slot that has moved on to another occupant.
  *
  *		The worker reads its job, sets its SIGTERM handling before unblocking
- *		signals, connects to its database, and only then attaches: a submit
- *		returns a worker that is connected (visible in pg_stat_activity).  A
- *		worker that dies before attaching (its database was dropped, it was
- *		terminated while starting) leaves the slot to the launcher, which
- *		sees it stopped without attaching and fails the request.
+ *		signals, connects to its database as the submitter, and only then
+ *		attaches: a submit returns a worker that is connected (visible in
+ *		pg_stat_activity).  A worker that dies before attaching (its database
+ *		was dropped, it was terminated while starting) leaves the slot to the
+ *		launcher, which sees it stopped without attaching and fails the
+ *		request, or to its submitter, which frees it when it stops waiting.
+ *		A worker whose submitter has given up finds its generation gone when
+ *		it tries to attach, and exits without running its job.
  *
  *-------------------------------------------------------------------------
  */
@@ -58,14 +61,7 @@ worker_exit_cleanup(int code, Datum arg)
 	slot = pool_slot_if_current(MySlot->id, MyGeneration);
 	if (slot != NULL && slot->pid == MyProcPid)
 	{
-#if defined(BGW_POOL_MUTANT_no_exit_cleanup)
-		/* the slot is never given back */
-#elif defined(BGW_POOL_MUTANT_terminate_never_frees)
-		if (slot->state != SLOT_STOPPING)
-			pool_release_slot(slot);
-#else
 		pool_release_slot(slot);
-#endif
 		slot->has_exit = true;
 		slot->last_exit_crash = false;
 		slot->last_exit_code = code;
@@ -95,6 +91,8 @@ worker_read_job(int id, uint64 generation, PoolJob *job)
 	{
 		job->kind = slot->job;
 		job->dboid = slot->dboid;
+		job->session_userid = slot->session_userid;
+		job->userid = slot->userid;
 		job->ms = slot->arg_ms;
 		job->code = slot->arg_code;
 		strlcpy(job->text, slot->arg_text, sizeof(job->text));
@@ -126,13 +124,11 @@ worker_attach(int id, uint64 generation)
 	slot->started_at = GetCurrentTimestamp();
 	if (slot->state == SLOT_STARTING)
 		slot->state = SLOT_RUNNING;
-#ifndef BGW_POOL_MUTANT_stopped_is_failure
 	if (slot->outcome == OUTCOME_PENDING)
 	{
 		slot->outcome = OUTCOME_RUNNING;
 		slot->outcome_pid = MyProcPid;
 	}
-#endif
 	MySlot = slot;
 	MyGeneration = generation;
 	LWLockRelease(BgwPool->lock);
@@ -151,9 +147,7 @@ bgw_pool_worker_main(Datum main_arg)
 	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
 
 	pool_pause(PAUSE_WORKER_BEFORE_EXIT_HOOK);
-#ifndef BGW_POOL_MUTANT_late_cleanup
 	before_shmem_exit(worker_exit_cleanup, (Datum) 0);
-#endif
 
 	if (!worker_read_job(id, generation, &job))
 		proc_exit(1);
@@ -162,28 +156,22 @@ bgw_pool_worker_main(Datum main_arg)
 
 	pqsignal(SIGTERM, job.kind == JOB_IGNORE_SIGTERM ? SIG_IGN : die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-#ifdef BGW_POOL_MUTANT_late_cleanup
-	/* diskquota's TODO: a SIGTERM before the cleanup exists leaks the slot */
-	pqsignal(SIGTERM, SIG_DFL);
 	BackgroundWorkerUnblockSignals();
-	if (!worker_attach(id, generation))
-		proc_exit(1);
-	pg_usleep(300000L);			/* a slow start widens the window */
-	before_shmem_exit(worker_exit_cleanup, (Datum) 0);
-	pqsignal(SIGTERM, die);
-#else
-	BackgroundWorkerUnblockSignals();
-#endif
 
 	pool_pause(PAUSE_WORKER_BEFORE_CONNECT);
+	/*
+	 * Connect as the submitter's session user and run as its current user,
+	 * unable to change role: a job never has more rights than its submitter.
+	 */
 	if (job.kind != JOB_EXIT_AT_ONCE)
-		BackgroundWorkerInitializeConnectionByOid(job.dboid, InvalidOid, 0);
+	{
+		BackgroundWorkerInitializeConnectionByOid(job.dboid, job.session_userid, 0);
+		SetUserIdAndSecContext(job.userid, SECURITY_LOCAL_USERID_CHANGE);
+	}
 
 	pool_pause(PAUSE_WORKER_BEFORE_ATTACH);
-#ifndef BGW_POOL_MUTANT_late_cleanup
 	if (!worker_attach(id, generation))
 		proc_exit(1);
-#endif
 
 	pool_run_job(&job);
 	proc_exit(0);

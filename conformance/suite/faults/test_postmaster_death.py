@@ -7,12 +7,14 @@ import pytest
 from conformance.suite.harness import CRASH_RECOVERY_S, PM_DEATH_S, Pool
 
 LONG_MS = 60_000
+#: bgw_pool bounds ignore_sigterm to 30 s (a fast shutdown waits for it)
+IGNORE_MS = 30_000
 
 
 def _kill_postmaster_with_busy_pool(pool: Pool) -> set[int]:
     for _ in range(pool.adapter.capacity() - 1):
         pool.adapter.submit("sleep", {"ms": LONG_MS})
-    pool.adapter.submit("ignore_sigterm", {"ms": LONG_MS})  # must still notice the death
+    pool.adapter.submit("ignore_sigterm", {"ms": IGNORE_MS})  # must still notice the death
     pids = {p.pid for p in pool.os_workers() + pool.os_launchers()}
     assert len(pids) == pool.adapter.capacity() + 1
     pool.target.kill_postmaster()
