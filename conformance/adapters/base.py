@@ -96,6 +96,11 @@ class PoolAdapter(ABC):
     def busy(self) -> list[Slot]:
         return [s for s in self.slots() if s.state != "free"]
 
+    # -- security: a pool that can be granted to a role is judged by the SEC clauses
+    def grant_submit(self, role: str) -> None:
+        """Grant ``role`` what it needs to submit, terminate and list jobs."""
+        raise NotApplicable("the profile does not say how to grant the pool to a role")
+
     # -- pause points: a pool that offers them makes its handshake races
     # deterministic (the RACE clauses from RACE-6 on); others are not judged
     def pause_arm(self, point: str) -> None:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import psycopg
+import psycopg.sql
 
 from conformance.adapters.base import Handle, PoolAdapter, Slot
 
@@ -31,7 +32,11 @@ class BgwPoolAdapter(PoolAdapter):
         return Handle(row[0], row[1], row[2])
 
     def terminate(self, handle: Handle, conn: psycopg.Connection[Any] | None = None) -> bool:
-        return bool(self.target.scalar("SELECT bgw_pool.terminate(%s, %s)", handle.slot, handle.generation))
+        query = "SELECT bgw_pool.terminate(%s, %s)"
+        if conn is not None:
+            row = conn.execute(query, (handle.slot, handle.generation)).fetchone()
+            return bool(row and row[0])
+        return bool(self.target.scalar(query, handle.slot, handle.generation))
 
     def slots(self) -> list[Slot]:
         rows = self.target.sql(
@@ -52,6 +57,17 @@ class BgwPoolAdapter(PoolAdapter):
             row = cur.fetchone()
             assert row is not None and cur.description is not None
             return {d.name: v for d, v in zip(cur.description, row, strict=True)}
+
+    def grant_submit(self, role: str) -> None:
+        ident = psycopg.sql.Identifier(role).as_string(None)
+        self.target.sql(f"GRANT USAGE ON SCHEMA bgw_pool TO {ident}", idempotent=True)
+        self.target.sql(
+            "GRANT EXECUTE ON FUNCTION bgw_pool.submit(text, jsonb, name),"
+            " bgw_pool._submit(text, text, text, text, text, text, name),"
+            f" bgw_pool.terminate(int, bigint), bgw_pool._status() TO {ident}",
+            idempotent=True,
+        )
+        self.target.sql(f"GRANT SELECT ON bgw_pool.status TO {ident}", idempotent=True)
 
     def pause_arm(self, point: str) -> None:
         self.target.sql("SELECT bgw_pool.pause_arm(%s)", point, idempotent=True)

@@ -33,6 +33,8 @@ SELECT * FROM bgw_pool.submit('sql');
 SELECT * FROM bgw_pool.submit('error', jsonb_build_object('message', repeat('x', 2000)));
 SELECT * FROM bgw_pool.submit('sleep', '{"ms": 10}', 'no_such_database');
 SELECT * FROM bgw_pool.submit('sleep', '{"ms": 10}', 'template0');
+-- ignore_sigterm is bounded: a fast shutdown waits for it
+SELECT * FROM bgw_pool.submit('ignore_sigterm', '{"ms": 30001}');
 SELECT bgw_pool.terminate(NULL);
 SELECT bgw_pool.terminate(-1);
 SELECT bgw_pool.terminate(100000);
@@ -41,11 +43,36 @@ SELECT bgw_pool.terminate(0, -5);
 SELECT bgw_pool.terminate(0);
 SELECT bgw_pool.terminate(0, 0);
 
+-- an unprivileged role granted the pool: jobs that crash, hang or restart
+-- the cluster are refused (42501), and so are the pause points
+CREATE ROLE regress_bgw_pool_user LOGIN;
+GRANT USAGE ON SCHEMA bgw_pool TO regress_bgw_pool_user;
+GRANT EXECUTE ON FUNCTION bgw_pool.submit(text, jsonb, name),
+    bgw_pool._submit(text, text, text, text, text, text, name),
+    bgw_pool.terminate(int, bigint) TO regress_bgw_pool_user;
+SET ROLE regress_bgw_pool_user;
+SELECT * FROM bgw_pool.submit('crash');
+SELECT * FROM bgw_pool.submit('exit', '{"code": 2}');
+SELECT * FROM bgw_pool.submit('ignore_sigterm');
+SELECT bgw_pool.pause_arm('submit-deadline');
+RESET ROLE;
+
+-- pause points: named, none armed; 22004 and 22023 for bad names
+SELECT point, armed, waiting FROM bgw_pool.pause_points() ORDER BY point;
+SELECT bgw_pool.pause_arm(NULL);
+SELECT bgw_pool.pause_arm('no-such-point');
+SELECT bgw_pool.pause_release('submit-deadline') AS was_armed;
+
 -- a job submitted, seen running, terminated, its slot freed
 CREATE TEMP TABLE h AS SELECT * FROM bgw_pool.submit('sleep', '{"ms": 600000}');
 SELECT s.state, s.pid = h.pid AS same_pid, s.handle_status, s.job, s.database = current_database() AS db
   FROM bgw_pool.status s JOIN h USING (slot);
 SELECT bgw_pool.terminate(slot, generation - 1) AS stale FROM h;
+-- only a role with the job's role's privileges may stop it
+SELECT slot AS h_slot, generation AS h_generation FROM h \gset
+SET ROLE regress_bgw_pool_user;
+SELECT bgw_pool.terminate(:h_slot, :h_generation);
+RESET ROLE;
 SELECT bgw_pool.terminate(slot, generation) AS terminated FROM h;
 DO $$
 BEGIN
@@ -56,3 +83,6 @@ BEGIN
 END $$;
 SELECT s.state, s.pid, s.last_exit_code FROM bgw_pool.status s JOIN h USING (slot);
 SELECT * FROM bgw_pool.check();
+
+DROP OWNED BY regress_bgw_pool_user;
+DROP ROLE regress_bgw_pool_user;
