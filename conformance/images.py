@@ -70,13 +70,19 @@ class Extension:
     def packages_for(self, major: int) -> tuple[str, ...]:
         return tuple(p.replace("{major}", str(major)) for p in self.packages)
 
+    def _skip_parts(self) -> set[str]:
+        # the reference pool's mutants are patches for mutation testing, not part of its build
+        if self.source is not None and self.source == reference_ext_dir().resolve():
+            return _SKIP_PARTS | {"mutants"}
+        return _SKIP_PARTS
+
     def files(self) -> list[Path]:
         if self.source is None:
             return []
         out = []
         for p in sorted(self.source.rglob("*")):
             rel = p.relative_to(self.source)
-            if p.is_file() and not (set(rel.parts) & _SKIP_PARTS) and p.suffix not in _SKIP_SUFFIXES:
+            if p.is_file() and not (set(rel.parts) & self._skip_parts()) and p.suffix not in _SKIP_SUFFIXES:
                 out.append(rel)
         return out
 

@@ -1,30 +1,51 @@
 """Mutation testing: the suite must fail on every mutant of the reference pool.
 
-Each mutant (``reference_ext/mutants.toml``) is the reference extension built
-with ``BGW_POOL_MUTANT=<name>``: one real bug.  For each, the suite runs in a
-child pytest against a container of one major; a mutant is "killed" when at
-least one test fails (the failing tests and their clauses are recorded), or
-"survived".  The control mutant ``none`` changes nothing and must survive.
+Each mutant is a patch (``reference_ext/mutants/<name>.patch``) applied to a
+copy of the sources at build time: one real bug, and the clauses that must
+kill it (``mutants.toml``).  A mutant is run in two phases against a
+container of one major:
+
+1. the tests of its named clauses: a failure there is a kill, confirmed by
+   running the failing tests once more (a failure that does not repeat is
+   ``flaky``, never a kill);
+2. only if it survived 1: the pool and faults tiers.  A failure there is
+   ``killed-other``: killed for another reason than its own, which is a
+   finding about the suite (its clause missed the bug).
+
+The control ``none`` has no patch and no clause: it runs phase 2 and must
+survive; a failing test of the control is run again, and reported ``flaky``
+when it then passes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from conformance import images
+from conformance.errors import KitError
 from conformance.paths import reference_ext_dir, suite_dir
 
 CONTROL = "none"
-#: stop a mutant's run after this many failures: enough to name the clauses
+#: stop phase 2 after this many failures: enough to name the clauses
 MAX_FAILURES = 5
+#: a failing test whose message says so failed the after-test invariant check
+_INV_MARK = "INV-1/INV-2 violated"
+VERDICTS = ("killed", "killed-other", "survived", "flaky", "broken")
+
+
+def mutants_dir() -> Path:
+    return reference_ext_dir() / "mutants"
 
 
 @dataclass(frozen=True)
@@ -32,14 +53,19 @@ class Mutant:
     name: str
     bug: str
     precedent: str
+    kill: tuple[str, ...]
+
+    @property
+    def patch(self) -> Path | None:
+        return None if self.name == CONTROL else mutants_dir() / f"{self.name}.patch"
 
 
 @dataclass
 class MutantResult:
     mutant: Mutant
     major: int
-    verdict: str = "survived"  # killed, survived, broken (the run itself failed)
-    killed_by: list[dict[str, object]] = field(default_factory=list)
+    verdict: str = "survived"  # one of VERDICTS
+    killed_by: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     detail: str = ""
 
@@ -49,67 +75,151 @@ class MutantResult:
 
 
 def load_mutants(only: list[str] | None = None) -> list[Mutant]:
-    data = tomllib.loads((reference_ext_dir() / "mutants.toml").read_text())
-    mutants = [Mutant(m["name"], m["bug"], m["precedent"]) for m in data["mutant"]]
+    data = tomllib.loads((mutants_dir() / "mutants.toml").read_text())
+    mutants = [Mutant(m["name"], m["bug"], m["precedent"], tuple(m["kill"])) for m in data["mutant"]]
     if only:
         unknown = set(only) - {m.name for m in mutants}
         if unknown:
-            from conformance.errors import KitError
-
-            raise KitError(f"unknown mutant(s) {', '.join(sorted(unknown))}; see reference_ext/mutants.toml")
+            raise KitError(
+                f"unknown mutant(s) {', '.join(sorted(unknown))}; see reference_ext/mutants/mutants.toml"
+            )
         mutants = [m for m in mutants if m.name in only]
     return mutants
 
 
-def run_mutant(mutant: Mutant, major: int, out_dir: Path) -> MutantResult:
-    """Build the mutant's image (cached layers) and run the suite against it."""
-    result = MutantResult(mutant, major)
-    t0 = time.monotonic()
-    make_args = f"BGW_POOL_MUTANT={mutant.name}"
-    try:
-        images.build_extension(
-            major, images.Extension.from_dir(None, None, make_args), progress=lambda _: None
+def mutant_source(mutant: Mutant, into: Path) -> Path:
+    """A copy of the reference sources with the mutant's patch applied."""
+    src = into / "bgw_pool"
+    shutil.copytree(
+        reference_ext_dir(), src, ignore=shutil.ignore_patterns("mutants", "results", "*.o", "*.so")
+    )
+    if mutant.patch is not None:
+        proc = subprocess.run(
+            ["patch", "-p1", "-F0", "-s", "--no-backup-if-mismatch", "-d", str(src), "-i", str(mutant.patch)],
+            capture_output=True,
+            text=True,
         )
-    except Exception as exc:  # noqa: BLE001 - recorded as a broken mutant
-        result.verdict, result.detail = "broken", f"image build failed: {exc}"
-        return result
-    run_dir = out_dir / mutant.name
+        if proc.returncode != 0:
+            raise KitError(
+                f"mutant {mutant.name}: {mutant.patch.name} does not apply: {proc.stdout}{proc.stderr}"
+            )
+    return src
+
+
+def failed_clauses(test: dict[str, Any]) -> set[str]:
+    """The clauses a failing test failed: its own per-clause outcomes where it
+    recorded them, else its clauses; INV-1/INV-2 when the after-test check failed."""
+    own = (test.get("properties") or {}).get("clause_outcomes") or {}
+    clauses = {c for c, o in own.items() if o in ("fail", "error")} or set(test["clauses"])
+    if _INV_MARK in (test.get("message") or ""):
+        clauses |= {"INV-1", "INV-2"}
+    return clauses
+
+
+def _child(
+    source: Path, major: int, run_dir: Path, tests: list[str], extra: list[str]
+) -> tuple[list[dict[str, Any]] | None, str]:
+    """Run the suite (``tests``: paths or node ids) in a child pytest; the
+    failing test records, or None when the run itself broke (with its output)."""
     argv = [
         sys.executable,
         "-P",  # import the kit as installed, not from the working directory
         "-m",
         "pytest",
-        # the mutants are bugs of a pool: the pool and faults tiers judge them
-        # (the bgworker tier runs on the reference pool in every other run)
-        str(suite_dir() / "pool"),
-        str(suite_dir() / "faults"),
+        *tests,
         "-q",
         "-p",
         "no:cacheprovider",
         f"--rootdir={suite_dir()}",
         f"--bgwc-target=pg{major}",
-        f"--bgwc-make-args={make_args}",
+        f"--bgwc-extension={source}",
         f"--bgwc-results={run_dir}",
-        f"--maxfail={MAX_FAILURES}",
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
+        *extra,
     ]
-    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "BGWC_RUN_ID": ""})
-    result.seconds = round(time.monotonic() - t0, 1)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, cwd=suite_dir(), env={**os.environ, "BGWC_RUN_ID": ""}
+    )
     results = run_dir / "results.json"
-    if not results.is_file():
-        result.verdict, result.detail = "broken", proc.stdout[-2000:] + proc.stderr[-2000:]
-        return result
-    tests = json.loads(results.read_text())["tests"]
-    failed = [t for t in tests if t["outcome"] in ("fail", "error")]
-    if failed:
-        result.verdict = "killed"
-        result.killed_by = [
-            {"test": t["name"], "clauses": t["clauses"], "outcome": t["outcome"]} for t in failed
-        ]
-    elif proc.returncode not in (0, 1):
-        result.verdict, result.detail = "broken", proc.stdout[-2000:] + proc.stderr[-2000:]
+    if not results.is_file() or proc.returncode not in (0, 1):
+        return None, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return [t for t in json.loads(results.read_text())["tests"] if t["outcome"] in ("fail", "error")], ""
+
+
+def _record(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "test": t["name"],
+            "nodeid": t["nodeid"],
+            "clauses": sorted(failed_clauses(t)),
+            "outcome": t["outcome"],
+        }
+        for t in failed
+    ]
+
+
+def run_mutant(mutant: Mutant, major: int, out_dir: Path) -> MutantResult:
+    result = MutantResult(mutant, major)
+    t0 = time.monotonic()
+    run_dir = out_dir / mutant.name
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"bgwc-mutant-{mutant.name}-") as tmp:
+            source = mutant_source(mutant, Path(tmp))
+            try:
+                images.build_extension(major, images.Extension.from_dir(source), progress=lambda _: None)
+            except Exception as exc:  # noqa: BLE001 - recorded as a broken mutant
+                result.verdict, result.detail = "broken", f"image build failed: {exc}"
+                return result
+            _judge(result, source, run_dir)
+    finally:
+        result.seconds = round(time.monotonic() - t0, 1)
     return result
+
+
+def _judge(result: MutantResult, source: Path, run_dir: Path) -> None:
+    mutant, major = result.mutant, result.major
+    suite = str(suite_dir())
+    if mutant.kill:
+        failed, out = _child(
+            source, major, run_dir / "own", [suite], [f"--bgwc-clauses={','.join(mutant.kill)}"]
+        )
+        if failed is None:
+            result.verdict, result.detail = "broken", out
+            return
+        own = [t for t in failed if failed_clauses(t) & set(mutant.kill)]
+        if own:
+            again, out = _child(source, major, run_dir / "again", [t["nodeid"] for t in own], [])
+            if again is None:
+                result.verdict, result.detail = "broken", out
+                return
+            repeated = {t["nodeid"] for t in again or []}
+            result.killed_by = _record([t for t in own if t["nodeid"] in repeated])
+            result.verdict = "killed" if result.killed_by else "flaky"
+            result.detail = "" if result.killed_by else "its clause failed once and passed when run again"
+            return
+    tiers = [str(suite_dir() / "pool"), str(suite_dir() / "faults")]
+    failed, out = _child(source, major, run_dir / "suite", tiers, [f"--maxfail={MAX_FAILURES}"])
+    if failed is None:
+        result.verdict, result.detail = "broken", out
+        return
+    if not failed:
+        return
+    again, out = _child(source, major, run_dir / "again", [t["nodeid"] for t in failed], [])
+    if again is None:
+        result.verdict, result.detail = "broken", out
+        return
+    repeated = {t["nodeid"] for t in again or []}
+    result.killed_by = _record([t for t in failed if t["nodeid"] in repeated])
+    if not result.killed_by:
+        result.verdict, result.detail = (
+            "flaky",
+            "failed once and passed when run again: " + ", ".join(t["name"] for t in failed),
+        )
+    else:
+        result.verdict = "killed-other"
+        if mutant.name != CONTROL:
+            result.detail = f"its clauses ({', '.join(mutant.kill)}) did not fail"
 
 
 def run_all(mutants: list[Mutant], major: int, out_dir: Path, parallel: int = 2) -> list[MutantResult]:
@@ -123,6 +233,7 @@ def run_all(mutants: list[Mutant], major: int, out_dir: Path, parallel: int = 2)
             {
                 **asdict(r.mutant),
                 "verdict": r.verdict,
+                "as_expected": r.as_expected,
                 "killed_by": r.killed_by,
                 "seconds": r.seconds,
                 "detail": r.detail,
@@ -135,5 +246,6 @@ def run_all(mutants: list[Mutant], major: int, out_dir: Path, parallel: int = 2)
 
 
 def kill_ratio(results: list[MutantResult]) -> float:
+    """Killed by their own clauses, among the real mutants."""
     real = [r for r in results if r.mutant.name != CONTROL]
     return round(sum(r.verdict == "killed" for r in real) / len(real), 3) if real else 1.0

@@ -36,10 +36,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="write results.json (per-test records and run metadata) into this directory",
     )
+    group.addoption(
+        "--bgwc-clauses",
+        dest="bgwc_clauses",
+        default=None,
+        help="run only the tests of these clauses (comma-separated ids, e.g. RACE-6,SEC-1)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clause(*ids): conformance clauses a test checks")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = {c.strip() for c in (config.getoption("bgwc_clauses") or "").split(",") if c.strip()}
+    if not wanted:
+        return
+    keep = [i for i in items if wanted & {c for m in i.iter_markers("clause") for c in m.args}]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
 
 
 def _read_config(config: pytest.Config) -> KitConfig:
