@@ -14,6 +14,7 @@ command -v pg_config >/dev/null 2>&1 && [ -f "$(pg_config --includedir-server 2>
     || need+=(postgresql postgresql-server-dev-all)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v patch >/dev/null 2>&1 || need+=(patch)  # mutants are patches
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the report tests look at the pages
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)

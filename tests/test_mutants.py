@@ -1,0 +1,55 @@
+"""The mutants of the reference pool: patches that apply, and clauses that exist."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conformance import mutation
+from conformance.paths import reference_ext_dir
+from conformance.report import load_contract
+
+
+def test_every_mutant_has_a_patch_and_every_patch_a_mutant() -> None:
+    names = {m.name for m in mutation.load_mutants()} - {mutation.CONTROL}
+    patches = {p.stem for p in mutation.mutants_dir().glob("*.patch")}
+    assert names == patches
+
+
+@pytest.mark.parametrize(
+    "mutant", [m for m in mutation.load_mutants() if m.name != mutation.CONTROL], ids=str
+)
+def test_patch_applies_exactly(mutant: mutation.Mutant, tmp_path: Path) -> None:
+    src = mutation.mutant_source(mutant, tmp_path)  # patch -F0: no fuzz
+    changed = subprocess.run(
+        ["diff", "-r", "-q", str(reference_ext_dir() / "src"), str(src / "src")],
+        capture_output=True,
+        text=True,
+    )
+    sql = (reference_ext_dir() / "bgw_pool--1.0.sql").read_text() != (src / "bgw_pool--1.0.sql").read_text()
+    assert changed.returncode == 1 or sql, f"{mutant.name}: the patch changes nothing"
+
+
+def test_every_mutant_names_clauses_of_the_contract() -> None:
+    contract = load_contract()
+    for m in mutation.load_mutants():
+        assert (m.name == mutation.CONTROL) == (not m.kill), m.name
+        assert set(m.kill) <= set(contract), f"{m.name}: unknown clauses {set(m.kill) - set(contract)}"
+
+
+def test_production_sources_carry_no_mutant_switch() -> None:
+    for path in [*(reference_ext_dir() / "src").iterdir(), reference_ext_dir() / "Makefile"]:
+        assert not re.search(r"MUTANT", path.read_text()), path
+
+
+def test_failed_clauses_attributes_the_after_test_check() -> None:
+    test = {"clauses": ["CRASH-1"], "message": "AssertionError: INV-1/INV-2 violated after the test: [...]"}
+    assert mutation.failed_clauses(test) == {"CRASH-1", "INV-1", "INV-2"}
+    test = {
+        "clauses": ["SLOTS-1", "SLOTS-2"],
+        "properties": {"clause_outcomes": {"SLOTS-1": "pass", "SLOTS-2": "fail"}},
+    }
+    assert mutation.failed_clauses(test) == {"SLOTS-2"}
