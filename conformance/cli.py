@@ -145,7 +145,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    mutants = next((report.latest_mutants(p) for p in paths if p.is_dir() and report.latest_mutants(p)), None)
+    mutants = [run for p in paths if p.is_dir() for run in report.latest_mutants(p)]
     out.write_text(report.render_matrix(loaded, out_dir=out.parent, mutants=mutants))
     print(f"{out}: {len(loaded)} run(s)")
     return 0

@@ -358,7 +358,7 @@ def _extension_text(run: dict[str, Any]) -> str:
 def render_run(
     results: dict[str, Any],
     contract: dict[str, Clause] | None = None,
-    mutants: dict[str, Any] | None = None,
+    mutants: list[dict[str, Any]] | None = None,
     tiers: dict[str, str] | None = None,
 ) -> str:
     """One run's page.  ``tiers`` (name -> description) defaults to those of CONTRACT.md."""
@@ -420,18 +420,31 @@ family <select id="f-family" onchange="applyFilter()"><option value="">all</opti
 </body></html>"""
 
 
-def render_mutation_table(mutants: dict[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><td>{_e(m['name'])}</td><td class='{'pass' if (m['verdict'] == 'killed') != (m['name'] == 'none') else 'fail'}'>"
-        f"{_e(m['verdict'])}</td><td>{_e(m['bug'])}</td><td>{_e(m['precedent'])}</td><td>"
-        f"{_e(', '.join(sorted({c for k in m['killed_by'] for c in k['clauses']})))}</td></tr>"
-        for m in mutants["mutants"]
-    )
-    return (
-        f"<h2>Mutation testing (pg{mutants['major']}): kill ratio {mutants['kill_ratio']:.0%}</h2>"
-        f"<table id='mutants'><tr><th>mutant</th><th>verdict</th><th>bug</th><th>precedent</th>"
-        f"<th>killed by</th></tr>{rows}</table>"
-    )
+_MUTANT_VERDICT_TEXT = {"killed-other": "killed for another reason"}
+
+
+def render_mutation_table(runs: list[dict[str, Any]]) -> str:
+    """One table per major: each mutant, its verdict, the clauses that must
+    kill it and those that did.  A verdict is green only when expected."""
+    out = ""
+    for run in runs:
+        rows = ""
+        for m in run["mutants"]:
+            expected = m.get("as_expected", (m["verdict"] == "killed") != (m["name"] == "none"))
+            killers = sorted({c for k in m["killed_by"] for c in k["clauses"]})
+            verdict = _MUTANT_VERDICT_TEXT.get(m["verdict"], m["verdict"])
+            rows += (
+                f"<tr><td>{_e(m['name'])}</td><td class='{'pass' if expected else 'fail'}'>{_e(verdict)}</td>"
+                f"<td>{_e(m['bug'])}</td><td>{_e(m['precedent'])}</td>"
+                f"<td>{_e(', '.join(m.get('kill') or []))}</td><td>{_e(', '.join(killers))}</td>"
+                f"<td>{_e(m.get('detail') or '')}</td></tr>"
+            )
+        out += (
+            f"<h2>Mutation testing (pg{run['major']}): {run['kill_ratio']:.0%} killed by their own clauses</h2>"
+            f"<table class='mutants' id='mutants-pg{run['major']}'><tr><th>mutant</th><th>verdict</th><th>bug</th>"
+            f"<th>precedent</th><th>must be killed by</th><th>killed by</th><th>note</th></tr>{rows}</table>"
+        )
+    return out
 
 
 def _matrix_head(res: dict[str, Any], verdicts: dict[str, TierVerdict]) -> str:
@@ -463,7 +476,7 @@ def render_matrix(
     runs: list[tuple[Path, dict[str, Any]]],
     contract: dict[str, Clause] | None = None,
     out_dir: Path | None = None,
-    mutants: dict[str, Any] | None = None,
+    mutants: list[dict[str, Any]] | None = None,
     tiers: dict[str, str] | None = None,
 ) -> str:
     """Rows: clauses by tier and family; columns: runs (target, server, machine)."""
@@ -516,9 +529,13 @@ def find_results(paths: list[Path]) -> list[Path]:
     return found
 
 
-def latest_mutants(root: Path) -> dict[str, Any] | None:
-    files = sorted(root.glob("mutants-*/mutants.json"))
-    return json.loads(files[-1].read_text()) if files else None
+def latest_mutants(root: Path) -> list[dict[str, Any]]:
+    """The newest mutation run of each major under ``root``."""
+    newest: dict[int, dict[str, Any]] = {}
+    for f in sorted(root.glob("mutants-*/mutants.json")):  # names sort by time
+        run = json.loads(f.read_text())
+        newest[run["major"]] = run
+    return [newest[m] for m in sorted(newest)]
 
 
 def terminal_summary(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -53,3 +54,24 @@ def test_failed_clauses_attributes_the_after_test_check() -> None:
         "properties": {"clause_outcomes": {"SLOTS-1": "pass", "SLOTS-2": "fail"}},
     }
     assert mutation.failed_clauses(test) == {"SLOTS-2"}
+
+
+def test_mutation_table_shows_each_major_and_kills_for_another_reason(tmp_path: Path) -> None:
+    from conformance import report
+
+    def run(major: int, verdict: str) -> dict[str, object]:
+        mutant = {"name": "no_lock", "bug": "b", "precedent": "p", "kill": ["EXH-5"], "verdict": verdict}
+        mutant |= {"as_expected": verdict == "killed", "detail": "", "seconds": 1.0}
+        mutant["killed_by"] = [{"test": "t", "clauses": ["LIFE-1"], "outcome": "fail"}]
+        return {"major": major, "kill_ratio": 1.0 if verdict == "killed" else 0.0, "mutants": [mutant]}
+
+    for i, (major, verdict) in enumerate([(17, "killed-other"), (17, "killed"), (18, "killed-other")]):
+        out = tmp_path / f"mutants-2026120{i}-pg{major}"
+        out.mkdir()
+        (out / "mutants.json").write_text(json.dumps(run(major, verdict)))
+    runs = report.latest_mutants(tmp_path)
+    assert [(r["major"], r["mutants"][0]["verdict"]) for r in runs] == [(17, "killed"), (18, "killed-other")]
+    html = report.render_mutation_table(runs)
+    assert "id='mutants-pg17'" in html and "id='mutants-pg18'" in html
+    assert html.count("killed for another reason") == 1
+    assert "<td class='fail'>killed for another reason</td>" in html
