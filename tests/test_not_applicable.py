@@ -19,6 +19,14 @@ from conformance.adapters import NotApplicable
 def test_needs_what_the_adapter_lacks():
     raise NotApplicable("this pool has no launcher to terminate")
 
+@pytest.fixture
+def granted():
+    raise NotApplicable("the profile does not say how to grant the pool to a role")
+
+@pytest.mark.clause("SEC-1")
+def test_whose_fixture_needs_what_the_adapter_lacks(granted):
+    assert False, "never reached"
+
 @pytest.mark.clause("LIFE-1")
 def test_plain():
     assert True
@@ -29,9 +37,10 @@ def test_not_applicable_is_a_reasoned_skip_not_a_pass(pytester: pytest.Pytester,
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_na=TEST)
     result = pytester.runpytest_subprocess("-rs", "--bgwc-target=local", f"--bgwc-results={tmp_path}")
-    result.assert_outcomes(passed=1, skipped=1)
+    result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines(["*not applicable: this pool has no launcher to terminate*"])
     records = {t["name"]: t for t in json.loads((tmp_path / "results.json").read_text())["tests"]}
     assert records["test_needs_what_the_adapter_lacks"]["outcome"] == "not-applicable"
     assert "no launcher" in records["test_needs_what_the_adapter_lacks"]["message"]
+    assert records["test_whose_fixture_needs_what_the_adapter_lacks"]["outcome"] == "not-applicable"
     assert records["test_plain"]["outcome"] == "pass"

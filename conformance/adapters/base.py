@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pytest
 
 from conformance.profile import Profile
 from conformance.targets import Target
@@ -14,10 +15,15 @@ from conformance.targets import Target
 JOB_KINDS = ("sleep", "sql", "exit", "error", "fatal", "crash", "ignore_sigterm", "exit_at_once")
 
 
-class NotApplicable(BaseException):
+class NotApplicable(pytest.skip.Exception):  # type: ignore[misc,name-defined]
     """The adapter cannot offer an operation; its clauses are not applicable.
-    Like pytest's own outcomes it is a BaseException, so that no wait or
-    ``except Exception`` mistakes it for a failed observation."""
+    It is pytest's own skip outcome (a BaseException, so that no wait or
+    ``except Exception`` mistakes it for a failed observation), with a reason
+    that starts "not applicable": raised in a test or in a fixture, the test
+    is reported not applicable, never passed and never errored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"not applicable: {reason}")
 
 
 @dataclass(frozen=True)

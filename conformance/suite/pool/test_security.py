@@ -42,13 +42,12 @@ def intruder(pool: Pool) -> Iterator[psycopg.Connection]:
     """A session of an unprivileged role granted the pool."""
     _drop_role(pool)
     pool.target.sql(f"CREATE ROLE {ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
-    pool.adapter.grant_submit(ROLE)
-    pool.target.sql(f"CREATE SCHEMA bgwc_sec AUTHORIZATION {ROLE}")
-    conn = pool.target.connect(user=ROLE)
     try:
-        yield conn
+        pool.adapter.grant_submit(ROLE)  # NotApplicable for a pool that cannot be granted
+        pool.target.sql(f"CREATE SCHEMA bgwc_sec AUTHORIZATION {ROLE}")
+        with pool.target.connect(user=ROLE) as conn:
+            yield conn
     finally:
-        conn.close()
         _drop_role(pool)
 
 
