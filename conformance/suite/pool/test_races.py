@@ -9,6 +9,7 @@ import threading
 import psycopg
 import pytest
 
+from conformance.adapters import NotApplicable
 from conformance.suite.harness import LAUNCHER_START_S, LONG_MS, SLOT_FREE_S, Pool, Submitter
 
 #: bgw_pool.startup_timeout_ms of the submitters of RACE-6 onwards, and the
@@ -33,6 +34,21 @@ def test_job_exiting_at_once_is_a_success(pool: Pool) -> None:
         slot = pool.wait_freed(h)
         assert slot.last_exit_code == 0 or slot.generation != h.generation
     assert all(s.state == "free" for s in pool.adapter.slots())
+    # the window made certain, where the pool has pause points: the worker
+    # has come and gone before the launcher's startup wait even begins, so
+    # that wait can only answer "stopped"
+    try:
+        pool.adapter.pause_arm("launcher-startup-wait")
+    except NotApplicable:
+        return
+    try:
+        sub = pool.submit_in_background("exit_at_once")
+        pool.wait_paused("launcher-startup-wait")
+        pool.wait_all_free()
+    finally:
+        pool.adapter.pause_release("launcher-startup-wait")
+    sub.wait(pool, SLOT_FREE_S)
+    assert sub.handle is not None, f"a job that ran and exited at once was reported as a failure: {sub.error}"
 
 
 @pytest.mark.clause("RACE-2")
