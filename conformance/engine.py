@@ -68,7 +68,8 @@ def _remove(container: Any) -> None:
 def sweep_stale() -> list[str]:
     """Remove the kit's containers whose owning process is dead; return their names."""
     removed = []
-    for c in client().containers.list(all=True, filters={"label": LABEL_RUN}):
+    # ignore_removed: another run may remove its own containers while we list them
+    for c in client().containers.list(all=True, filters={"label": LABEL_RUN}, ignore_removed=True):
         if not _owner_alive(c.labels.get(LABEL_OWNER, "")):
             _remove(c)
             removed.append(c.name)
@@ -79,7 +80,9 @@ def remove_run_containers() -> None:
     """Remove every container of this run (idempotent, safe at exit)."""
     try:
         c = docker.from_env(timeout=30)
-        for container in c.containers.list(all=True, filters={"label": f"{LABEL_RUN}={RUN_ID}"}):
+        for container in c.containers.list(
+            all=True, filters={"label": f"{LABEL_RUN}={RUN_ID}"}, ignore_removed=True
+        ):
             _remove(container)
     except docker.errors.DockerException:
         pass
