@@ -177,45 +177,49 @@ def run_mutant(mutant: Mutant, major: int, out_dir: Path) -> MutantResult:
     return result
 
 
+class _Broken(Exception):
+    """A child run that wrote no results: the mutant is ``broken``."""
+
+
+def _failures(
+    source: Path, major: int, run_dir: Path, tests: list[str], extra: list[str]
+) -> list[dict[str, Any]]:
+    failed, out = _child(source, major, run_dir, tests, extra)
+    if failed is None:
+        raise _Broken(out)
+    return failed
+
+
+def _repeated(source: Path, major: int, run_dir: Path, failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The failures that fail again when their tests run once more."""
+    again = {t["nodeid"] for t in _failures(source, major, run_dir, [t["nodeid"] for t in failed], [])}
+    return [t for t in failed if t["nodeid"] in again]
+
+
 def _judge(result: MutantResult, source: Path, run_dir: Path) -> None:
     mutant, major = result.mutant, result.major
-    suite = str(suite_dir())
-    if mutant.kill:
-        failed, out = _child(
-            source, major, run_dir / "own", [suite], [f"--bgwc-clauses={','.join(mutant.kill)}"]
-        )
-        if failed is None:
-            result.verdict, result.detail = "broken", out
-            return
-        own = [t for t in failed if failed_clauses(t) & set(mutant.kill)]
-        if own:
-            again, out = _child(source, major, run_dir / "again", [t["nodeid"] for t in own], [])
-            if again is None:
-                result.verdict, result.detail = "broken", out
+    try:
+        if mutant.kill:
+            clauses = [f"--bgwc-clauses={','.join(mutant.kill)}"]
+            failed = _failures(source, major, run_dir / "own", [str(suite_dir())], clauses)
+            own = [t for t in failed if failed_clauses(t) & set(mutant.kill)]
+            if own:
+                result.killed_by = _record(_repeated(source, major, run_dir / "again", own))
+                result.verdict = "killed" if result.killed_by else "flaky"
+                if not result.killed_by:
+                    result.detail = "its clause failed once and passed when run again"
                 return
-            repeated = {t["nodeid"] for t in again or []}
-            result.killed_by = _record([t for t in own if t["nodeid"] in repeated])
-            result.verdict = "killed" if result.killed_by else "flaky"
-            result.detail = "" if result.killed_by else "its clause failed once and passed when run again"
+        tiers = [str(suite_dir() / "pool"), str(suite_dir() / "faults")]
+        failed = _failures(source, major, run_dir / "suite", tiers, [f"--maxfail={MAX_FAILURES}"])
+        if not failed:
             return
-    tiers = [str(suite_dir() / "pool"), str(suite_dir() / "faults")]
-    failed, out = _child(source, major, run_dir / "suite", tiers, [f"--maxfail={MAX_FAILURES}"])
-    if failed is None:
-        result.verdict, result.detail = "broken", out
+        result.killed_by = _record(_repeated(source, major, run_dir / "again", failed))
+    except _Broken as exc:
+        result.verdict, result.detail = "broken", str(exc)
         return
-    if not failed:
-        return
-    again, out = _child(source, major, run_dir / "again", [t["nodeid"] for t in failed], [])
-    if again is None:
-        result.verdict, result.detail = "broken", out
-        return
-    repeated = {t["nodeid"] for t in again or []}
-    result.killed_by = _record([t for t in failed if t["nodeid"] in repeated])
     if not result.killed_by:
-        result.verdict, result.detail = (
-            "flaky",
-            "failed once and passed when run again: " + ", ".join(t["name"] for t in failed),
-        )
+        result.verdict = "flaky"
+        result.detail = "failed once and passed when run again: " + ", ".join(t["name"] for t in failed)
     else:
         result.verdict = "killed-other"
         if mutant.name != CONTROL:

@@ -32,6 +32,7 @@
 #include "utils/tuplestore.h"
 
 #include "pause.h"
+#include "pool.h"
 
 typedef struct PauseState
 {
@@ -195,35 +196,39 @@ point_arg(FunctionCallInfo fcinfo)
 	return point;
 }
 
-/* bgw_pool.pause_arm(point text): every process reaching it waits there */
-Datum
-bgw_pool_pause_arm(PG_FUNCTION_ARGS)
+/*
+ * Arm or disarm a point; returns whether it was armed.  narmed changes
+ * under the mutex too, so that it never says none while one is armed.
+ */
+static bool
+pause_set(PausePoint point, bool armed)
 {
-	PausePoint	point = point_arg(fcinfo);
 	bool		was;
 
 	SpinLockAcquire(&Pause->mutex);
 	was = Pause->points[point].armed;
-	Pause->points[point].armed = true;
-	if (!was)
+	Pause->points[point].armed = armed;
+	if (armed && !was)
 		pg_atomic_fetch_add_u32(&Pause->narmed, 1);
+	else if (!armed && was)
+		pg_atomic_fetch_sub_u32(&Pause->narmed, 1);
 	SpinLockRelease(&Pause->mutex);
-	PG_RETURN_BOOL(!was);
+	return was;
+}
+
+/* bgw_pool.pause_arm(point text): every process reaching it waits there */
+Datum
+bgw_pool_pause_arm(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(!pause_set(point_arg(fcinfo), true));
 }
 
 /* bgw_pool.pause_release(point text): disarm it and wake its waiters */
 Datum
 bgw_pool_pause_release(PG_FUNCTION_ARGS)
 {
-	PausePoint	point = point_arg(fcinfo);
-	bool		was;
+	bool		was = pause_set(point_arg(fcinfo), false);
 
-	SpinLockAcquire(&Pause->mutex);
-	was = Pause->points[point].armed;
-	Pause->points[point].armed = false;
-	if (was)
-		pg_atomic_fetch_sub_u32(&Pause->narmed, 1);
-	SpinLockRelease(&Pause->mutex);
 	ConditionVariableBroadcast(&Pause->cv);
 	PG_RETURN_BOOL(was);
 }
@@ -232,26 +237,9 @@ bgw_pool_pause_release(PG_FUNCTION_ARGS)
 Datum
 bgw_pool_pause_points(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PauseState	copy[NUM_PAUSE_POINTS];
-	TupleDesc	tupdesc;
 	Tuplestorestate *store;
-	MemoryContext oldcxt;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupdesc = CreateTupleDescCopy(tupdesc);
-	store = tuplestore_begin_heap(true, false, work_mem);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = store;
-	rsinfo->setDesc = tupdesc;
-	MemoryContextSwitchTo(oldcxt);
+	TupleDesc	tupdesc = pool_begin_materialize(fcinfo, &store);
 
 	SpinLockAcquire(&Pause->mutex);
 	memcpy(copy, Pause->points, sizeof(copy));

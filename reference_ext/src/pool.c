@@ -14,10 +14,12 @@
 
 #include <signal.h>
 
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "pool.h"
 
@@ -203,6 +205,32 @@ pool_init_worker(BackgroundWorker *worker, int flags, int restart_time,
 	snprintf(worker->bgw_function_name, sizeof(worker->bgw_function_name), "%s", function);
 	snprintf(worker->bgw_name, sizeof(worker->bgw_name), "%s", type);
 	snprintf(worker->bgw_type, sizeof(worker->bgw_type), "%s", type);
+}
+
+/* Set up a materialized result set; returns its tuple descriptor. */
+TupleDesc
+pool_begin_materialize(FunctionCallInfo fcinfo, Tuplestorestate **store)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	tupdesc;
+	MemoryContext oldcxt;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	tupdesc = CreateTupleDescCopy(tupdesc);
+	*store = tuplestore_begin_heap(true, false, work_mem);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = *store;
+	rsinfo->setDesc = tupdesc;
+	MemoryContextSwitchTo(oldcxt);
+	return tupdesc;
 }
 
 static const char *const state_names[] = {"free", "starting", "running", "stopping"};

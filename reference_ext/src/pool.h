@@ -22,12 +22,14 @@
 
 #include "compat.h"
 
+#include "fmgr.h"
 #include "lib/ilist.h"
 #include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #define BGW_POOL_TEXT_LEN 1024
 
@@ -137,6 +139,7 @@ extern PoolSlot *pool_slot_if_current(int id, uint64 generation);
 extern void pool_wake_launcher(void);
 extern void pool_init_worker(BackgroundWorker *worker, int flags, int restart_time,
 							 const char *function, const char *type);
+extern TupleDesc pool_begin_materialize(FunctionCallInfo fcinfo, Tuplestorestate **store);
 
 extern const char *pool_state_name(PoolSlotState state);
 extern const char *pool_job_name(PoolJobKind job);

@@ -49,32 +49,6 @@ PG_FUNCTION_INFO_V1(bgw_pool_direct_launch_us);
 #define DEFAULT_IGNORE_MS INT64CONST(10000)
 #define MAX_IGNORE_MS INT64CONST(30000)
 
-/* Set up a materialized result set; returns its tuple descriptor. */
-static TupleDesc
-begin_materialize(FunctionCallInfo fcinfo, Tuplestorestate **store)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TupleDesc	tupdesc;
-	MemoryContext oldcxt;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupdesc = CreateTupleDescCopy(tupdesc);
-	*store = tuplestore_begin_heap(true, false, work_mem);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = *store;
-	rsinfo->setDesc = tupdesc;
-	MemoryContextSwitchTo(oldcxt);
-	return tupdesc;
-}
-
 static int64
 parse_int_arg(const char *job, const char *name, text *value, int64 min, int64 max)
 {
@@ -392,7 +366,7 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 					 errhint("Check that the bgw_pool launcher runs; the slot has been released.")));
 			break;
 	}
-	tupdesc = begin_materialize(fcinfo, &store);
+	tupdesc = pool_begin_materialize(fcinfo, &store);
 	{
 		Datum		values[3];
 		bool		nulls[3] = {false, false, false};
@@ -457,7 +431,7 @@ Datum
 bgw_pool_status(PG_FUNCTION_ARGS)
 {
 	Tuplestorestate *store;
-	TupleDesc	tupdesc = begin_materialize(fcinfo, &store);
+	TupleDesc	tupdesc = pool_begin_materialize(fcinfo, &store);
 	PoolSlot   *copy = palloc(sizeof(PoolSlot) * BgwPool->capacity);
 	int			n;
 
@@ -531,7 +505,7 @@ Datum
 bgw_pool_stats(PG_FUNCTION_ARGS)
 {
 	Tuplestorestate *store;
-	TupleDesc	tupdesc = begin_materialize(fcinfo, &store);
+	TupleDesc	tupdesc = pool_begin_materialize(fcinfo, &store);
 	Datum		values[7];
 	bool		nulls[7] = {false, false, false, false, false, false, false};
 
@@ -564,7 +538,7 @@ Datum
 bgw_pool_check(PG_FUNCTION_ARGS)
 {
 	Tuplestorestate *store;
-	TupleDesc	tupdesc = begin_materialize(fcinfo, &store);
+	TupleDesc	tupdesc = pool_begin_materialize(fcinfo, &store);
 	int			n = BgwPool->capacity;
 	int		   *on_list = palloc0(sizeof(int) * n);	/* 1 free, 2 running, -1 both */
 	PoolSlot   *copy = palloc(sizeof(PoolSlot) * n);
