@@ -31,6 +31,10 @@ def _server_processes(run_id: str) -> list[str]:
     return [line for line in out.splitlines() if f"bgwc_{run_id}_" in line and " Z" not in line]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_run_leaves_nothing_behind(sig: signal.Signals, bgwc_config: KitConfig) -> None:
     run_id = f"int{uuid.uuid4().hex[:8]}"
@@ -54,6 +58,9 @@ def test_interrupted_run_leaves_nothing_behind(sig: signal.Signals, bgwc_config:
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "BGWC_RUN_ID": run_id},
+        # Ctrl-C as at a terminal, even when this test runs in a background
+        # job of a non-interactive shell, which starts with SIGINT ignored
+        preexec_fn=_default_sigint,
     )
     assert child.stdout is not None
     seen: list[str] = []
