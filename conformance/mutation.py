@@ -35,12 +35,11 @@ from typing import Any
 from conformance import images
 from conformance.errors import KitError
 from conformance.paths import reference_ext_dir, suite_dir
+from conformance.suite.harness import INV_VIOLATED
 
 CONTROL = "none"
 #: stop phase 2 after this many failures: enough to name the clauses
 MAX_FAILURES = 5
-#: a failing test whose message says so failed the after-test invariant check
-_INV_MARK = "INV-1/INV-2 violated"
 VERDICTS = ("killed", "killed-other", "survived", "flaky", "broken")
 
 
@@ -111,16 +110,20 @@ def failed_clauses(test: dict[str, Any]) -> set[str]:
     recorded them, else its clauses; INV-1/INV-2 when the after-test check failed."""
     own = (test.get("properties") or {}).get("clause_outcomes") or {}
     clauses = {c for c, o in own.items() if o in ("fail", "error")} or set(test["clauses"])
-    if _INV_MARK in (test.get("message") or ""):
+    if INV_VIOLATED in (test.get("message") or ""):
         clauses |= {"INV-1", "INV-2"}
     return clauses
 
 
+class _Broken(Exception):
+    """A child run that wrote no results: the mutant is ``broken``."""
+
+
 def _child(
     source: Path, major: int, run_dir: Path, tests: list[str], extra: list[str]
-) -> tuple[list[dict[str, Any]] | None, str]:
-    """Run the suite (``tests``: paths or node ids) in a child pytest; the
-    failing test records, or None when the run itself broke (with its output)."""
+) -> list[dict[str, Any]]:
+    """Run the suite (``tests``: paths or node ids) in a child pytest and
+    return its failing test records; _Broken when the run itself broke."""
     argv = [
         sys.executable,
         "-P",  # import the kit as installed, not from the working directory
@@ -143,8 +146,8 @@ def _child(
     )
     results = run_dir / "results.json"
     if not results.is_file() or proc.returncode not in (0, 1):
-        return None, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return [t for t in json.loads(results.read_text())["tests"] if t["outcome"] in ("fail", "error")], ""
+        raise _Broken(proc.stdout[-2000:] + proc.stderr[-2000:])
+    return [t for t in json.loads(results.read_text())["tests"] if t["outcome"] in ("fail", "error")]
 
 
 def _record(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -177,22 +180,9 @@ def run_mutant(mutant: Mutant, major: int, out_dir: Path) -> MutantResult:
     return result
 
 
-class _Broken(Exception):
-    """A child run that wrote no results: the mutant is ``broken``."""
-
-
-def _failures(
-    source: Path, major: int, run_dir: Path, tests: list[str], extra: list[str]
-) -> list[dict[str, Any]]:
-    failed, out = _child(source, major, run_dir, tests, extra)
-    if failed is None:
-        raise _Broken(out)
-    return failed
-
-
 def _repeated(source: Path, major: int, run_dir: Path, failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The failures that fail again when their tests run once more."""
-    again = {t["nodeid"] for t in _failures(source, major, run_dir, [t["nodeid"] for t in failed], [])}
+    again = {t["nodeid"] for t in _child(source, major, run_dir, [t["nodeid"] for t in failed], [])}
     return [t for t in failed if t["nodeid"] in again]
 
 
@@ -201,7 +191,7 @@ def _judge(result: MutantResult, source: Path, run_dir: Path) -> None:
     try:
         if mutant.kill:
             clauses = [f"--bgwc-clauses={','.join(mutant.kill)}"]
-            failed = _failures(source, major, run_dir / "own", [str(suite_dir())], clauses)
+            failed = _child(source, major, run_dir / "own", [str(suite_dir())], clauses)
             own = [t for t in failed if failed_clauses(t) & set(mutant.kill)]
             if own:
                 result.killed_by = _record(_repeated(source, major, run_dir / "again", own))
@@ -210,7 +200,7 @@ def _judge(result: MutantResult, source: Path, run_dir: Path) -> None:
                     result.detail = "its clause failed once and passed when run again"
                 return
         tiers = [str(suite_dir() / "pool"), str(suite_dir() / "faults")]
-        failed = _failures(source, major, run_dir / "suite", tiers, [f"--maxfail={MAX_FAILURES}"])
+        failed = _child(source, major, run_dir / "suite", tiers, [f"--maxfail={MAX_FAILURES}"])
         if not failed:
             return
         result.killed_by = _record(_repeated(source, major, run_dir / "again", failed))

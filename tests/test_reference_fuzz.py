@@ -191,7 +191,7 @@ QUERIES = (
     "-- a comment only",
     "/* unterminated",
     "SELECT 1/0",
-    "SELECT pg_sleep(0.05)",
+    "SELECT pg_sleep(0.05)",  # ok-sleep: the fuzzed job's own query, not a wait
     "SELECT * FROM bgwc_no_such_table",
     "SELECT current_user, session_user",
     "SHOW work_mem",

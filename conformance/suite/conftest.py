@@ -21,7 +21,7 @@ import pytest
 from conformance.adapters import NotApplicable, make_adapter
 from conformance.config import KitConfig
 from conformance.profile import TIERS, Profile
-from conformance.suite.harness import SLOT_FREE_S, Pool
+from conformance.suite.harness import INV_VIOLATED, SLOT_FREE_S, Pool
 from conformance.suite.workers import Workers
 from conformance.targets import Target
 
@@ -129,4 +129,4 @@ def _settle_then_check(pool: Pool) -> None:
     try:
         pool.target.wait_until(clean, SLOT_FREE_S, what="pool invariants (INV-1, INV-2)")
     except AssertionError:
-        raise AssertionError(f"INV-1/INV-2 violated after the test: {last}") from None
+        raise AssertionError(f"{INV_VIOLATED}: {last}") from None

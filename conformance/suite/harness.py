@@ -27,6 +27,8 @@ CAPACITY_BACK_S = 5.0
 PAUSE_REACH_S = 10.0
 #: a job long enough to outlast any test
 LONG_MS = 60_000
+#: how a test that failed only the after-test invariant check says so
+INV_VIOLATED = "INV-1/INV-2 violated after the test"
 
 
 @dataclass

@@ -46,7 +46,6 @@
 
 PGDLLEXPORT void bgw_pool_launcher_main(Datum main_arg);
 
-
 /* Handles of the workers this launcher registered, by slot. */
 static BackgroundWorkerHandle **handles = NULL;
 static uint64 *handle_generation = NULL;
@@ -137,9 +136,7 @@ launch(int id, uint64 generation)
 	{
 		BgwPool->rejected++;
 		if (slot != NULL)
-		{
 			fail_request(slot, OUTCOME_REFUSED);
-		}
 		LWLockRelease(BgwPool->lock);
 		ConditionVariableBroadcast(&BgwPool->cv);
 		ereport(LOG,

@@ -22,7 +22,6 @@
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
@@ -113,7 +112,7 @@ typedef struct SubmitRequest
 
 /*
  * Wait until the request has an outcome, its deadline passes, or no
- * launcher will ever register it.  Reads the slot under the lock; the
+ * launcher runs to register it.  Reads the slot under the lock; the
  * answer is decided by the caller.
  */
 static void

@@ -10,10 +10,7 @@ import time
 import psycopg
 import pytest
 
-from conformance.suite.harness import CRASH_RECOVERY_S, SLOT_FREE_S, Pool
-
-LONG_MS = 60_000
-
+from conformance.suite.harness import CRASH_RECOVERY_S, LONG_MS, SLOT_FREE_S, Pool
 
 CRASH_RESTART_LOG = "terminating any other active server processes|reinitializing"
 

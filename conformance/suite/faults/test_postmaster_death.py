@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.suite.harness import CRASH_RECOVERY_S, PM_DEATH_S, Pool
+from conformance.suite.harness import CRASH_RECOVERY_S, LONG_MS, PM_DEATH_S, Pool
 
-LONG_MS = 60_000
 #: bgw_pool bounds ignore_sigterm to 30 s (a fast shutdown waits for it)
 IGNORE_MS = 30_000
 

@@ -11,10 +11,9 @@ import pytest
 from conformance.adapters import Handle
 from conformance.config import KitConfig
 from conformance.plugin import CONFIG_KEY
-from conformance.suite.harness import CRASH_RECOVERY_S, SLOT_FREE_S, Pool
+from conformance.suite.harness import CRASH_RECOVERY_S, LONG_MS, SLOT_FREE_S, Pool
 from conformance.workloads import Workload
 
-LONG_MS = 60_000
 WORKLOAD = Workload.load()
 
 

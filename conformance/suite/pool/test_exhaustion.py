@@ -9,9 +9,8 @@ import psycopg
 import pytest
 
 from conformance.adapters import Handle
-from conformance.suite.harness import CAPACITY_BACK_S, Pool
+from conformance.suite.harness import CAPACITY_BACK_S, LONG_MS, Pool
 
-LONG_MS = 60_000
 INSUFFICIENT_RESOURCES = "53000"
 
 

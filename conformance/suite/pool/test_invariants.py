@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.suite.harness import Pool
-
-LONG_MS = 60_000
+from conformance.suite.harness import LONG_MS, Pool
 
 
 @pytest.mark.clause("INV-1")

@@ -12,10 +12,9 @@ import psycopg
 import pytest
 
 from conformance.adapters import Handle
-from conformance.suite.harness import CAPACITY_BACK_S, SLOT_FREE_S, Pool
+from conformance.suite.harness import CAPACITY_BACK_S, LONG_MS, SLOT_FREE_S, Pool
 from conformance.suite.workers import Workers
 
-LONG_MS = 60_000
 SUBMIT_REFUSED_S = 5.0
 INSUFFICIENT_RESOURCES_CLASS = "53"
 

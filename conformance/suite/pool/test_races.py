@@ -38,15 +38,13 @@ def test_job_exiting_at_once_is_a_success(pool: Pool) -> None:
     # has come and gone before the launcher's startup wait even begins, so
     # that wait can only answer "stopped"
     try:
-        pool.adapter.pause_arm("launcher-startup-wait")
+        pool.adapter.paused_at("launcher-startup-wait")
     except NotApplicable:
-        return
-    try:
+        return  # the repeated attempts above are all a pool without pause points gets
+    with pool.paused("launcher-startup-wait"):
         sub = pool.submit_in_background("exit_at_once")
         pool.wait_paused("launcher-startup-wait")
         pool.wait_all_free()
-    finally:
-        pool.adapter.pause_release("launcher-startup-wait")
     sub.wait(pool, SLOT_FREE_S)
     assert sub.handle is not None, f"a job that ran and exited at once was reported as a failure: {sub.error}"
 
@@ -121,9 +119,10 @@ def _no_storm(pool: Pool, offset: int, dbname: str) -> None:
 # -- the handshake's windows, made deterministic with the pool's pause points --
 
 
-def _submit(pool: Pool) -> Submitter:
+def _submit(pool: Pool, dbname: str | None = None, timeout_ms: int = STARTUP_TIMEOUT_MS) -> Submitter:
+    """A long job submitted in the background, with its own startup timeout."""
     return pool.submit_in_background(
-        "sleep", {"ms": LONG_MS}, **{"bgw_pool.startup_timeout_ms": STARTUP_TIMEOUT_MS}
+        "sleep", {"ms": LONG_MS}, dbname, **{"bgw_pool.startup_timeout_ms": timeout_ms}
     )
 
 
@@ -194,9 +193,7 @@ def test_launcher_restart_before_register(pool: Pool) -> None:
     worker: the next launcher answers the request (run or refused) as soon
     as it starts, not at the submitter's startup timeout, and nothing leaks."""
     with pool.paused("launcher-before-register"):
-        sub = pool.submit_in_background(
-            "sleep", {"ms": LONG_MS}, **{"bgw_pool.startup_timeout_ms": RACE8_STARTUP_TIMEOUT_MS}
-        )
+        sub = _submit(pool, timeout_ms=RACE8_STARTUP_TIMEOUT_MS)
         launcher = pool.wait_paused("launcher-before-register")
         pool.target.kill(launcher, signal.SIGTERM)
         pool.wait_gone({launcher}, SLOT_FREE_S, what="the launcher gone")
@@ -239,9 +236,7 @@ def test_database_dropped_while_worker_connects(pool: Pool, force: bool) -> None
     pool.target.sql("CREATE DATABASE bgwc_dropping")
     offset = pool.target.log_offset()
     with pool.paused("worker-before-connect"):
-        sub = pool.submit_in_background(
-            "sleep", {"ms": LONG_MS}, "bgwc_dropping", **{"bgw_pool.startup_timeout_ms": STARTUP_TIMEOUT_MS}
-        )
+        sub = _submit(pool, "bgwc_dropping")
         worker = pool.wait_paused("worker-before-connect")
         pool.target.sql("DROP DATABASE bgwc_dropping" + (" WITH (FORCE)" if force else ""))
     pool.wait_gone({worker}, SLOT_FREE_S, what=f"worker {worker} of a dropped database")

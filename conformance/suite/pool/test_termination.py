@@ -7,9 +7,7 @@ import re
 import pytest
 
 from conformance.adapters import Handle
-from conformance.suite.harness import SLOT_FREE_S, Pool
-
-LONG_MS = 60_000
+from conformance.suite.harness import LONG_MS, SLOT_FREE_S, Pool
 
 
 @pytest.mark.clause("TERM-1")
