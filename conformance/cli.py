@@ -1,27 +1,40 @@
 """The ``bgw-conformance`` command.
 
   bgw-conformance images build --pg 13,15,17,18 [--profile P] [INPUTS]
-  bgw-conformance run [--target pg17[,local...]] [--profile P] [INPUTS] [--reports DIR] [-- PYTEST-ARGS]
+  bgw-conformance run [--target pg17[,local...]] [--profile P] [INPUTS] [--expectations F] [--json]
+                      [--reports DIR] [-- PYTEST-ARGS]
+  bgw-conformance expectations update --profile P RESULTS...
   bgw-conformance clean
 
 INPUTS: --extension DIR, --package PKG (repeatable), --recipe CMD, --library LIB.
 
-Errors are one line on stderr and a non-zero exit status (2).
+Exit status: 0 nothing unexpected; 1 the extension under test has an
+unexpected result; 2 bad input, the harness broke, or an interrupt.  Errors
+are one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
-from conformance import engine, images
+from conformance import __version__, doctor, engine, images
 from conformance.config import OPTIONS, KitConfig
-from conformance.errors import KitError
+from conformance.errors import HarnessError, KitError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _majors(text: str) -> list[int]:
@@ -48,6 +61,7 @@ def _extension_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--library", default=None, help=OPTIONS["library"][1])
     p.add_argument("--make-args", default="", help=OPTIONS["make_args"][1])
     p.add_argument("--base", default=None, help=OPTIONS["base"][1])
+    p.add_argument("--expectations", type=Path, default=None, help=OPTIONS["expectations"][1])
 
 
 def _input_values(args: argparse.Namespace) -> dict[str, str]:
@@ -60,6 +74,7 @@ def _input_values(args: argparse.Namespace) -> dict[str, str]:
         "library": args.library or "",
         "make_args": args.make_args or "",
         "base": args.base or "",
+        "expectations": str(args.expectations.resolve()) if args.expectations else "",
     }
 
 
@@ -84,11 +99,32 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    """Run the suite; with ``--json`` the summary is the only thing on stdout."""
+    if not args.json:
+        return _run(args, pytest_args)
+    stdout = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return _run(args, pytest_args, stdout)
+    except HarnessError as exc:
+        from conformance import summary
+
+        print(
+            json.dumps(summary.harness_error(str(exc), args.profile, args.target.split(",")), indent=1),
+            file=stdout,
+        )
+        raise
+
+
+def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None) -> int:
     import pytest
 
+    from conformance import report, summary
     from conformance.paths import suite_dir
 
-    kit = _kit_config(args, args.target)  # options and profile validated before any server starts
+    kit = _kit_config(
+        args, args.target
+    )  # options, profile and expectations validated before any server starts
     for target in kit.targets:  # inputs built (or found cached) before any test: bad input is exit 2
         if target != "local":
             images.build_extension(int(target.removeprefix("pg")), kit.extension, kit.base)
@@ -116,31 +152,64 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     code = int(pytest.main([*argv, *pytest_args]))
     results_file = run_dir / "results.json"
     if not results_file.is_file():
-        raise KitError(f"the run wrote no results (pytest exit {code}); see the output above")
-    from conformance import report
-
+        if code == 2:
+            raise KeyboardInterrupt
+        raise HarnessError(f"the run wrote no results (pytest exit {code}); see the output above")
     results = json.loads(results_file.read_text())
     index = run_dir / "index.html"
-    index.write_text(report.render_run(results))
-    print(report.terminal_summary(results, index, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
-    if code not in (0, 1):  # the harness broke (usage, internal error, interrupted, no tests)
-        return code
-    if report.verdict(results, report.load_contract()) or args.report_only:
-        return 0
-    return 1
+    summ = summary.summarize(results, code, run_dir)
+    index.write_text(report.render_run(results, summary=summ))
+    (run_dir / "summary.json").write_text(json.dumps(summ, indent=1))
+    if summ["verdict"] not in (summary.HARNESS_ERROR, summary.INTERRUPTED):
+        color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        print(report.terminal_summary(results, index, color=color))
+    print(summary.terminal(summ, run_dir))
+    if json_out is not None:
+        print(json.dumps(summ, indent=1), file=json_out)
+    if summ["exit_status"] == summary.EXIT_UNEXPECTED and args.report_only:
+        return summary.EXIT_OK
+    return int(summ["exit_status"])
+
+
+def _load_runs(paths: list[str]) -> list[tuple[Path, dict[str, Any]]]:
+    from conformance import report
+
+    files = report.find_results([Path(p) for p in paths])
+    if not files:
+        raise KitError(f"no results.json under {', '.join(paths)}")
+    return [(f, json.loads(f.read_text())) for f in files]
+
+
+def _cmd_expectations(args: argparse.Namespace) -> int:
+    """Accept runs into the profile's expectations file (the file is written; review and commit it)."""
+    from conformance import expectations
+    from conformance.profile import load_profile
+
+    profile = load_profile(args.profile)
+    path = args.expectations or expectations.default_path(profile.path)
+    current = expectations.load(path) if path.is_file() else None
+    runs = [res for _, res in _load_runs(args.paths) if res["run"].get("profile") == profile.name]
+    if not runs:
+        raise KitError(f"no run of profile {profile.name} under {', '.join(args.paths)}")
+    entries, changes = expectations.update(current, runs)
+    path.write_text(expectations.render(profile.name, entries))
+    for line in changes:
+        print(line)
+    print(f"{path}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, from {len(runs)} run(s)")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from conformance import report
 
     paths = [Path(p) for p in args.paths]
-    files = report.find_results(paths)
-    if not files:
-        raise KitError(f"no results.json under {', '.join(args.paths)}")
-    loaded = [(f, json.loads(f.read_text())) for f in files]
+    loaded = _load_runs(args.paths)
     if args.report_command == "render":
+        from conformance import summary
+
         for f, res in loaded:
-            (f.parent / "index.html").write_text(report.render_run(res))
+            summ = summary.summarize(res, int(res["run"].get("exit_status") or 0), f.parent)
+            (f.parent / "index.html").write_text(report.render_run(res, summary=summ))
             print(f.parent / "index.html")
         return 0
     out = Path(args.output)
@@ -201,7 +270,8 @@ def _cmd_clean(_args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bgw-conformance", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="bgw-conformance", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"bgw-conformance {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     img = sub.add_parser("images", help="build server images")
@@ -220,7 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the reports and verdicts but exit 0 when the extension fails clauses "
         "(for surveying others' extensions; 2 still means the harness broke)",
     )
+    run.add_argument(
+        "--json", action="store_true", help="print the run's summary.json on stdout (and nothing else)"
+    )
     _extension_args(run)
+
+    exp = sub.add_parser("expectations", help="the expected outcomes of a profile")
+    exp_sub = exp.add_subparsers(dest="expectations_command", required=True)
+    upd = exp_sub.add_parser("update", help="accept runs: rewrite the expectations file from their results")
+    upd.add_argument("--profile", required=True, help=OPTIONS["profile"][1])
+    upd.add_argument(
+        "--expectations", type=Path, default=None, help="the file to write (default: beside the profile)"
+    )
+    upd.add_argument("paths", nargs="+", help="results.json files or directories holding them")
 
     bench = sub.add_parser("bench", help="submit latency of the reference pool against its floor")
     bench.add_argument("--target", default="pg17", help="one target")
@@ -242,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("paths", nargs="+", help="results.json files or directories holding them")
 
     sub.add_parser("clean", help="remove containers left by dead runs")
+    doctor.add_parser(sub)
     return parser
 
 
@@ -263,13 +346,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_mutants(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "expectations":
+            return _cmd_expectations(args)
+        if args.command == "doctor":
+            return doctor.run(args)
         return _cmd_clean(args)
+    except HarnessError as exc:
+        print(f"bgw-conformance: HARNESS ERROR: {exc}", file=sys.stderr)
+        return 2
     except KitError as exc:
         print(f"bgw-conformance: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("bgw-conformance: interrupted", file=sys.stderr)
-        return 130
+        print("bgw-conformance: INTERRUPTED (exit 2)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

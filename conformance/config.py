@@ -13,6 +13,7 @@ or ini file.  Each option has one help string, used by both.
 | --bgwc-base            | bgwc_base           | debian:<suite>                 |
 | --bgwc-pg-config       | bgwc_pg_config      | pg_config                      |
 | --bgwc-seed            | bgwc_seed           | (CI seed set)                  |
+| --bgwc-expectations    | bgwc_expectations   | <profile>.expectations.toml    |
 
 A command-line value wins over the ini value, which wins over the default.
 The profile is loaded (and validated) first; the input options replace the
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.errors import KitError
+from conformance.expectations import Expectations, default_path, load
 from conformance.images import SUPPORTED_MAJORS, Extension, check_source
 from conformance.profile import Profile, load_profile
 
@@ -43,6 +45,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "base": ("", "base image for the container targets; default: the Debian suite that ships the major"),
     "pg_config": ("pg_config", "pg_config of the host server for the local target"),
     "seed": ("", "replay randomized workloads with this seed (default: the fixed CI seed set)"),
+    "expectations": (
+        "",
+        "expected outcomes (TOML); default: <profile>.expectations.toml beside the profile, if there is one",
+    ),
 }
 
 
@@ -81,6 +87,7 @@ class KitConfig:
     base: str | None
     pg_config: str
     seed: int | None
+    expectations: Expectations | None = None
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> KitConfig:
@@ -99,6 +106,9 @@ class KitConfig:
         seed = values["seed"]
         if seed not in ("", None) and not str(seed).isdigit():
             raise KitError(f"--bgwc-seed {seed!r}: give a non-negative integer")
+        given = values.get("expectations") or ""
+        beside = default_path(profile.path)
+        expectations = load(Path(given)) if given else load(beside) if beside.is_file() else None
         return cls(
             targets,
             profile,
@@ -106,4 +116,5 @@ class KitConfig:
             values["base"] or None,
             values["pg_config"],
             int(seed) if seed not in ("", None) else None,
+            expectations,
         )

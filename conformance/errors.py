@@ -6,10 +6,16 @@ import re
 
 
 class KitError(Exception):
-    """A harness problem (not a product failure); the CLI prints it on one line."""
+    """Bad input or a harness problem (never a product failure); the CLI prints it on one line."""
 
 
-class ImageBuildError(KitError):
+class HarnessError(KitError):
+    """The harness broke (an image that would not build, no engine, a server that
+    would not start): the run's verdict is ``HARNESS ERROR``, never a judgement
+    of the extension."""
+
+
+class ImageBuildError(HarnessError):
     """A build step failed; ``step`` is the step, ``tail`` the last lines it printed."""
 
     step: str = ""
@@ -27,7 +33,7 @@ class ImageBuildError(KitError):
         return err
 
 
-class EngineUnavailable(KitError):
+class EngineUnavailable(HarnessError):
     @classmethod
     def no_daemon(cls, detail: str) -> EngineUnavailable:
         return cls(
@@ -36,5 +42,5 @@ class EngineUnavailable(KitError):
         )
 
 
-class TargetError(KitError):
+class TargetError(HarnessError):
     """The server under test could not be started, stopped or reached."""

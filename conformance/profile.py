@@ -389,4 +389,5 @@ def load_profile(name_or_path: str) -> Profile:
 
 
 def available_profiles() -> list[str]:
-    return sorted(p.stem for p in (fixtures_dir() / "profiles").glob("*.toml"))
+    found = (fixtures_dir() / "profiles").glob("*.toml")
+    return sorted(p.stem for p in found if not p.name.endswith(".expectations.toml"))

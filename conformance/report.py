@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.expectations import STATUSES
+
 CONTRACT = Path(__file__).resolve().parent / "CONTRACT.md"
 _CLAUSE = re.compile(r"^- \*\*([A-Z]+-\d+) \((MUST|SHOULD)\)\*\* (.*?)(?=^- \*\*|^#{1,6} |\Z)", re.M | re.S)
 #: a family heading: ``### FAM: title`` under a tier, or the untiered ``## FAM: title``
@@ -22,13 +24,22 @@ _FAMILY = re.compile(r"^###? ([A-Z]+): (.*)$", re.M)
 _TIER = re.compile(r"^## Tier `([^`]+)`: (.*)$", re.M)
 _SECTION = re.compile(r"^## .*$", re.M)
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC (.*)$")
-OUTCOMES = ("pass", "fail", "error", "skip", "not-applicable", "flaky")
-#: a clause's status from its tests' outcomes, worst first
-_PRECEDENCE = ("fail", "error", "flaky", "skip", "pass", "not-applicable")
+OUTCOMES = STATUSES
+#: a clause's status from its tests' statuses, worst first
+_PRECEDENCE = (
+    "fail",
+    "error",
+    "flaky",
+    "expected-fail",
+    "skip",
+    "unexpected-pass",
+    "pass",
+    "not-applicable",
+)
 #: clause statuses that fail a claimed tier (MUST) or are counted against it (SHOULD)
-_FAILED = ("fail", "error", "flaky")
+_FAILED = ("fail", "error", "flaky", "expected-fail")
 #: clause statuses that mean a test of the clause actually ran
-_RAN = ("pass", "fail", "error", "flaky")
+_RAN = ("pass", "fail", "error", "flaky", "expected-fail", "unexpected-pass")
 TIER_STATUSES = ("conformant", "failed", "not claimed", "not run")
 
 
@@ -52,6 +63,7 @@ class TierVerdict:
     should_failed: int
     text: str  # e.g. "CONFORMANT", "2 MUST failed", "not claimed", "not run"
     must_skipped: int = 0  # MUST clauses whose tests were skipped: the tier is not conformant either
+    must_expected: int = 0  # of must_failed, those the expectations file lists
 
     @property
     def label(self) -> str:
@@ -120,9 +132,12 @@ def clause_status(results: dict[str, Any]) -> dict[str, str]:
     for t in results["tests"]:
         own = (t.get("properties") or {}).get("clause_outcomes") or {}
         for cid in t["clauses"]:
-            outcome = t["outcome"]
-            if own and outcome in ("pass", "fail", "error"):
-                outcome = own.get(cid, "error" if outcome == "fail" else outcome)
+            raw = t["outcome"]
+            outcome = t.get("status") or raw
+            if own and raw in ("pass", "fail", "error"):
+                mine = own.get(cid, "error" if raw == "fail" else raw)
+                if outcome in ("pass", "fail", "error") or (mine == "pass" and outcome != "unexpected-pass"):
+                    outcome = mine  # nothing expected of it, or it passed in a test that failed another
             seen.setdefault(cid, []).append(outcome)
     return {cid: next(o for o in _PRECEDENCE if o in outs) for cid, outs in seen.items()}
 
@@ -142,15 +157,17 @@ def _tier_verdict(tier: str, claimed: bool, clauses: list[Clause], status: dict[
     if not any(st in _RAN for _, st in seen):
         return TierVerdict(tier, True, "not run", 0, 0, "not run")
     must_failed = sum(1 for level, st in seen if level == "MUST" and st in _FAILED)
+    must_expected = sum(1 for level, st in seen if level == "MUST" and st == "expected-fail")
     must_skipped = sum(1 for level, st in seen if level == "MUST" and st == "skip")
     should_failed = sum(1 for level, st in seen if level == "SHOULD" and st in _FAILED)
-    parts = [f"{must_failed} MUST failed"] if must_failed else []
+    expected = f" ({must_expected} expected)" if must_expected else ""
+    parts = [f"{must_failed} MUST failed{expected}"] if must_failed else []
     parts += [f"{must_skipped} MUST skipped"] if must_skipped else []
     text = ", ".join(parts) or "CONFORMANT"
     if should_failed:
         text += f" ({should_failed} SHOULD failed)"
     st = "failed" if parts else "conformant"
-    return TierVerdict(tier, True, st, must_failed, should_failed, text, must_skipped)
+    return TierVerdict(tier, True, st, must_failed, should_failed, text, must_skipped, must_expected)
 
 
 def tier_verdicts(results: dict[str, Any], contract: dict[str, Clause]) -> dict[str, TierVerdict]:
@@ -203,7 +220,11 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.5em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f2f2f2}.pass{background:#d9f2d9}.fail,.error{background:#f8d0d0}.skip{background:#eee}
-.not-applicable{background:#e6e6f7}.flaky{background:#fbeec1}.verdict-ok{color:#176317}.verdict-bad{color:#a01010}
+.not-applicable{background:#e6e6f7}.flaky{background:#fbeec1}
+.expected-fail{background:repeating-linear-gradient(45deg,#f3d9b8 0 6px,#fbeedd 6px 12px)}
+.unexpected-pass{background:#f3c6f3;font-weight:bold;outline:2px solid #a020a0}
+#gate{padding:6px 10px;border:2px solid #888;margin:.6em 0}#gate.gate-fail{border-color:#a01010;background:#fdf0f0}
+#gate.gate-pass{border-color:#176317}#gate.gate-broke{border-color:#a06000;background:#fff4e0}.verdict-ok{color:#176317}.verdict-bad{color:#a01010}
 pre{background:#f7f7f7;padding:6px;max-height:22em;overflow:auto;white-space:pre-wrap}
 details{margin:.3em 0}summary{cursor:pointer}.fault{color:#a01010;font-weight:bold}.muted{color:#777}
 a{color:#1a4fa0}.cell a{display:block;color:inherit;text-decoration:none}
@@ -355,17 +376,67 @@ def _extension_text(run: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _status(t: dict[str, Any]) -> str:
+    return t.get("status") or t["outcome"]
+
+
+def _gate(summary: dict[str, Any] | None) -> str:
+    """The gate above everything: what was unexpected (a listed failure that passed most of all),
+    or why the run says nothing about the extension."""
+    if summary is None:
+        return ""
+    if summary["verdict"] in ("HARNESS ERROR", "INTERRUPTED"):
+        return (
+            f"<div id='gate' class='gate-broke'><b>{_e(summary['verdict'])}</b>: {_e(summary['cause'])}. "
+            "The results below are what ran; they are no verdict on the extension.</div>"
+        )
+    items = "".join(
+        f"<li class='{_e(u['status'])}'><b>{_e(u['status'])}</b> {_e(', '.join(u['clauses']))} on "
+        f"{_e(u['target'])}: {_e(u.get('test') or u.get('clause'))}"
+        + (f" — {_e(u['message'])}" if u.get("message") else "")
+        + ("" if u["level"] == "MUST" else " <i>(SHOULD: does not gate)</i>")
+        + "</li>"
+        for u in summary["unexpected"]
+    )
+    stale = any(u["status"] == "unexpected-pass" for u in summary["unexpected"])
+    known = len(summary["expected"])
+    head = (
+        f"Gate: FAIL — {len(summary['unexpected'])} unexpected result(s)"
+        if summary["gate"] == "fail"
+        else "Gate: PASS — no unexpected result"
+    ) + (f"; {known} known in the expectations file" if known else "")
+    hint = (
+        "<p><b>A listed failure passed: update the expectations file</b> "
+        f"(<code>bgw-conformance expectations update --profile {_e(summary['profile'])} REPORTS</code>) "
+        "and commit it.</p>"
+        if stale
+        else ""
+    )
+    css = "gate-fail" if summary["gate"] == "fail" else "gate-pass"
+    return f"<div id='gate' class='{css}'><b>{_e(head)}</b>{f'<ul>{items}</ul>' if items else ''}{hint}</div>"
+
+
+def _expected_note(t: dict[str, Any]) -> str:
+    exp = t.get("expected")
+    if not exp:
+        return ""
+    link = f" <a href='{_e(exp['link'])}'>{_e(exp['link'])}</a>" if exp.get("link") else ""
+    return f"<p class='expected'>expected: {_e(exp['outcome'])} — {_e(exp['reason'])}{link}</p>"
+
+
 def render_run(
     results: dict[str, Any],
     contract: dict[str, Clause] | None = None,
     mutants: list[dict[str, Any]] | None = None,
     tiers: dict[str, str] | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> str:
-    """One run's page.  ``tiers`` (name -> description) defaults to those of CONTRACT.md."""
+    """One run's page.  ``tiers`` (name -> description) defaults to those of CONTRACT.md;
+    ``summary`` (``conformance.summary``) adds the gate."""
     contract = contract or load_contract()
     tiers = load_tiers() if tiers is None else tiers
     run, tests = results["run"], results["tests"]
-    counts = Counter(t["outcome"] for t in tests)
+    counts = Counter(_status(t) for t in tests)
     status = clause_status(results)
     verdicts = tier_verdicts(results, contract)
     families = sorted({t["family"] for t in tests})
@@ -376,14 +447,20 @@ def render_run(
 
     clause_rows = _clause_rows(contract, verdicts, tiers, status, by_clause)
     test_rows = "".join(
-        f"<tr class='test' data-outcome='{t['outcome']}' data-family='{_e(t['family'])}'>"
-        f"<td class='{t['outcome']}'>{t['outcome']}</td><td><a href='#{test_anchor(t)}'>{_e(t['name'])}</a></td>"
+        f"<tr class='test' data-outcome='{_status(t)}' data-family='{_e(t['family'])}'>"
+        f"<td class='{_status(t)}'>{_status(t)}</td><td><a href='#{test_anchor(t)}'>{_e(t['name'])}</a></td>"
         f"<td>{_e(t['family'])}</td><td>{_e(', '.join(t['clauses']))}</td><td>{t['duration']:.2f}s</td></tr>"
         for t in tests
     )
     details = "".join(
-        f"<details id='{test_anchor(t)}'><summary><span class='{t['outcome']}'>{t['outcome']}</span> "
+        f"<details id='{test_anchor(t)}'><summary><span class='{_status(t)}'>{_status(t)}</span> "
         f"{_e(t['nodeid'])}</summary>"
+        + _expected_note(t)
+        + (
+            f"<p class='fault'>the harness broke: {_e(t['harness_error'])}</p>"
+            if t.get("harness_error")
+            else ""
+        )
         + (f"<h3>message</h3><pre>{_e(t['message'])}</pre>" if t.get("message") else "")
         + _figures(t)
         + f"<h3>timeline</h3>{_timeline(t)}<h3>server log</h3><pre>{_e(t.get('log_excerpt') or '(empty)')}</pre>"
@@ -400,6 +477,7 @@ def render_run(
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>bgw-conformance: {_e(run_label(results))}</title>
 <style>{_CSS}</style><script>{_FILTER_JS}</script></head><body>
 <h1>bgw-conformance report</h1>
+{_gate(summary)}
 {_verdict_paragraph(verdicts)}
 {_tier_table(verdicts, tiers)}
 <p id="counts">{" · ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES)}</p>
@@ -407,6 +485,7 @@ def render_run(
 <tr><th>extension</th><td>{_e(_extension_text(run))}</td></tr>
 <tr><th>kit</th><td>{_e(run["kit_version"])} {_e(run.get("kit_commit") or "")}</td></tr>
 <tr><th>host kernel</th><td>{_e(run["host_kernel"])}</td></tr><tr><th>seed</th><td>{_e(run.get("seed"))}</td></tr>
+<tr><th>expectations</th><td>{_e((run.get("expectations") or {}).get("path") or "none")}</td></tr>
 <tr><th>time</th><td>{_e(run["started"])} → {_e(run["finished"])}</td></tr></table>
 <table><tr><th>target</th><th>server</th><th>image</th></tr>{servers}</table>
 <h2>Clauses</h2><table id="clauses"><tr><th>clause</th><th>level</th><th>status</th><th>rule</th><th>tests</th></tr>

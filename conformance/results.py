@@ -1,11 +1,13 @@
 """Machine-readable results of a run: ``results.json``, one record per test.
 
-Active when pytest gets ``--bgwc-results DIR`` (``bgw-conformance run`` passes
-it).  Each record: clauses, outcome (pass, fail, error, skip, not-applicable),
-duration, the failure message, the server log written during the test and the
+Always recording; written when pytest gets ``--bgwc-results DIR``
+(``bgw-conformance run`` passes it).  Each record: clauses, outcome as it ran
+(pass, fail, error, skip, not-applicable), its status against the
+expectations (``conformance.expectations``), duration, the failure message,
+whether the harness broke, the server log written during the test and the
 faults injected, with times relative to the test's start.  The run's metadata
-(kit, extension, servers, host, seed, times) lets results from several
-machines be merged.
+(kit, extension, servers, host, seed, times, tests collected, the unexpected
+results) lets results from several machines be merged.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conformance import __version__
+from conformance import __version__, expectations
 from conformance.config import KitConfig
 from conformance.targets import Target
 
@@ -41,12 +43,16 @@ def _kit_commit() -> str | None:
 
 
 class ResultsRecorder:
-    def __init__(self, out_dir: Path, kit: KitConfig) -> None:
+    def __init__(self, out_dir: Path | None, kit: KitConfig) -> None:
         self.out_dir = out_dir
         self.kit = kit
         self.records: dict[str, dict[str, Any]] = {}
         self.servers: dict[str, dict[str, Any]] = {}
         self.started = _now()
+        self.collected = 0
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected = len(session.items)
 
     def _server(self, target: Target) -> None:
         if target.name in self.servers:
@@ -66,6 +72,8 @@ class ResultsRecorder:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+        from conformance.plugin import clauses_of, is_harness_error
+
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
         rec = self.records.setdefault(
@@ -76,7 +84,7 @@ class ResultsRecorder:
                 "family": item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
                 if item.module
                 else "",
-                "clauses": [c for m in item.iter_markers("clause") for c in m.args],
+                "clauses": clauses_of(item),
                 "outcome": "pass",
                 "duration": 0.0,
                 "message": None,
@@ -97,6 +105,11 @@ class ResultsRecorder:
         elif report.failed:
             rec["outcome"] = "fail" if report.when == "call" else "error"
             rec["message"] = report.longreprtext[-4000:]
+            crash = getattr(report.longrepr, "reprcrash", None)
+            said = crash.message if crash is not None else report.longreprtext.strip()
+            rec["summary"] = next((ln.strip() for ln in said.splitlines() if ln.strip()), "")[:300]
+            if is_harness_error(call) and call.excinfo is not None:
+                rec["harness_error"] = f"{call.excinfo.typename}: {str(call.excinfo.value)[:1000]}"
         if report.when in ("call", "teardown") and target is not None and rec["outcome"] != "skip":
             try:
                 rec["log_excerpt"] = target.log_since(target.test_log_offset)[-LOG_EXCERPT_CHARS:]
@@ -106,6 +119,21 @@ class ResultsRecorder:
             rec["started_at"] = target.test_started_wall
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        kit = self.kit
+        results = self._results(int(exitstatus))
+        unexpected = expectations.apply(results, kit.expectations)
+        results["run"]["unexpected"] = unexpected
+        clause_passes = [u for u in unexpected if "clause" in u]
+        if clause_passes and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a clause expected to fail passed
+        if clause_passes and (tr := session.config.pluginmanager.get_plugin("terminalreporter")):
+            for u in clause_passes:
+                tr.write_line(f"UNEXPECTED PASS {u['clause']} on {u['target']}: {u['message']}", red=True)
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+
+    def _results(self, exitstatus: int) -> dict[str, Any]:
         kit = self.kit
         data = {
             "run": {
@@ -126,9 +154,9 @@ class ResultsRecorder:
                 "host_kernel": os.uname().release,
                 "started": self.started,
                 "finished": _now(),
-                "exit_status": int(exitstatus),
+                "exit_status": exitstatus,
+                "collected": self.collected,
             },
             "tests": list(self.records.values()),
         }
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "results.json").write_text(json.dumps(data, indent=1, default=str))
+        return data
