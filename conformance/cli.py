@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from conformance import __version__, doctor, engine, images
+from conformance import __version__, doctor, engine, images, scaffold
 from conformance.config import OPTIONS, KitConfig
 from conformance.errors import HarnessError, KitError
 
@@ -325,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("clean", help="remove containers left by dead runs")
     doctor.add_parser(sub)
+    scaffold.add_parser(sub)
     return parser
 
 
@@ -350,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_expectations(args)
         if args.command == "doctor":
             return doctor.run(args)
+        if args.command == "init":
+            return scaffold.run(args)
         return _cmd_clean(args)
     except HarnessError as exc:
         print(f"bgw-conformance: HARNESS ERROR: {exc}", file=sys.stderr)

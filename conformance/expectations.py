@@ -30,6 +30,7 @@ Unexpected results (the gate): ``fail``, ``error``, ``unexpected-pass``.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,7 +338,8 @@ def _failure_reason(rec: dict[str, Any]) -> str:
     """What the failure said, as the first draft of a reason (to be edited)."""
     said = (rec.get("summary") or "").removeprefix("AssertionError: ")[:200]
     verb = "fails" if rec["outcome"] == "fail" else "errors"
-    return f"{', '.join(rec['clauses']) or 'the test'} {verb}: {said}"
+    failed = [c for c in rec["clauses"] if _clause_failed(rec, c)] or rec["clauses"]
+    return f"{', '.join(failed) or 'the test'} {verb}: {said}"
 
 
 def update(exp: Expectations | None, runs: list[dict[str, Any]]) -> tuple[list[Expectation], list[str]]:
@@ -416,13 +418,13 @@ def update(exp: Expectations | None, runs: list[dict[str, Any]]) -> tuple[list[E
 def _merged(entries: list[Expectation]) -> list[Expectation]:
     """Entries that differ only in their targets, as one; sorted by what they name."""
     out: dict[tuple[Any, ...], Expectation] = {}
-    for e in entries:
-        key = (e.test, e.clause, e.outcome, e.reason, e.link, e.majors, bool(e.targets))
+    for e in entries:  # reasons that differ in numbers only (pids, ports, targets) are the same
+        key = (e.test, e.clause, e.outcome, re.sub(r"\d+", "N", e.reason), e.link, e.majors, bool(e.targets))
         if key in out and e.targets:
             prev = out[key]
             out[key] = Expectation(
                 e.outcome,
-                e.reason,
+                prev.reason,
                 e.test,
                 e.clause,
                 tuple(sorted({*prev.targets, *e.targets})),

@@ -28,7 +28,21 @@ SUPPORTED_MAJORS = tuple(SUITE_FOR_MAJOR)
 # bookworm's debootstrap has no script for suites newer than it knows.
 _DEBOOTSTRAP_SCRIPT = {"forky": "sid"}
 _LABEL_INPUTS = "org.bgw-conformance.inputs"
-_SKIP_PARTS = {".git", "results", "tmp_check", "log", "__pycache__"}
+# not the extension's build: VCS and test output, and what the kit itself writes into an
+# extension's repository (init's profile and CI files, reports, tox and venvs)
+_SKIP_PARTS = {
+    ".git",
+    "results",
+    "tmp_check",
+    "log",
+    "__pycache__",
+    "reports",
+    "bgw-conformance",
+    ".github",
+    ".gitlab",
+    ".tox",
+    ".venv",
+}
 _SKIP_SUFFIXES = {".o", ".so", ".bc", ".a", ".pyc"}
 
 Progress = Callable[[str], None]

@@ -333,14 +333,30 @@ def test_interrupted_run_says_interrupted(tmp_path: Path, bgwc_config: KitConfig
     out = tmp_path / "out.log"
     with out.open("w") as log:
         child = subprocess.Popen(
-            [*CLI, "run", "--target", bgwc_config.targets[0], "--reports", str(reports), "--", "-k", "pool"],
+            [
+                *CLI,
+                "run",
+                "--target",
+                bgwc_config.targets[0],
+                "--reports",
+                str(reports),
+                "--",
+                "-v",
+                "-k",
+                "pool",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
-            wait_until(lambda: " PASSED" in out.read_text(), 180, what="the run's first passed test")
+            wait_until(
+                lambda: " PASSED" in out.read_text(),
+                180,
+                what="the run's first passed test",
+                context=lambda: out.read_text()[-2000:],
+            )
             child.send_signal(signal.SIGINT)
             wait_until(lambda: child.poll() is not None, 120, what="the run to end after Ctrl-C")
         finally:
