@@ -30,25 +30,11 @@ MAJORS = (17, 18)
 TEMPLATES = {"github": "github.yml", "gitlab": "gitlab-ci.yml"}
 #: placeholders of a major in the templates' commands
 MATRIX_VARS = ("${{ matrix.pg }}", "$PG")
-#: a small wrapper standing in for ``bgw-conformance init`` until cli.py wires scaffold in
-_WRAPPER = """
-import argparse, sys
-from conformance import scaffold
-from conformance.errors import KitError
-parser = argparse.ArgumentParser(prog="bgw-conformance")
-scaffold.add_parser(parser.add_subparsers(dest="command", required=True))
-try:
-    sys.exit(scaffold.run(parser.parse_args(sys.argv[1:])))
-except KitError as exc:
-    print(f"bgw-conformance: {exc}", file=sys.stderr)
-    sys.exit(2)
-"""
 
 
 def _init(*argv: str, run_id: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """``bgw-conformance init ARGV`` as a subprocess (through the CLI once it is wired)."""
-    wired = "scaffold" in Path(cli.__file__).read_text()
-    head = ["-m", "conformance.cli"] if wired else ["-c", _WRAPPER]
+    """``bgw-conformance init ARGV`` as a subprocess."""
+    head = ["-m", "conformance.cli"]
     env = {**os.environ, "BGWC_RUN_ID": run_id} if run_id else None
     return subprocess.run(
         [sys.executable, *head, "init", *argv], capture_output=True, text=True, timeout=timeout, env=env
