@@ -67,6 +67,7 @@ def test_bad_input_is_exit_2_naming_the_input(argv: list[str], names: str, detai
     res = _cli("run", "--profile", str(CMAKE), "--target", "pg17", *argv)
     assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
     line = _error_line(res)
-    assert line.startswith(f"bgw-conformance: {names}") and "image build failed" in line, res.stderr
+    assert line.startswith(f"bgw-conformance: HARNESS ERROR: {names}"), res.stderr
+    assert "image build failed" in line, res.stderr
     assert detail in res.stderr, res.stderr
     assert "collected" not in res.stdout, "the suite started on bad input"
