@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from conformance import __version__, doctor, engine, images, scaffold
+from conformance import __version__, doctor, engine, images, majors, scaffold
 from conformance.config import OPTIONS, KitConfig
-from conformance.errors import HarnessError, KitError
+from conformance.errors import HarnessError, KitError, NotPackaged
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,17 +35,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def _majors(text: str) -> list[int]:
-    try:
-        majors = [int(p.strip().removeprefix("pg")) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise KitError(f"--pg {text!r}: give majors like 13,15,17,18") from None
-    bad = [m for m in majors if m not in images.SUPPORTED_MAJORS]
-    if bad or not majors:
-        raise KitError(f"--pg {text!r}: supported majors are {', '.join(map(str, images.SUPPORTED_MAJORS))}")
-    return majors
 
 
 def _extension_args(p: argparse.ArgumentParser) -> None:
@@ -88,9 +77,9 @@ def _kit_config(args: argparse.Namespace, target: str) -> KitConfig:
 
 
 def _cmd_images_build(args: argparse.Namespace) -> int:
-    majors = _majors(args.pg)
-    ext = _kit_config(args, ",".join(f"pg{m}" for m in majors)).extension
-    for major in majors:
+    wanted = majors.parse(args.pg)
+    ext = _kit_config(args, ",".join(f"pg{m}" for m in wanted)).extension
+    for major in wanted:
         t0 = time.monotonic()
         img = images.build_extension(major, ext, args.base)
         state = "built" if img.built else "cached"
@@ -125,9 +114,21 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
     kit = _kit_config(
         args, args.target
     )  # options, profile and expectations validated before any server starts
+    runnable: list[str] = []
     for target in kit.targets:  # inputs built (or found cached) before any test: bad input is exit 2
-        if target != "local":
+        if target == "local":
+            runnable.append(target)
+            continue
+        try:
             images.build_extension(int(target.removeprefix("pg")), kit.extension, kit.base)
+        except NotPackaged as exc:
+            if args.package:  # named on the command line: a bad input
+                raise
+            _record_not_packaged(args, kit, target, exc, json_out)
+            continue
+        runnable.append(target)
+    if not runnable:
+        return summary.EXIT_OK
     run_dir = Path(args.reports) / f"{time.strftime('%Y%m%d-%H%M%S')}-{engine.RUN_ID}"
     run_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -135,7 +136,7 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
         "-p",
         "no:cacheprovider",
         f"--rootdir={suite_dir()}",
-        f"--bgwc-target={args.target}",
+        f"--bgwc-target={','.join(runnable)}",
         f"--html={run_dir / 'pytest.html'}",
         "--self-contained-html",
         f"--junitxml={run_dir / 'junit.xml'}",
@@ -169,6 +170,25 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
     if summ["exit_status"] == summary.EXIT_UNEXPECTED and args.report_only:
         return summary.EXIT_OK
     return int(summ["exit_status"])
+
+
+def _record_not_packaged(
+    args: argparse.Namespace, kit: KitConfig, target: str, exc: NotPackaged, json_out: Any
+) -> None:
+    """A run of its own for a target whose major Debian does not package the
+    profile's extension for: results, summary and page say "not packaged"."""
+    from conformance import report, results, summary
+
+    res = results.not_packaged(kit, target, exc.major, exc.packages, exc.suite)
+    run_dir = Path(args.reports) / f"{time.strftime('%Y%m%d-%H%M%S')}-{engine.RUN_ID}-{target}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "results.json").write_text(json.dumps(res, indent=1))
+    summ = summary.summarize(res, 0, run_dir)
+    (run_dir / "index.html").write_text(report.render_run(res, summary=summ))
+    (run_dir / "summary.json").write_text(json.dumps(summ, indent=1))
+    print(summary.terminal(summ, run_dir))
+    if json_out is not None:
+        print(json.dumps(summ, indent=1), file=json_out)
 
 
 def _load_runs(paths: list[str]) -> list[tuple[Path, dict[str, Any]]]:
@@ -243,10 +263,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_mutants(args: argparse.Namespace) -> int:
     from conformance import mutation
 
-    majors = _majors(args.pg)
+    wanted = majors.parse(args.pg)
     mutants = mutation.load_mutants(args.only.split(",") if args.only else None)
     ok = True
-    for major in majors:
+    for major in wanted:
         out_dir = Path(args.reports) / f"mutants-{time.strftime('%Y%m%d-%H%M%S')}-pg{major}"
         t0 = time.monotonic()
         results = mutation.run_all(mutants, major, out_dir, args.parallel)
@@ -277,7 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     img = sub.add_parser("images", help="build server images")
     img_sub = img.add_subparsers(dest="images_command", required=True)
     build = img_sub.add_parser("build", help="build (or reuse) one image per major")
-    build.add_argument("--pg", default="13,15,17,18", help="majors, comma-separated")
+    build.add_argument(
+        "--pg",
+        default=",".join(map(str, majors.SUPPORTED_MAJORS)),
+        help="majors, comma-separated (default: all)",
+    )
     _extension_args(build)
 
     run = sub.add_parser("run", help="run the conformance suite and write a report")

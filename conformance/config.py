@@ -28,13 +28,15 @@ from typing import Any
 
 from conformance.errors import KitError
 from conformance.expectations import Expectations, default_path, load
-from conformance.images import SUPPORTED_MAJORS, Extension, check_source
+from conformance.images import Extension, check_source
+from conformance.majors import SUPPORTED_MAJORS
 from conformance.profile import Profile, load_profile
 
 OPTIONS: dict[str, tuple[str, str]] = {
     "target": (
         "pg17",
-        "targets to run on, comma-separated: pg13,pg15,pg17,pg18 (containers) and local (the host's server)",
+        "targets to run on, comma-separated: pg13,pg15,pg17,pg18,pg19 (containers) and local "
+        "(the host's server); all: every supported major",
     ),
     "profile": ("bgw_pool", "extension profile: a name in fixtures/profiles/ or a path to a TOML file"),
     "extension": ("", "source directory of the extension under test (PGXS, or built by --recipe)"),
@@ -93,9 +95,11 @@ class KitConfig:
     def from_values(cls, values: dict[str, Any]) -> KitConfig:
         targets = _csv(values["target"])
         valid = {f"pg{m}" for m in SUPPORTED_MAJORS} | {"local"}
-        if not targets or not set(targets) <= valid:
-            raise KitError(f"--bgwc-target {values['target']!r}: choose from {', '.join(sorted(valid))}")
         profile = load_profile(str(values["profile"] or "bgw_pool"))
+        if list(targets) == ["all"]:  # every supported major the profile runs on, in containers
+            targets = tuple(f"pg{m}" for m in SUPPORTED_MAJORS if profile.runs_on(m))
+        if not targets or not set(targets) <= valid:
+            raise KitError(f"--bgwc-target {values['target']!r}: choose from all, {', '.join(sorted(valid))}")
         for t in targets:
             if t != "local" and not profile.runs_on(int(t.removeprefix("pg"))):
                 majors = ", ".join(map(str, profile.majors))

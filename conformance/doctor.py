@@ -35,6 +35,8 @@ import docker.errors
 
 from conformance import __version__, images
 from conformance.errors import KitError
+from conformance.majors import PRERELEASE, SUITE_FOR_MAJOR, SUPPORTED_MAJORS
+from conformance.majors import parse as parse_majors
 
 Status = Literal["ok", "warn", "FAIL"]
 DOCKER_TIMEOUT_S = 5  # per request to the engine
@@ -179,7 +181,7 @@ def _cannot_build_base(suite: str) -> list[tuple[str, str]]:
 
 def check_base(major: int, engine: _Engine) -> Check:
     """The base image ``major`` builds on, as images.resolve_base finds it (without pulling)."""
-    suite = images.SUITE_FOR_MAJOR[major]
+    suite = SUITE_FOR_MAJOR[major]
     name = f"base pg{major}"
     if engine.client is None:
         return Check(
@@ -188,9 +190,12 @@ def check_base(major: int, engine: _Engine) -> Check:
             f"not checked: no Docker engine (needs the {suite} base)",
             "see the docker check above",
         )
+    pre = PRERELEASE.get(major)
+    admitted = f", with {pre.source} admitted from {pre.suite} at build" if pre else ""
     for ref in (f"debian:{suite}", f"bgwc-base/debian:{suite}"):
         if (img := _image(engine.client, ref)) is not None:
-            return Check(name, "ok", f"{ref} present (created {img.attrs.get('Created', '?')[:10]})")
+            created = img.attrs.get("Created", "?")[:10]
+            return Check(name, "ok", f"{ref} present (created {created}){admitted}")
     try:  # a registry that serves it (e.g. on a CI runner): images.resolve_base pulls it
         engine.client.api.inspect_distribution(f"debian:{suite}")
         return Check(name, "ok", f"debian:{suite} absent; the registry serves it (pulled on first use)")
@@ -234,10 +239,10 @@ def _fetch_release(mirror: str, suite: str) -> str | None:
 
 
 def check_mirror(majors: list[int], engine: _Engine) -> Check:
-    """The mirror debootstrap builds bases from: a FAIL only when a base must be built."""
-    suites = sorted(
-        {images.SUITE_FOR_MAJOR[m] for m in majors}, key=list(images.SUITE_FOR_MAJOR.values()).index
-    )
+    """The mirror debootstrap builds bases from, and pre-release majors' packages come
+    from: a FAIL only when a base must be built."""
+    suites = sorted({SUITE_FOR_MAJOR[m] for m in majors}, key=list(SUITE_FOR_MAJOR.values()).index)
+    suites += sorted({PRERELEASE[m].suite for m in majors if m in PRERELEASE})
     bad = "FAIL" if engine.to_build or engine.client is None else "warn"
     later = "" if bad == "FAIL" else "; not needed now: every base is present or pullable"
     fix = "set BGWC_DEBIAN_MIRROR to a reachable Debian mirror, e.g. http://deb.debian.org/debian"
@@ -381,14 +386,9 @@ def checks(majors: list[int]) -> Iterator[Check]:
 
 def _majors(text: str) -> list[int]:
     try:
-        majors = [int(p.strip().removeprefix("pg")) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give majors like 13,15,17,18") from None
-    if not majors or any(m not in images.SUPPORTED_MAJORS for m in majors):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: supported majors are {', '.join(map(str, images.SUPPORTED_MAJORS))}"
-        )
-    return majors
+        return list(parse_majors(text, option="doctor --pg"))
+    except KitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -396,7 +396,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pg",
         type=_majors,
-        default=list(images.SUPPORTED_MAJORS),
+        default=list(SUPPORTED_MAJORS),
         help="majors whose base images and Debian suites to check, comma-separated (default: all)",
     )
 

@@ -33,6 +33,16 @@ class ImageBuildError(HarnessError):
         return err
 
 
+class NotPackaged(ImageBuildError):
+    """Debian's suite for a major has no package of that name: the extension
+    is not packaged for the major (a verdict of its own when a profile names
+    the package; a bad input when the command line does)."""
+
+    def __init__(self, message: str, major: int, packages: list[str], suite: str) -> None:
+        super().__init__(message)
+        self.major, self.packages, self.suite = major, packages, suite
+
+
 class EngineUnavailable(HarnessError):
     @classmethod
     def no_daemon(cls, detail: str) -> EngineUnavailable:

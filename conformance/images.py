@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,11 +21,10 @@ from pathlib import Path
 import docker.errors
 
 from conformance import engine
-from conformance.errors import ImageBuildError, KitError
+from conformance.errors import ImageBuildError, KitError, NotPackaged
+from conformance.majors import PRERELEASE, SUITE_FOR_MAJOR, SUPPORTED_MAJORS, Prerelease, suites_of
 from conformance.paths import fixtures_dir, reference_ext_dir
 
-SUITE_FOR_MAJOR = {13: "bullseye", 15: "bookworm", 17: "trixie", 18: "forky"}
-SUPPORTED_MAJORS = tuple(SUITE_FOR_MAJOR)
 # bookworm's debootstrap has no script for suites newer than it knows.
 _DEBOOTSTRAP_SCRIPT = {"forky": "sid"}
 _LABEL_INPUTS = "org.bgw-conformance.inputs"
@@ -195,18 +195,49 @@ def build_base(suite: str, progress: Progress = _say) -> str:
 
 def resolve_base(base: str | None, major: int, progress: Progress = _say) -> str:
     """The base image for ``major``: as given, or the Debian suite shipping it;
-    present, pulled, or (for a Debian suite) built locally."""
+    present, pulled, or (for a Debian suite) built locally; for a pre-release
+    major, with its suite admitted for its packages only."""
     suite = SUITE_FOR_MAJOR[major]
     ref = base or f"debian:{suite}"
-    if _image_exists(ref) or _try_pull(ref):
-        return ref
-    name, _, tag = ref.partition(":")
-    if name != "debian" or not tag:
-        raise KitError(f"base image {ref} is not present and cannot be pulled")
-    local = f"bgwc-base/debian:{tag}"
-    if _image_exists(local):
-        return local
-    return build_base(tag, progress)
+    if not (_image_exists(ref) or _try_pull(ref)):
+        name, _, tag = ref.partition(":")
+        if name != "debian" or not tag:
+            raise KitError(f"base image {ref} is not present and cannot be pulled")
+        ref = f"bgwc-base/debian:{tag}"
+        if not _image_exists(ref):
+            ref = build_base(tag, progress)
+    if major in PRERELEASE:
+        return _admit_prerelease(ref, PRERELEASE[major], progress)
+    return ref
+
+
+def _admit_prerelease(base_ref: str, pre: Prerelease, progress: Progress) -> str:
+    recipe = fixtures_dir() / "images" / "prerelease.Dockerfile"
+    mirror = debian_mirror()
+    key = _key(
+        recipe.read_bytes(),
+        engine.client().images.get(base_ref).id,
+        mirror,
+        pre.suite,
+        pre.source,
+        pre.extensions,
+    )
+    name, _, tag = base_ref.rpartition("/")[2].partition(":")
+    ref = f"bgwc-base/{name}:{tag or 'latest'}-{pre.suite}-{key}"
+    _build_if_missing(
+        ref,
+        {"Dockerfile": recipe},
+        {
+            "BASE": base_ref,
+            "MIRROR": mirror,
+            "SUITE": pre.suite,
+            "SOURCE": pre.source,
+            "EXTENSIONS": pre.extensions,
+        },
+        key,
+        progress,
+    )
+    return ref
 
 
 @dataclass(frozen=True)
@@ -303,11 +334,28 @@ def build_extension(major: int, ext: Extension, base: str | None = None, progres
             ext,
         )
     except ImageBuildError as exc:
+        missing = _unlocatable(exc.tail) if "PACKAGES" in exc.step else []
+        if missing:
+            suite = suites_of(major)
+            raise NotPackaged(
+                f"--package {packages}: {exc}\n(Debian ({suite}) has no {', '.join(missing)}: "
+                f"not packaged for PostgreSQL {major})",
+                major,
+                missing,
+                suite,
+            ) from None
         raise ImageBuildError(f"{_input_at_fault(exc.step, ext, packages)}: {exc}") from None
     took = time.monotonic() - t0
     if built or server.built:
         progress(f"{tag} ready in {took:.0f}s")
     return Image(tag, major, built or server.built, took)
+
+
+def _unlocatable(apt_output: str) -> list[str]:
+    """The packages apt said it cannot find or install at all."""
+    found = re.findall(r"E: Unable to locate package (\S+)", apt_output)
+    found += re.findall(r"E: Package '([^']+)' has no installation candidate", apt_output)
+    return list(dict.fromkeys(found))
 
 
 def _input_at_fault(step: str, ext: Extension, packages: str) -> str:

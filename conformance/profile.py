@@ -12,7 +12,7 @@ Schema (every table and key; ``?`` marks optional ones)::
     name = "pg_cron"                  # the profile's name
     description? = "..."
     tiers = ["bgworker"]              # claimed: bgworker, pool, faults
-    majors? = [17, 18]                # where it can run (e.g. where Debian packages it)
+    majors? = [17, 18, 19]            # where it runs; a major Debian has no package for is "not packaged"
     notes? = "..."                    # what was verified by hand
 
     [install]                         # how the extension gets into the server

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance import majors
 from conformance.expectations import STATUSES
 
 CONTRACT = Path(__file__).resolve().parent / "CONTRACT.md"
@@ -180,6 +181,19 @@ def tier_verdicts(results: dict[str, Any], contract: dict[str, Clause]) -> dict[
     by_tier: dict[str, list[Clause]] = {}
     for c in contract.values():
         by_tier.setdefault(c.tier, []).append(c)
+    if results["run"].get("not_packaged"):
+        return {
+            tier: TierVerdict(
+                tier,
+                tier in claimed,
+                *(
+                    ("not packaged", 0, 0, "not packaged")
+                    if tier in claimed
+                    else ("not claimed", 0, 0, "not claimed")
+                ),
+            )
+            for tier in by_tier
+        }
     return {tier: _tier_verdict(tier, tier in claimed, clauses, status) for tier, clauses in by_tier.items()}
 
 
@@ -229,6 +243,7 @@ pre{background:#f7f7f7;padding:6px;max-height:22em;overflow:auto;white-space:pre
 details{margin:.3em 0}summary{cursor:pointer}.fault{color:#a01010;font-weight:bold}.muted{color:#777}
 a{color:#1a4fa0}.cell a{display:block;color:inherit;text-decoration:none}
 tr.tier-head th{background:#dde4f0}
+.release{color:#8a4b00;font-weight:bold}.note{display:block;font-size:.8em;color:#444}
 """
 
 _FILTER_JS = """
@@ -304,6 +319,11 @@ def _tier_table(verdicts: dict[str, TierVerdict], tiers: dict[str, str]) -> str:
 
 def _verdict_paragraph(verdicts: dict[str, TierVerdict]) -> str:
     ok = _overall(verdicts)
+    if any(v.status == "not packaged" for v in verdicts.values()):
+        return (
+            f'<p class="muted" id="verdict"><b>{_e(tier_line(verdicts))}</b> — NOT PACKAGED: '
+            "Debian has no package of the extension for this major; no test ran.</p>"
+        )
     if ok:
         why = "every claimed tier that ran is conformant"
     elif any(v.status == "failed" for v in verdicts.values()):
@@ -468,7 +488,8 @@ def render_run(
         for t in tests
     )
     servers = "".join(
-        f"<tr><td>{_e(s['target'])}</td><td>{_e(s.get('version'))}</td><td>{_e(s.get('image') or '')}</td></tr>"
+        f"<tr><td>{_e(s['target'])}</td><td>{_e(s.get('version'))}"
+        f"{' ' + release_mark({'run': {'servers': [s]}})}</td><td>{_e(s.get('image') or '')}</td></tr>"
         for s in run.get("servers", [])
     )
     options = "".join(f"<option value='{o}'>{o}</option>" for o in OUTCOMES)
@@ -526,16 +547,36 @@ def render_mutation_table(runs: list[dict[str, Any]]) -> str:
     return out
 
 
+def release_mark(res: dict[str, Any]) -> str:
+    """A run's server when it is not a current release: end of life, or pre-release."""
+    server = (res["run"].get("servers") or [{}])[0]
+    note = majors.release_note(server.get("major"), server.get("version", ""))
+    return f"<span class='release'>{_e(note)}</span>" if note else ""
+
+
 def _matrix_head(res: dict[str, Any], verdicts: dict[str, TierVerdict]) -> str:
     ok = _overall(verdicts)
     version = (res["run"].get("servers") or [{}])[0].get("version", "")[:40]
     marks = "<br>".join(
         f"<span class='tier-mark {v.css}'>{_e(v.label)} {_e(v.short)}</span>" for v in verdicts.values()
     )
+    css, word = ("pass", "conformant") if ok else ("fail", "NON-CONFORMANT")
+    if res["run"].get("not_packaged"):
+        css, word = "skip", "not packaged"
+    release = release_mark(res)
     return (
-        f"<th class='{'pass' if ok else 'fail'}'>{_e(run_label(res))}<br>{_e(version)}"
-        f"<br>{'conformant' if ok else 'NON-CONFORMANT'}<br>{marks}</th>"
+        f"<th class='{css}'>{_e(run_label(res))}<br>{_e(version)}{'<br>' + release if release else ''}"
+        f"<br>{word}<br>{marks}</th>"
     )
+
+
+def _cell_note(t: dict[str, Any] | None) -> str:
+    """What a matrix cell adds to its status: who stopped the workers (DBC), and in how long."""
+    props = (t or {}).get("properties") or {}
+    if "stopped_by" not in props:
+        return ""
+    took = f", {props['measured_s']:g} s" if isinstance(props.get("measured_s"), int | float) else ""
+    return f"<span class='note'>by {_e(props['stopped_by'])}{took}</span>"
 
 
 #: a matrix column: one run's results, clause statuses, tier verdicts and the link to its page
@@ -582,10 +623,12 @@ def render_matrix(
         for res, status, verdicts, link in cols:
             claimed = verdicts[c.tier].claimed
             st = status.get(c.id, "no test") if claimed else "not claimed"
+            if claimed and res["run"].get("not_packaged"):
+                st = "not packaged"
             first = next((t for t in res["tests"] if c.id in t["clauses"]), None)
             href = f"{link}#{test_anchor(first)}" if first else link
-            css = st if claimed else "not-applicable"
-            cells += f"<td class='cell {css}'><a href='{_e(href)}'>{st}</a></td>"
+            css = {"not claimed": "not-applicable", "not packaged": "skip"}.get(st, st)
+            cells += f"<td class='cell {css}'><a href='{_e(href)}'>{st}{_cell_note(first)}</a></td>"
         body += f"<tr><td title='{_e(c.text)}'>{c.id}</td><td>{c.level}</td>{cells}</tr>"
     mutation = render_mutation_table(mutants) if mutants else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>bgw-conformance matrix</title>

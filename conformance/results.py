@@ -134,29 +134,48 @@ class ResultsRecorder:
             (self.out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
 
     def _results(self, exitstatus: int) -> dict[str, Any]:
-        kit = self.kit
-        data = {
-            "run": {
-                "kit_version": __version__,
-                "kit_commit": _kit_commit(),
-                "extension": {
-                    "name": kit.extension.name,
-                    "source_hash": kit.extension.source_hash() if kit.extension.source else None,
-                    "packages": list(kit.extension.packages),
-                    "recipe": kit.extension.recipe,
-                    "library": kit.extension.library,
-                },
-                "profile": kit.profile.name,
-                "tiers": list(kit.profile.tiers),
-                "targets": list(kit.targets),
-                "servers": list(self.servers.values()),
-                "seed": kit.seed,
-                "host_kernel": os.uname().release,
-                "started": self.started,
-                "finished": _now(),
-                "exit_status": exitstatus,
-                "collected": self.collected,
-            },
-            "tests": list(self.records.values()),
-        }
-        return data
+        run = run_record(self.kit, list(self.servers.values()), self.started, exitstatus, self.collected)
+        return {"run": run, "tests": list(self.records.values())}
+
+
+def run_record(
+    kit: KitConfig,
+    servers: list[dict[str, Any]],
+    started: str,
+    exitstatus: int,
+    collected: int,
+    targets: list[str] | None = None,
+) -> dict[str, Any]:
+    """The ``run`` part of results.json."""
+    return {
+        "kit_version": __version__,
+        "kit_commit": _kit_commit(),
+        "extension": {
+            "name": kit.extension.name,
+            "source_hash": kit.extension.source_hash() if kit.extension.source else None,
+            "packages": list(kit.extension.packages),
+            "recipe": kit.extension.recipe,
+            "library": kit.extension.library,
+        },
+        "profile": kit.profile.name,
+        "tiers": list(kit.profile.tiers),
+        "targets": targets if targets is not None else list(kit.targets),
+        "servers": servers,
+        "seed": kit.seed,
+        "host_kernel": os.uname().release,
+        "started": started,
+        "finished": _now(),
+        "exit_status": exitstatus,
+        "collected": collected,
+    }
+
+
+def not_packaged(kit: KitConfig, target: str, major: int, packages: list[str], suite: str) -> dict[str, Any]:
+    """The results of a run on a major that Debian does not package the
+    extension for: no test ran, and every claimed tier says so."""
+    started = _now()
+    run = run_record(kit, [{"target": target, "major": major, "version": ""}], started, 0, 0, [target])
+    run["not_packaged"] = {"packages": packages, "suite": suite}
+    run["expectations"] = None
+    run["unexpected"] = []
+    return {"run": run, "tests": []}

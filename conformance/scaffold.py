@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 
 import psycopg
 
-from conformance import __version__, expectations, images
+from conformance import __version__, expectations, images, majors
 from conformance.config import OPTIONS, KitConfig
 from conformance.errors import ImageBuildError, KitError
 from conformance.images import Extension, check_source
@@ -112,17 +112,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--force", action="store_true", help="overwrite the files init writes")
 
 
-def parse_majors(text: str) -> tuple[int, ...]:
-    """``17,18`` (or ``pg17,pg18``), in the order given, each once."""
-    try:
-        majors = [int(p.strip().removeprefix("pg")) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise KitError(f"--pg {text!r}: give majors like 17,18") from None
-    if not majors or any(m not in images.SUPPORTED_MAJORS for m in majors):
-        raise KitError(f"--pg {text!r}: supported majors are {', '.join(map(str, images.SUPPORTED_MAJORS))}")
-    return tuple(dict.fromkeys(majors))
-
-
 def _csv(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
@@ -155,7 +144,7 @@ def options(args: argparse.Namespace) -> Options:
         args.make_args,
         library,
         args.name,
-        parse_majors(args.pg),
+        majors.parse(args.pg),
         root,
         args.force,
     )

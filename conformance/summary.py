@@ -19,6 +19,8 @@ from conformance import report
 EXIT_OK, EXIT_UNEXPECTED, EXIT_HARNESS = 0, 1, 2
 CONFORMANT, NOT_CONFORMANT = "CONFORMANT", "NOT CONFORMANT"
 HARNESS_ERROR, INTERRUPTED = "HARNESS ERROR", "INTERRUPTED"
+#: Debian has no package of the extension for the target's major: nothing ran, nothing failed
+NOT_PACKAGED = "NOT PACKAGED"
 
 #: pytest's exit codes that mean the run itself did not happen as asked
 _PYTEST_BROKE = {
@@ -66,6 +68,12 @@ def summarize(
     gating = [u for u in unexpected if u["level"] == "MUST"]
     if broke:
         verdict, status = broke, EXIT_HARNESS
+    elif missing := run.get("not_packaged"):
+        verdict, status = NOT_PACKAGED, EXIT_OK
+        cause = (
+            f"Debian ({missing['suite']}) has no {', '.join(missing['packages'])}: "
+            f"{run['profile']} is not packaged for {', '.join(run['targets'])}"
+        )
     else:
         verdict = CONFORMANT if report.verdict(results, contract) else NOT_CONFORMANT
         status = EXIT_UNEXPECTED if gating else EXIT_OK
@@ -136,6 +144,9 @@ def terminal(summary: dict[str, Any], results_dir: Path | None) -> str:
     if summary["verdict"] in (HARNESS_ERROR, INTERRUPTED):
         where = f"; results so far: {results_dir}" if results_dir else ""
         return f"{summary['verdict']}: {summary['cause']}{where} (exit 2)"
+    if summary["verdict"] == NOT_PACKAGED:
+        where = f"; report: {results_dir / 'index.html'}" if results_dir else ""
+        return f"{NOT_PACKAGED}: {summary['cause']}; no test ran{where} (exit 0)"
     counts = summary["counts"]
     expected = counts.get("expected-fail", 0) + counts.get("flaky", 0)
     lines = []

@@ -224,7 +224,7 @@ def test_the_matrix_job_merges_every_major_s_run(
         ([], "give what to install: --package NAME (repeatable) or --extension DIR"),
         (
             ["--package", "postgresql-{major}-cron", "--pg", "12"],
-            "--pg '12': supported majors are 13, 15, 17, 18",
+            "--pg '12': supported majors are 13, 15, 17, 18, 19",
         ),
         (["--extension", "/nonexistent/ext"], "--extension /nonexistent/ext: no such directory"),
         (["--package", "postgresql-{major}-cron", "--dir", "/nonexistent"], "--dir /nonexistent: no such"),

@@ -114,6 +114,7 @@ _PG_init(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = bgw_pool_shmem_startup;
+	pool_install_dbcommand_hook();
 
 	register_launcher();
 }

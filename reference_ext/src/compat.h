@@ -2,7 +2,7 @@
  *
  * compat.h
  *		Every difference between the PostgreSQL majors bgw_pool supports
- *		(13, 15, 17, 18).  No other file tests PG_VERSION_NUM.
+ *		(13, 15, 17, 18, 19).  No other file tests PG_VERSION_NUM.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,15 +34,62 @@
 #define BGWP_MODULE_MAGIC PG_MODULE_MAGIC
 #endif
 
-/* 16+: object_aclcheck replaces the per-kind pg_*_aclcheck functions. */
+/* 16+: object_aclcheck and object_ownercheck replace the per-kind functions. */
 #include "utils/acl.h"
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_database.h"
 #define BGWP_DATABASE_ACLCHECK(dboid, roleid, mode) \
 	object_aclcheck(DatabaseRelationId, (dboid), (roleid), (mode))
+#define BGWP_DATABASE_OWNERCHECK(dboid, roleid) \
+	object_ownercheck(DatabaseRelationId, (dboid), (roleid))
 #else
 #define BGWP_DATABASE_ACLCHECK(dboid, roleid, mode) \
 	pg_database_aclcheck((dboid), (roleid), (mode))
+#define BGWP_DATABASE_OWNERCHECK(dboid, roleid) \
+	pg_database_ownercheck((dboid), (roleid))
+#endif
+
+/*
+ * 19: signal handlers also get the signal's info (SIGNAL_ARGS changed), so
+ * the C library's SIG_IGN no longer has pqsignal's type; PG_SIG_IGN does.
+ */
+#if PG_VERSION_NUM >= 190000
+#define BGWP_SIG_IGN PG_SIG_IGN
+#else
+#define BGWP_SIG_IGN SIG_IGN
+#endif
+
+/*
+ * 19: a worker that declares BGWORKER_INTERRUPTIBLE is terminated by core
+ * when its database is dropped, renamed, moved or copied as a template
+ * (CountOtherDBBackends calls TerminateBackgroundWorkersForDatabase).
+ * Before 19 such a worker blocks those commands, so bgw_pool stops its own
+ * workers itself (dbcommands.c).
+ */
+#if PG_VERSION_NUM >= 190000
+#define BGWP_WORKER_FLAGS \
+	(BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION | BGWORKER_INTERRUPTIBLE)
+#define BGWP_CORE_TERMINATES_FOR_DATABASE 1
+#else
+#define BGWP_WORKER_FLAGS \
+	(BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION)
+#endif
+
+/* 14+: ProcessUtility_hook takes readOnlyTree. */
+#if PG_VERSION_NUM >= 140000
+#define BGWP_UTILITY_PARAMS \
+	PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define BGWP_UTILITY_ARGS \
+	pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc
+#else
+#define BGWP_UTILITY_PARAMS \
+	PlannedStmt *pstmt, const char *queryString, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define BGWP_UTILITY_ARGS \
+	pstmt, queryString, context, params, queryEnv, dest, qc
 #endif
 
 /* pg_stat_activity's wait event for the pool's own waits. */

@@ -117,7 +117,7 @@ launch(int id, uint64 generation)
 	pid_t		pid;
 	bool		ok;
 
-	pool_init_worker(&worker, BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+	pool_init_worker(&worker, BGWP_WORKER_FLAGS,
 					 BGW_NEVER_RESTART, "bgw_pool_worker_main", "bgw_pool worker");
 	snprintf(worker.bgw_name, sizeof(worker.bgw_name),
 			 "bgw_pool worker slot %d gen " UINT64_FORMAT, id, generation);

@@ -158,6 +158,22 @@ pool_release_slot(PoolSlot *slot)
 }
 
 /*
+ * Ask the launcher to stop a slot's worker: now if it has attached, or as
+ * soon as it has been registered.  Caller must hold the pool lock
+ * exclusively, and wakes the launcher once it has released it.
+ */
+void
+pool_request_stop(PoolSlot *slot)
+{
+	Assert(LWLockHeldByMeInMode(BgwPool->lock, LW_EXCLUSIVE));
+	Assert(slot->state != SLOT_FREE);
+
+	slot->terminate_requested = true;
+	if (slot->attached)
+		slot->state = SLOT_STOPPING;
+}
+
+/*
  * The slot 'id' if it still belongs to 'generation' and is not free.
  *
  * Caller must hold the pool lock.

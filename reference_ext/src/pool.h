@@ -135,10 +135,12 @@ extern void pool_shmem_init(void);
 
 extern PoolSlot *pool_claim_slot(void);
 extern void pool_release_slot(PoolSlot *slot);
+extern void pool_request_stop(PoolSlot *slot);
 extern PoolSlot *pool_slot_if_current(int id, uint64 generation);
 extern void pool_wake_launcher(void);
 extern void pool_init_worker(BackgroundWorker *worker, int flags, int restart_time,
 							 const char *function, const char *type);
+extern void pool_install_dbcommand_hook(void);
 extern TupleDesc pool_begin_materialize(FunctionCallInfo fcinfo, Tuplestorestate **store);
 
 extern const char *pool_state_name(PoolSlotState state);

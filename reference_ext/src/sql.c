@@ -26,6 +26,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -167,8 +168,7 @@ submit_give_up(int code, Datum arg)
 			slot->outcome = OUTCOME_ABANDONED;
 		if (slot->state != SLOT_FREE && slot->attached)
 		{
-			slot->terminate_requested = true;
-			slot->state = SLOT_STOPPING;
+			pool_request_stop(slot);
 			stop = true;
 		}
 		else if (slot->state != SLOT_FREE)
@@ -414,9 +414,7 @@ bgw_pool_terminate(PG_FUNCTION_ARGS)
 					 errmsg("permission denied to terminate the job in bgw_pool slot %d", id),
 					 errdetail("Only roles with the privileges of the role that submitted it may.")));
 		}
-		slot->terminate_requested = true;
-		if (slot->attached)
-			slot->state = SLOT_STOPPING;
+		pool_request_stop(slot);
 		result = true;
 	}
 	LWLockRelease(BgwPool->lock);

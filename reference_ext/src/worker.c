@@ -154,7 +154,7 @@ bgw_pool_worker_main(Datum main_arg)
 	if (job.kind == JOB_FAIL_TO_START)
 		proc_exit(1);			/* as if it never ran: it does not attach */
 
-	pqsignal(SIGTERM, job.kind == JOB_IGNORE_SIGTERM ? SIG_IGN : die);
+	pqsignal(SIGTERM, job.kind == JOB_IGNORE_SIGTERM ? BGWP_SIG_IGN : die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 

@@ -1,0 +1,59 @@
+"""The PostgreSQL majors the kit runs: the Debian suite that ships each, the
+pre-release majors and the suite their packages come from, and the majors
+past end of life (still tested, marked as such in reports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conformance.errors import KitError
+
+SUITE_FOR_MAJOR = {13: "bullseye", 15: "bookworm", 17: "trixie", 18: "forky", 19: "forky"}
+SUPPORTED_MAJORS = tuple(SUITE_FOR_MAJOR)
+
+
+@dataclass(frozen=True)
+class Prerelease:
+    """A major that no Debian suite releases yet: the binaries of its source
+    package (server, client, headers, libpq) and the extensions built for it
+    come from ``suite``, pinned so that nothing else does; everything else
+    from its base suite."""
+
+    suite: str
+    source: str  # the server's source package
+    extensions: str  # apt_preferences pattern of extension packages for the major
+
+
+PRERELEASE = {19: Prerelease("experimental", "postgresql-19", "/^postgresql-19-/")}
+
+
+def suites_of(major: int) -> str:
+    """Where a major's packages come from, for messages: ``forky`` or ``forky and experimental``."""
+    suite = SUITE_FOR_MAJOR[major]
+    return f"{suite} and {PRERELEASE[major].suite}" if major in PRERELEASE else suite
+
+
+#: https://www.postgresql.org/support/versioning/
+END_OF_LIFE = {13: "2025-11-13"}
+
+
+def parse(text: str, option: str = "--pg") -> tuple[int, ...]:
+    """``17,18`` (or ``pg17,pg18``), in the order given, each once."""
+    try:
+        majors = [int(p.strip().removeprefix("pg")) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise KitError(f"{option} {text!r}: give majors like 17,18") from None
+    if not majors or any(m not in SUPPORTED_MAJORS for m in majors):
+        raise KitError(f"{option} {text!r}: supported majors are {', '.join(map(str, SUPPORTED_MAJORS))}")
+    return tuple(dict.fromkeys(majors))
+
+
+def release_note(major: int | None, version: str = "") -> str:
+    """How a report marks a major that is not a current release: end of life,
+    or pre-release (with the server's own version, e.g. 19rc1); else ""."""
+    if major in END_OF_LIFE:
+        return f"end of life since {END_OF_LIFE[major]}"
+    if major in PRERELEASE:
+        words = version.split()
+        return f"pre-release{f' ({words[1]})' if len(words) > 1 else ''}"
+    return ""
