@@ -228,7 +228,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         from conformance import summary
 
         for f, res in loaded:
-            summ = summary.summarize(res, int(res["run"].get("exit_status") or 0), f.parent)
+            summ = summary.summarize(res, int(res["run"]["exit_status"]), f.parent)
             (f.parent / "index.html").write_text(report.render_run(res, summary=summ))
             print(f.parent / "index.html")
         return 0

@@ -53,6 +53,9 @@ Schema (every table and key; ``?`` marks optional ones)::
     submit? = "SELECT ... {query} ..."   # SQL templates of the SQL adapter
     stop? = "SELECT ... {pid} ..."
     list? = "SELECT pid, state FROM ..."
+    capacity? = "ext.max_workers"     # the setting that sizes the pool: the capacity witness's count
+    startup_timeout? = "ext.startup_timeout_ms"   # the session setting (ms) bounding a submit's wait
+    startup_timeout_sqlstate? = "55000"           # what a submit that timed out fails with
 """
 
 from __future__ import annotations
@@ -118,6 +121,9 @@ class PoolSpec:
     submit: str | None = None
     stop: str | None = None
     list: str | None = None
+    capacity: str | None = None  # the server setting that sizes the pool
+    startup_timeout: str | None = None  # a session setting, in ms
+    startup_timeout_sqlstate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -335,7 +341,12 @@ def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
             submit=p.get("submit", str),
             stop=p.get("stop", str),
             list=p.get("list", str),
+            capacity=p.get("capacity", str),
+            startup_timeout=p.get("startup_timeout", str),
+            startup_timeout_sqlstate=p.get("startup_timeout_sqlstate", str),
         )
+        if (pool.startup_timeout is None) != (pool.startup_timeout_sqlstate is None):
+            p.fail(p.key("startup_timeout"), "startup_timeout and startup_timeout_sqlstate go together")
         for role in ("launcher", "worker"):
             if (ref := getattr(pool, role)) is not None and ref not in names:
                 p.fail(p.key(role), f"no [[process]] named {ref!r}")

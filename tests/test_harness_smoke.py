@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
 
+from conformance.errors import TargetError
 from conformance.targets import Target
 
 KILL_DEADLINE_S = 5
@@ -75,3 +77,27 @@ def test_wait_until_timeout_reports_last_value_and_log(target: Target) -> None:
 
     with pytest.raises(WaitTimeout, match=r"(?s)last observed: 0.*server log"):
         target.wait_until(lambda: 0, 0.3, what="a value that never comes")
+
+
+def test_kill_refuses_anything_but_the_server_under_test(target: Target) -> None:
+    """``kill(h.pid or 0)`` once ran ``kill -s KILL 0``: a whole process group.
+    Target.kill signals only the postmaster and its children."""
+    for pid in (-1, 0, 1):
+        with pytest.raises(TargetError, match=f"refusing to signal pid {pid}"):
+            target.kill(pid, signal.SIGKILL)
+    server = {p.pid for p in target.processes()}
+    # a live process beside the server: the kit itself (local), or the container's idle child
+    here = os.getpid() if target.name == "local" else None
+    candidates = [int(x) for x in target.run(["ps", "-eo", "pid="], user="root").split()]
+    foreign = here or next(p for p in candidates if p > 1 and p not in server)
+    assert foreign not in server
+    with pytest.raises(TargetError, match=f"refusing to signal pid {foreign}: not a process of the server"):
+        target.kill(foreign, signal.SIGKILL)
+    assert target.exec(["kill", "-0", str(foreign)], user="root").code == 0, (
+        "the foreign process was signalled"
+    )
+    # a server process is still killed for real
+    backend = target.scalar("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+    assert backend in server
+    target.kill(backend, signal.SIGCONT)  # harmless, but a real signal to a real server process
+    assert target.pid_alive(backend)

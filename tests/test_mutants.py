@@ -49,6 +49,8 @@ def test_production_sources_carry_no_mutant_switch() -> None:
 def test_failed_clauses_attributes_the_after_test_check() -> None:
     test = {"clauses": ["CRASH-1"], "message": "AssertionError: INV-1/INV-2 violated after the test: [...]"}
     assert mutation.failed_clauses(test) == {"CRASH-1", "INV-1", "INV-2"}
+    test = {"clauses": ["TERM-1"], "message": "AssertionError: INV-3 violated after the test: 5 + 1 submits"}
+    assert mutation.failed_clauses(test) == {"TERM-1", "INV-3"}
     test = {
         "clauses": ["SLOTS-1", "SLOTS-2"],
         "properties": {"clause_outcomes": {"SLOTS-1": "pass", "SLOTS-2": "fail"}},

@@ -36,6 +36,15 @@ class Handle:
     generation: int | None
     pid: int | None
 
+    @property
+    def os_pid(self) -> int:
+        """The worker's pid, for a signal or an OS check.  A handle without one
+        fails the test: never a stand-in like 0, which ``kill`` reads as "my
+        whole process group"."""
+        if self.pid is None:
+            raise AssertionError(f"the pool gave no pid for {self}")
+        return self.pid
+
 
 @dataclass(frozen=True)
 class Job:

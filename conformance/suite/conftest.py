@@ -21,7 +21,7 @@ import pytest
 from conformance.adapters import NotApplicable, make_adapter
 from conformance.config import KitConfig
 from conformance.profile import TIERS, Profile
-from conformance.suite.harness import INV_VIOLATED, SLOT_FREE_S, Pool
+from conformance.suite.harness import CAPACITY_LOST, INV_VIOLATED, SLOT_FREE_S, Pool
 from conformance.suite.workers import Workers
 from conformance.targets import Target
 
@@ -107,8 +107,36 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return
     try:
         _settle_then_check(pool)
+        _capacity_after(pool)
     except AssertionError as exc:
         outcome.force_exception(exc)
+
+
+def _capacity_after(pool: Pool) -> None:
+    """INV-3: whatever path the test took to free its slots, exactly the
+    configured capacity runs at once afterwards.  What the test left running
+    is stopped first; a pool with no capacity has no such witness."""
+    if not pool.target.is_running():
+        return
+    try:
+        pool.configured_capacity()
+    except NotApplicable:
+        return
+    try:
+        # a test that shrank max_worker_processes is judged at the baseline it shrank from
+        pool.target.ensure_baseline()
+        if pool.profile.pool is not None and pool.profile.pool.launcher is not None:
+            pool.wait_launcher()
+        for job in pool.adapter.jobs():
+            pool.adapter.terminate(job.handle)
+        pool.target.wait_until(
+            lambda: not pool.os_workers() and not pool.adapter.busy(),
+            SLOT_FREE_S,
+            what="the test's jobs stopped",
+        )
+        pool.capacity_witness()
+    except AssertionError as exc:
+        raise AssertionError(f"{CAPACITY_LOST}: {exc}") from None
 
 
 def _settle_then_check(pool: Pool) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ PAUSE_REACH_S = 10.0
 LONG_MS = 60_000
 #: how a test that failed only the after-test invariant check says so
 INV_VIOLATED = "INV-1/INV-2 violated after the test"
+#: how a test that failed only the after-test capacity witness says so
+CAPACITY_LOST = "INV-3 violated after the test"
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Submitter:
     done: threading.Event = field(default_factory=threading.Event)
     handle: Handle | None = None
     error: BaseException | None = None
+    took_s: float | None = None  # from the submit's call to its return, in its own thread
 
     def wait(self, pool: Pool, timeout: float) -> Submitter:
         pool.target.wait_until(self.done.is_set, timeout, what=f"the submit in backend {self.pid} to return")
@@ -122,11 +126,13 @@ class Pool:
         sub = Submitter(conn.info.backend_pid)
 
         def run() -> None:
+            t0 = time.monotonic()
             try:
                 sub.handle = self.adapter.submit(kind, args, dbname, conn=conn)
             except BaseException as exc:  # noqa: BLE001 - the test judges it
                 sub.error = exc
             finally:
+                sub.took_s = time.monotonic() - t0
                 conn.close()
                 sub.done.set()
 
@@ -155,25 +161,43 @@ class Pool:
         )
 
     # -- witnesses ---------------------------------------------------------------
-    def capacity_witness(self) -> int:
-        """The pool's capacity, checked without trusting its word: exactly
-        ``capacity`` submits run at once (each a worker in the OS), the next
-        is refused with 53000.  Returns the capacity."""
-        capacity = self.adapter.capacity()
+    def configured_capacity(self) -> int:
+        """The capacity the server was given (the profile's ``capacity``
+        setting), which the pool's own reports must agree with; without such
+        a setting, the pool's word."""
+        spec = self.profile.pool
+        reported = self.adapter.capacity()
+        if spec is None or spec.capacity is None:
+            return reported
+        configured = int(self.target.scalar(f"SHOW {spec.capacity}"))
+        assert reported == configured, f"the pool reports {reported} slots; {spec.capacity} = {configured}"
+        return configured
+
+    def capacity_witness(self, occupied: frozenset[int] = frozenset()) -> int:
+        """The pool's capacity, checked without trusting its word: with the
+        workers ``occupied`` (pids) running, exactly ``capacity - len(occupied)``
+        more submits run at once, each a new worker in the OS, and the next is
+        refused with 53000.  Returns the capacity."""
+        capacity = self.configured_capacity()
+        free = capacity - len(occupied)
         handles: list[Handle] = []
         try:
-            for _ in range(capacity):
+            for _ in range(free):
                 handles.append(self.submit_within(CAPACITY_BACK_S, "sleep", {"ms": LONG_MS}))
             try:
                 extra = self.adapter.submit("sleep", {"ms": LONG_MS})
             except psycopg.Error as exc:
-                assert exc.sqlstate == "53000", f"capacity + 1 submits: {exc.sqlstate} {exc}"
+                assert exc.sqlstate == "53000", f"{free} + 1 submits: {exc.sqlstate} {exc}"
             else:
                 handles.append(extra)
-                raise AssertionError(f"capacity + 1 = {capacity + 1} submits all succeeded")
-            pids = {h.pid for h in handles}
-            assert len(pids) == capacity and {p.pid for p in self.os_workers()} == pids, (
-                f"{capacity} handles with pids {sorted(pids)}; OS workers {self.os_workers()}"
+                raise AssertionError(
+                    f"{free + 1} submits succeeded with {len(occupied)} of {capacity} slots occupied"
+                )
+            pids = {h.os_pid for h in handles}
+            os_pids = {p.pid for p in self.os_workers()}
+            assert len(pids) == free and not pids & occupied and os_pids == pids | occupied, (
+                f"{free} new handles with pids {sorted(pids)} beside {sorted(occupied)}; "
+                f"OS workers {sorted(os_pids)}"
             )
         finally:
             self.stop_all(handles)

@@ -274,8 +274,10 @@ class Workers:
             "SELECT count(*), coalesce(sum(allocated_size), 0) FROM pg_shmem_allocations"
         )[0]
         dsm = self.target.exec(["sh", "-c", "ls /dev/shm | grep -c '^PostgreSQL\\.' || true"], user="root")
+        segments = dsm.output.strip()
+        assert segments.isdigit(), f"counting DSM segments in /dev/shm: {dsm.output!r}"
         return {
             "allocations": int(count),
             "allocated_bytes": int(size),
-            "dsm_segments": int(dsm.output.strip() or 0),
+            "dsm_segments": int(segments),
         }

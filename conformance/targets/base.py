@@ -159,10 +159,20 @@ class Target(ABC):
     # -- faults ----------------------------------------------------------------
     def kill(self, pid: int, sig: int | signal.Signals = signal.SIGKILL) -> None:
         """Send a real signal to a real process: the one place the kit kills.
-        A pid of 1 or less would signal a process group or init: refused."""
+        Only the server under test is signalled: its postmaster or a child of
+        it, as ``processes()`` sees them.  A pid of 1 or less (a process group,
+        init) or any other live process is refused; a server process that has
+        already gone is not signalled (its pid may be reused)."""
         if pid <= 1:
             raise TargetError(f"refusing to signal pid {pid}: not a server process")
         name = signal.Signals(sig).name
+        if pid not in {p.pid for p in self.processes()}:
+            if self._exec(["kill", "-0", str(pid)], user="root").code == 0:
+                raise TargetError(
+                    f"refusing to signal pid {pid}: not a process of the server under test ({self.name})"
+                )
+            self._record("kill", f"{name} -> {pid}: already gone, not signalled")
+            return
         self._record("kill", f"{name} -> {pid}")
         res = self._exec(["kill", "-s", name.removeprefix("SIG"), str(pid)], user="root")
         if res.code != 0 and "No such process" not in res.output:

@@ -54,9 +54,10 @@ def _crash_and_recover(pool: Pool, crash: str) -> None:
         with contextlib.suppress(psycopg.OperationalError):
             pool.adapter.submit("crash")
     elif crash == "kill-worker":
-        pool.target.kill(survivors[0].pid or 0, signal.SIGKILL)
+        pool.target.kill(survivors[0].os_pid, signal.SIGKILL)
     else:
-        pool.target.kill(launcher or 0, signal.SIGKILL)
+        assert launcher is not None, "no launcher to kill"
+        pool.target.kill(launcher, signal.SIGKILL)
     pool.target.wait_for_log("all server processes terminated; reinitializing", offset, CRASH_RECOVERY_S)
     pool.wait_fresh(CRASH_RECOVERY_S, not_launcher=launcher)
     assert pool.target.postmaster_pid() == pm, "the postmaster itself must survive a crash-restart"
@@ -84,7 +85,7 @@ def test_launcher_sigkill_crash_restarts_to_fresh_pool(pool: Pool) -> None:
 def test_no_restart_after_crash_then_plain_start(pool: Pool) -> None:
     pool.target.set_conf(restart_after_crash="off")
     h = pool.adapter.submit("sleep", {"ms": LONG_MS})
-    pool.target.kill(h.pid or 0, signal.SIGKILL)
+    pool.target.kill(h.os_pid, signal.SIGKILL)
     pool.target.wait_until(
         lambda: not pool.target.processes(),
         CRASH_RECOVERY_S,

@@ -19,7 +19,7 @@ def test_worker_ignoring_sigterm_is_not_reported_stopped(pool: Pool) -> None:
     )
     slot = pool.slot(h.slot)
     assert slot.pid == h.pid and slot.generation == h.generation
-    assert pool.target.pid_alive(h.pid or 0)
+    assert pool.target.pid_alive(h.os_pid)
     assert pool.agreement() == []
     # a fast shutdown completes once the non-cooperating worker ends
     pool.target.stop("fast")

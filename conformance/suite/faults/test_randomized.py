@@ -83,7 +83,7 @@ def test_random_sequence_agrees_with_model(pool: Pool, seed: int, request: pytes
         elif op == "crash" and model.live:
             launcher = pool.adapter.launcher_pid()
             victim = model.live[sorted(model.live)[n % len(model.live)]]
-            pool.target.kill(victim.pid or 0, signal.SIGKILL)
+            pool.target.kill(victim.os_pid, signal.SIGKILL)
             pool.wait_fresh(CRASH_RECOVERY_S, not_launcher=launcher)
             model.dead += list(model.live.values()) + model.ending
             model.live.clear()

@@ -15,7 +15,7 @@ INSUFFICIENT_RESOURCES = "53000"
 
 
 def _fill(pool: Pool) -> list[Handle]:
-    return [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(pool.adapter.capacity())]
+    return [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(pool.configured_capacity())]
 
 
 @pytest.mark.clause("EXH-1")
@@ -26,6 +26,10 @@ def test_full_pool_rejects_with_53000_and_changes_nothing(pool: Pool) -> None:
         pool.adapter.submit("sleep", {"ms": LONG_MS})
     assert err.value.sqlstate == INSUFFICIENT_RESOURCES, err.value
     assert pool.adapter.slots() == before
+    # while it is full: its lists, the OS and pg_stat_activity agree
+    assert pool.adapter.check() == [] and pool.agreement() == []
+    active = {r[0] for r in pool.target.sql("SELECT pid FROM pg_stat_activity")}
+    assert {h.os_pid for h in handles} <= active, f"{handles} not all in pg_stat_activity"
     pool.stop_all(handles)
 
 
@@ -45,6 +49,8 @@ def test_too_few_worker_processes_refuses_and_returns_the_slot(pool: Pool) -> No
         CAPACITY_BACK_S,
         what="the refused slot back on the free list",
     )
+    # while the refusal's state lasts (one worker running, one slot refused): all agree
+    assert pool.adapter.check() == [] and pool.agreement() == []
     pool.stop_all([first])
     # EXH-4: capacity is back once the worker ended
     pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))

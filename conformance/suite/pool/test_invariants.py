@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.suite.harness import LONG_MS, Pool
+from conformance.suite.harness import LONG_MS, SLOT_FREE_S, Pool
 
 
 @pytest.mark.clause("INV-1")
@@ -26,3 +26,27 @@ def test_pool_and_os_agree_on_worker_pids(pool: Pool) -> None:
     assert {p.pid for p in pool.os_workers()} == {h.pid for h in handles}
     pool.stop_all(handles)
     assert pool.agreement() == []
+
+
+@pytest.mark.clause("INV-3")
+def test_capacity_comes_back_by_every_path_and_holds_while_jobs_run(pool: Pool) -> None:
+    """Slots freed by natural exit, ERROR, FATAL, exit codes, terminate and
+    pg_terminate_backend: each time exactly the configured capacity runs at
+    once.  While jobs run, exactly the rest of it does."""
+    ends = [("exit", {"code": 0}), ("exit", {"code": 1}), ("error", {"message": "inv3"})]
+    ends += [("fatal", {"message": "inv3"}), ("sleep", {"ms": 50})]
+    for kind, args in ends:
+        h = pool.adapter.submit(kind, args)
+        pool.wait_gone({h.os_pid}, SLOT_FREE_S, f"the {kind} job's worker")
+        pool.wait_freed(h)
+        pool.capacity_witness()
+    for stop in ("terminate", "pg_terminate_backend"):
+        h = pool.adapter.submit("sleep", {"ms": LONG_MS})
+        pool.capacity_witness(occupied=frozenset({h.os_pid}))
+        if stop == "terminate":
+            assert pool.adapter.terminate(h) is True
+        else:
+            assert pool.target.scalar("SELECT pg_terminate_backend(%s)", h.os_pid) is True
+        pool.wait_freed(h)
+        pool.wait_gone({h.os_pid}, SLOT_FREE_S, f"the worker stopped by {stop}")
+        pool.capacity_witness()

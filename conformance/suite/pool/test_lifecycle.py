@@ -36,7 +36,7 @@ def test_natural_exit_frees_slot_and_records_code(pool: Pool) -> None:
     slot = pool.wait_freed(h)
     assert slot.state == "free" and slot.pid is None
     assert slot.last_exit_code == 0
-    pool.wait_gone({h.pid or 0}, 2, "the finished worker's process")
+    pool.wait_gone({h.os_pid}, 2, "the finished worker's process")
 
 
 @pytest.mark.clause("LIFE-3")

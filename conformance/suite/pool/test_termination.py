@@ -19,7 +19,7 @@ def test_terminate_by_handle_frees_slot_and_process(pool: Pool) -> None:
     assert slot.generation == h.generation and slot.last_exit_code is not None, (
         f"the worker did not run its exit cleanup: {slot}"
     )
-    pool.wait_gone({h.pid or 0}, SLOT_FREE_S, "the terminated worker's process")
+    pool.wait_gone({h.os_pid}, SLOT_FREE_S, "the terminated worker's process")
 
 
 @pytest.mark.clause("TERM-2")
@@ -34,7 +34,7 @@ def test_stale_handle_is_a_noop_even_after_reuse(pool: Pool) -> None:
     assert pool.adapter.terminate(Handle(old.slot, old.generation, reused.pid)) is False
     slot = pool.slot(old.slot)
     assert (slot.state, slot.pid, slot.generation) == ("running", reused.pid, reused.generation)
-    assert pool.target.pid_alive(reused.pid or 0)
+    assert pool.target.pid_alive(reused.os_pid)
     pool.stop_all(fresh)
 
 
@@ -45,7 +45,7 @@ def test_pg_terminate_backend_frees_slot_without_restart(pool: Pool) -> None:
     assert pool.target.scalar("SELECT pg_terminate_backend(%s)", h.pid) is True
     slot = pool.wait_freed(h)
     assert slot.last_exit_code == 1
-    pool.wait_gone({h.pid or 0}, SLOT_FREE_S, "the worker stopped by pg_terminate_backend")
+    pool.wait_gone({h.os_pid}, SLOT_FREE_S, "the worker stopped by pg_terminate_backend")
     assert pool.adapter.launcher_pid() == launcher
 
 
@@ -67,8 +67,11 @@ def test_terminated_launcher_returns_and_reconciles(pool: Pool) -> None:
         for h in running:
             slot = pool.slot(h.slot)
             assert (slot.state, slot.pid, slot.generation) == ("running", h.pid, h.generation)
+        # while the adopted workers still run: the pool's lists, the OS and its capacity agree
+        assert pool.adapter.check() == [] and pool.agreement() == []
+        pool.capacity_witness(occupied=frozenset(h.os_pid for h in running))
         for h in running:
             assert pool.adapter.terminate(h) is True
     for h in running:
         pool.wait_freed(h)
-    pool.wait_gone({h.pid or 0 for h in running}, SLOT_FREE_S, "workers of the old launcher")
+    pool.wait_gone({h.os_pid for h in running}, SLOT_FREE_S, "workers of the old launcher")

@@ -1,0 +1,48 @@
+"""TIME: the settings that bound how long the pool makes a caller wait."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from conformance.adapters import NotApplicable
+from conformance.suite.harness import LONG_MS, SLOT_FREE_S, Pool
+
+#: how long after its startup timeout a submit may take to fail
+STARTUP_SLACK_S = 1.0
+#: how early: the timeout is a promise to wait, not only a bound
+EARLY_S = 0.05
+
+
+@pytest.mark.clause("TIME-1")
+@pytest.mark.parametrize("timeout_ms", [500, 2_000])
+def test_startup_timeout_fails_the_submit_and_frees_the_slot(
+    pool: Pool, timeout_ms: int, record_property: Callable[[str, object], None]
+) -> None:
+    spec = pool.profile.pool
+    if spec is None or spec.startup_timeout is None or spec.startup_timeout_sqlstate is None:
+        raise NotApplicable("the profile declares no startup timeout ([pool] startup_timeout)")
+    timeout_s = timeout_ms / 1000
+    with pool.paused("worker-before-attach"):  # the worker stalls: connected, never attaching
+        sub = pool.submit_in_background("sleep", {"ms": LONG_MS}, **{spec.startup_timeout: timeout_ms})
+        worker = pool.wait_paused("worker-before-attach")
+        sub.wait(pool, timeout_s + STARTUP_SLACK_S + 1)
+        assert sub.took_s is not None
+        record_property("measured_s", round(sub.took_s, 3))
+        record_property("deadline_s", timeout_s + STARTUP_SLACK_S)
+        assert sub.handle is None, f"the submit succeeded while its worker never attached: {sub.handle}"
+        assert isinstance(sub.error, psycopg.Error), sub.error
+        assert sub.error.sqlstate == spec.startup_timeout_sqlstate, sub.error
+        assert timeout_s - EARLY_S <= sub.took_s <= timeout_s + STARTUP_SLACK_S, (
+            f"failed after {sub.took_s:.3f}s with a startup timeout of {timeout_s:g}s"
+        )
+        # the slot is free at once, while the stalled worker still stands
+        pool.wait_all_free(SLOT_FREE_S)
+        assert pool.target.pid_alive(worker), "the stalled worker was gone before it was released"
+        assert not pool.adapter.jobs()
+    # released, the worker finds its request gone and exits without running its job
+    pool.wait_gone({worker}, SLOT_FREE_S, f"the stalled worker {worker} once released")
+    assert pool.adapter.check() == []
+    pool.capacity_witness()
