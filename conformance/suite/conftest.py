@@ -14,6 +14,7 @@ any of its fixtures run.  So is a test whose adapter raises NotApplicable.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
 
 import pytest
@@ -107,7 +108,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return
     try:
         _settle_then_check(pool)
+        t0 = time.monotonic()
         _capacity_after(pool)
+        item.user_properties.append(("capacity_witness_s", round(time.monotonic() - t0, 3)))
     except AssertionError as exc:
         outcome.force_exception(exc)
 

@@ -226,11 +226,26 @@ class Pool:
 
     # -- settling --------------------------------------------------------------
     def agreement(self) -> list[str]:
-        """Pool vs OS: every reported pid alive, every OS worker in the pool."""
-        reported = {j.handle.pid for j in self.adapter.jobs() if j.handle.pid is not None}
+        """Pool vs OS vs pg_stat_activity: every pid the pool reports for a
+        running job is alive and shows in pg_stat_activity as the pool's worker
+        kind; every OS worker is in the pool."""
+        jobs = self.adapter.jobs()
+        reported = {j.handle.pid for j in jobs if j.handle.pid is not None}
         os_pids = {p.pid for p in self.os_workers()}
         problems = [f"pool reports pid {pid} that is not alive" for pid in sorted(reported - os_pids)]
         problems += [f"worker process {pid} is not in the pool" for pid in sorted(os_pids - reported)]
+        running = {j.handle.pid for j in jobs if j.state == "running" and j.handle.pid in os_pids}
+        kind = self.profile.process(self.profile.pool.worker).backend_type if self.profile.pool else None
+        if running and kind:  # a worker kind that connects shows in pg_stat_activity
+            rows = self.target.sql(
+                "SELECT pid, backend_type FROM pg_stat_activity WHERE pid = ANY(%s)", list(running)
+            )
+            seen = dict(rows)
+            problems += [
+                f"running job's pid {pid} is {seen.get(pid, 'absent')!r} in pg_stat_activity, not {kind!r}"
+                for pid in sorted(running)
+                if seen.get(pid) != kind
+            ]
         return problems
 
     def quiesce(self) -> None:
