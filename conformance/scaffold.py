@@ -33,7 +33,7 @@ import psycopg
 
 from conformance import __version__, expectations, images, majors
 from conformance.config import OPTIONS, KitConfig
-from conformance.errors import ImageBuildError, KitError
+from conformance.errors import ImageBuildError, KitError, NotPackaged
 from conformance.images import Extension, check_source
 from conformance.paths import fixtures_dir
 from conformance.profile import Install, ProcessSpec, Profile, load_profile
@@ -535,6 +535,9 @@ def installs_on(majors: Iterable[int], ext: Extension) -> tuple[list[int], dict[
         try:
             images.build_extension(major, ext)
             built.append(major)
+        except NotPackaged as exc:
+            left_out[major] = f"not packaged: Debian ({exc.suite}) has no {', '.join(exc.packages)}"
+            _say(f"pg{major} left out: {left_out[major]}")
         except ImageBuildError as exc:
             lines = [ln.strip(" |") for ln in str(exc).splitlines() if ln.strip(" |")]
             head = lines[0].removesuffix("; last lines:")

@@ -56,7 +56,11 @@ class SqlAdapter(PoolAdapter):
             with self.target.connect() as own:
                 return self._rows(template, params, own)
         with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(template, params)
+            if conn.info.pipeline_status == psycopg.pq.PipelineStatus.OFF:
+                cur.execute(template, params)
+            else:  # in a caller's pipeline: an inner block's end syncs, so the result is here
+                with conn.pipeline():
+                    cur.execute(template, params)
             return cur.fetchall() if cur.description else []
 
     def submit(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,14 @@ LONG_MS = 60_000
 INV_VIOLATED = "INV-1/INV-2 violated after the test"
 #: how a test that failed only the after-test capacity witness says so
 CAPACITY_LOST = "INV-3 violated after the test"
+#: the advisory lock key that holds a barrage's submitters until all are queued
+BARRAGE_LOCK = 0x62677763
+BARRAGE_QUEUE_S = 10.0
+#: how far ahead a timed burst's start lies, for its sessions to be spinning by then
+TIMED_LEAD_MS = 200
+
+#: what each session of a burst got: (session, handle) granted, refusals' SQLSTATEs, anything else raised
+Outcomes = tuple[list[tuple[psycopg.Connection[Any], Handle]], list[str | None], list[BaseException]]
 
 
 @dataclass
@@ -138,6 +146,72 @@ class Pool:
 
         threading.Thread(target=run, daemon=True, name=f"submit-{sub.pid}").start()
         return sub
+
+    # -- bursts of concurrent submitters ------------------------------------------
+    def _burst(
+        self,
+        conns: list[psycopg.Connection[Any]],
+        first: str,
+        kind: str,
+        args: dict[str, object],
+        ready: Callable[[], None] = lambda: None,
+    ) -> Outcomes:
+        """In each session (kept open: some pools bind a job to it), ``first``
+        then a submit, pipelined so that no round trip lies between them, each
+        in a thread of its own; ``ready`` runs once all have started."""
+        results: list[tuple[psycopg.Connection[Any], Handle]] = []
+        rejections: list[str | None] = []
+        other: list[BaseException] = []
+        lock = threading.Lock()
+
+        def submit(conn: psycopg.Connection[Any]) -> None:
+            try:
+                with conn.pipeline():
+                    conn.execute(first)
+                    h = self.adapter.submit(kind, args, conn=conn)
+                with lock:
+                    results.append((conn, h))
+            except psycopg.Error as exc:
+                with lock:
+                    rejections.append(exc.sqlstate)
+            except BaseException as exc:  # noqa: BLE001 - the test judges it
+                with lock:
+                    other.append(exc)
+
+        threads = [threading.Thread(target=submit, args=(c,), daemon=True) for c in conns]
+        for t in threads:
+            t.start()
+        ready()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "a submitter hung"
+        return results, rejections, other
+
+    def barrage(self, conns: list[psycopg.Connection[Any]], kind: str, args: dict[str, object]) -> Outcomes:
+        """Every session's submit queued behind one advisory lock, then released at once."""
+        with self.target.connect() as gate:
+            gate.execute("SELECT pg_advisory_lock(%s)", (BARRAGE_LOCK,))
+
+            def release() -> None:
+                def queued() -> bool:
+                    row = gate.execute(
+                        "SELECT count(*) FROM pg_locks"
+                        " WHERE locktype = 'advisory' AND NOT granted AND objid = %s",
+                        (BARRAGE_LOCK,),
+                    ).fetchone()
+                    return row is not None and row[0] == len(conns)
+
+                self.target.wait_until(queued, BARRAGE_QUEUE_S, what=f"{len(conns)} submitters queued")
+                gate.execute("SELECT pg_advisory_unlock(%s)", (BARRAGE_LOCK,))
+
+            return self._burst(conns, f"SELECT pg_advisory_lock_shared({BARRAGE_LOCK})", kind, args, release)
+
+    def timed(self, conns: list[psycopg.Connection[Any]], kind: str, args: dict[str, object]) -> Outcomes:
+        """Every session spins on the server's clock to one instant, then submits:
+        arrivals microseconds apart, when there is a core for each."""
+        start = self.target.scalar(f"SELECT (clock_timestamp() + interval '{TIMED_LEAD_MS} ms')::text")
+        spin = f"DO $$BEGIN WHILE clock_timestamp() < '{start}'::timestamptz LOOP END LOOP; END$$"
+        return self._burst(conns, spin, kind, args)
 
     # -- pause points ------------------------------------------------------------
     @contextmanager

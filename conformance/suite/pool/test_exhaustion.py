@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import psycopg
 import pytest
 
 from conformance.adapters import Handle
-from conformance.suite.harness import CAPACITY_BACK_S, LONG_MS, Pool
+from conformance.suite.harness import CAPACITY_BACK_S, LONG_MS, Outcomes, Pool
 
 INSUFFICIENT_RESOURCES = "53000"
 
@@ -126,65 +125,15 @@ def test_parallel_query_workers_starve_the_pool_until_they_end(pool: Pool) -> No
     pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))
 
 
-#: EXH-5's timed pairs, and the lead a pair's start time gives its sessions
-#: (CONTRACT.md states the detection rate this gives for a 10 µs window)
-EXH5_PAIRS = 30
-PAIR_LEAD_MS = 200
-#: the advisory lock key that holds the barrage's submitters until all are queued
-BURST_LOCK = 0x62677763
-BURST_QUEUE_S = 10.0
-
-Outcomes = tuple[list[Handle], list[str | None], list[BaseException]]
-
-
-def _start_all(
-    pool: Pool, conns: list[psycopg.Connection[Any]], first: str, args: tuple[object, ...] | None = None
-) -> Callable[[], Outcomes]:
-    """In each session, ``first`` then a submit, pipelined (no round trip
-    between them), each in a thread of its own; returns the join, which gives
-    every session's outcome."""
-    results: list[Handle] = []
-    rejections: list[str | None] = []
-    other: list[BaseException] = []
-    lock = threading.Lock()
-
-    def submit(conn: psycopg.Connection[Any]) -> None:
-        try:
-            with conn.pipeline():
-                conn.execute(first, args)
-                h = pool.adapter.submit("sleep", {"ms": LONG_MS}, conn=conn)
-            with lock:
-                results.append(h)
-        except psycopg.Error as exc:
-            with lock:
-                rejections.append(exc.sqlstate)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            with lock:
-                other.append(exc)
-
-    threads = [threading.Thread(target=submit, args=(c,), daemon=True) for c in conns]
-    for t in threads:
-        t.start()
-
-    def join() -> Outcomes:
-        for t in threads:
-            t.join(timeout=60)
-        assert not any(t.is_alive() for t in threads), "a submitter hung"
-        return results, rejections, other
-
-    return join
-
-
-def _queued(gate: psycopg.Connection[Any]) -> int:
-    row = gate.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s",
-        (BURST_LOCK,),
-    ).fetchone()
-    return int(row[0]) if row else 0
+#: EXH-5's timed pairs (CONTRACT.md states the detection rate this gives for a 10 µs window)
+EXH5_PAIRS = 55
 
 
 def _judge(pool: Pool, capacity: int, outcome: Outcomes, sessions: int, where: str) -> None:
-    results, rejections, other = outcome
+    """At most capacity granted, no slot or pid twice, only 53000 refused, and
+    the pool's busy slots exactly the granted handles; then stop them."""
+    granted, rejections, other = outcome
+    results = [h for _, h in granted]
     assert not other, (where, other)
     assert len(results) + len(rejections) == sessions, where
     assert len(results) <= capacity, f"{where}: {len(results)} of {capacity} slots granted"
@@ -206,16 +155,7 @@ def test_concurrent_submitters_never_oversubscribe(
     # a barrage: three times capacity, queued behind one lock and released at once
     barrage = [pool.target.connect() for _ in range(capacity * 3)]
     try:
-        with pool.target.connect() as gate:
-            gate.execute("SELECT pg_advisory_lock(%s)", (BURST_LOCK,))
-            join = _start_all(pool, barrage, "SELECT pg_advisory_lock_shared(%s)", (BURST_LOCK,))
-            pool.target.wait_until(
-                lambda: _queued(gate) == len(barrage),
-                BURST_QUEUE_S,
-                what=f"{len(barrage)} submitters queued behind the barrage's lock",
-            )
-            gate.execute("SELECT pg_advisory_unlock(%s)", (BURST_LOCK,))
-        _judge(pool, capacity, join(), len(barrage), "the barrage")
+        _judge(pool, capacity, pool.barrage(barrage, "sleep", {"ms": LONG_MS}), len(barrage), "the barrage")
     finally:
         for c in barrage:
             c.close()
@@ -224,9 +164,7 @@ def test_concurrent_submitters_never_oversubscribe(
     pair = [pool.target.connect() for _ in range(2)]
     try:
         for n in range(EXH5_PAIRS):
-            start = pool.target.scalar(f"SELECT (clock_timestamp() + interval '{PAIR_LEAD_MS} ms')::text")
-            spin = f"DO $$BEGIN WHILE clock_timestamp() < '{start}'::timestamptz LOOP END LOOP; END$$"
-            _judge(pool, capacity, _start_all(pool, pair, spin)(), 2, f"pair {n + 1}")
+            _judge(pool, capacity, pool.timed(pair, "sleep", {"ms": LONG_MS}), 2, f"pair {n + 1}")
     finally:
         for c in pair:
             c.close()

@@ -3,10 +3,8 @@ stop and list alone, with the OS and pg_stat_activity as witnesses."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import psycopg
 import pytest
@@ -99,34 +97,13 @@ def test_no_worker_slot_is_a_prompt_53xxx_and_leaves_nothing(
 
 @pytest.mark.clause("JOB-5")
 def test_concurrent_submitters_get_distinct_workers_or_53xxx(pool: Pool) -> None:
-    n = 12
-    submitted: list[tuple[psycopg.Connection[Any], Handle]] = []
-    refused: list[psycopg.Error] = []
-    other: list[BaseException] = []
-    lock = threading.Lock()
-    go = threading.Barrier(n)
-
-    def submitter() -> None:
-        conn = pool.target.connect()
-        try:
-            go.wait(10)
-            h = pool.adapter.submit("sleep", {"ms": 5_000}, conn=conn)
-            with lock:
-                submitted.append((conn, h))  # the session stays open: some pools bind jobs to it
-            return
-        except psycopg.Error as exc:
-            with lock:
-                (refused if (exc.sqlstate or "").startswith("53") else other).append(exc)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            with lock:
-                other.append(exc)
-        conn.close()
-
-    threads = [threading.Thread(target=submitter) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    # one barrage: twelve sessions queued behind one lock, released at once;
+    # each session stays open until its job is stopped (some pools bind jobs to it)
+    conns = [pool.target.connect() for _ in range(12)]
+    submitted, refusals, other = pool.barrage(conns, "sleep", {"ms": 5_000})
+    other += [
+        AssertionError(f"refused with {c}, not class 53") for c in refusals if not (c or "").startswith("53")
+    ]
     try:
         assert not other, other
         pids = [_pid(pool, h) for _, h in submitted]
@@ -138,5 +115,5 @@ def test_concurrent_submitters_get_distinct_workers_or_53xxx(pool: Pool) -> None
                 lambda pid=pid: not pool.target.pid_alive(pid), SLOT_FREE_S, what=f"worker {pid} after stop"
             )
     finally:
-        for conn, _ in submitted:
+        for conn in conns:
             conn.close()
