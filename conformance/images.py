@@ -334,7 +334,7 @@ def build_extension(major: int, ext: Extension, base: str | None = None, progres
             ext,
         )
     except ImageBuildError as exc:
-        missing = _unlocatable(exc.tail) if "PACKAGES" in exc.step else []
+        missing = [pkg for pkg in _unlocatable(exc.tail) if pkg in packages.split()]
         if missing:
             suite = suites_of(major)
             raise NotPackaged(
@@ -352,9 +352,11 @@ def build_extension(major: int, ext: Extension, base: str | None = None, progres
 
 
 def _unlocatable(apt_output: str) -> list[str]:
-    """The packages apt said it cannot find or install at all."""
-    found = re.findall(r"E: Unable to locate package (\S+)", apt_output)
-    found += re.findall(r"E: Package '([^']+)' has no installation candidate", apt_output)
+    """The packages apt said it cannot find or install at all (its colours and
+    progress lines, which share a line with the error, ignored)."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", apt_output)
+    found = re.findall(r"(?:E|Error): Unable to locate package (\S+)", plain)
+    found += re.findall(r"(?:E|Error): Package '([^']+)' has no installation candidate", plain)
     return list(dict.fromkeys(found))
 
 

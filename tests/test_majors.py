@@ -49,6 +49,9 @@ def test_apt_errors_name_the_packages_it_cannot_find() -> None:
         "E: Unable to locate package postgresql-19-cron\n"
     )
     assert _unlocatable(out) == ["postgresql-19-cron", "postgresql-19-x"]
+    # as a build log shows it: apt's colour codes, and its progress line run into the error
+    coloured = "Reading state information...\x1b[1;31mE: \x1b[0mUnable to locate package postgresql-17-nope\n"
+    assert _unlocatable(coloured) == ["postgresql-17-nope"]
     assert _unlocatable("E: Sub-process /usr/bin/dpkg returned an error code (1)") == []
 
 
