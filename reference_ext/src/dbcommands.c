@@ -46,11 +46,12 @@
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /*
- * The database a statement needs to itself, and the command's name; NULL
- * for every other statement.
+ * The database a statement needs to itself, the command's name, and whether
+ * the command refuses to run in a transaction block; NULL for every other
+ * statement.
  */
 static const char *
-exclusive_database(Node *parsetree, const char **command)
+exclusive_database(Node *parsetree, const char **command, bool *toplevel_only)
 {
 	ListCell   *lc;
 
@@ -58,6 +59,7 @@ exclusive_database(Node *parsetree, const char **command)
 	{
 		case T_DropdbStmt:
 			*command = "DROP DATABASE";
+			*toplevel_only = true;
 			return ((DropdbStmt *) parsetree)->dbname;
 		case T_RenameStmt:
 			if (((RenameStmt *) parsetree)->renameType != OBJECT_DATABASE)
@@ -70,6 +72,7 @@ exclusive_database(Node *parsetree, const char **command)
 				if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
 				{
 					*command = "ALTER DATABASE SET TABLESPACE";
+					*toplevel_only = true;
 					return ((AlterDatabaseStmt *) parsetree)->dbname;
 				}
 			}
@@ -140,15 +143,15 @@ static void
 bgw_pool_ProcessUtility(BGWP_UTILITY_PARAMS)
 {
 	const char *command = NULL;
-	const char *dbname = exclusive_database(pstmt->utilityStmt, &command);
+	bool		toplevel_only = false;
+	const char *dbname = exclusive_database(pstmt->utilityStmt, &command, &toplevel_only);
 	Oid			dboid = dbname ? get_database_oid(dbname, true) : InvalidOid;
 
 	/*
 	 * DROP DATABASE and SET TABLESPACE cannot run in a transaction block:
 	 * say so before stopping anything, as core would after.
 	 */
-	if (OidIsValid(dboid) && strcmp(command, "ALTER DATABASE RENAME") != 0 &&
-		strcmp(command, "CREATE DATABASE") != 0)
+	if (OidIsValid(dboid) && toplevel_only)
 		PreventInTransactionBlock(context == PROCESS_UTILITY_TOPLEVEL, command);
 
 	if (OidIsValid(dboid) && dboid != MyDatabaseId &&
