@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 
+from conformance.figures import percentile
 from conformance.targets import Target
 
 # timed by the server, like direct_launch_us(): the CTEs run in order
@@ -14,11 +15,6 @@ SUBMIT = (
     " s AS MATERIALIZED (SELECT * FROM t, bgw_pool.submit(%s, %s::jsonb))"
     " SELECT slot, generation, extract(epoch FROM clock_timestamp() - t0)::float8 * 1000 FROM s"
 )
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(target: Target, rounds: int = 50) -> dict[str, dict[str, float]]:
@@ -55,6 +51,6 @@ def measure(target: Target, rounds: int = 50) -> dict[str, dict[str, float]]:
             exited = target.wait_until(freed, 5, what="the 50 ms job's slot to be free")[0]
             samples["exit_to_free"].append((exited - started).total_seconds() * 1000 - 50)
     return {
-        k: {"p50": round(statistics.median(v), 3), "p95": round(_percentile(v, 0.95), 3), "n": len(v)}
+        k: {"p50": round(statistics.median(v), 3), "p95": round(percentile(v, 0.95), 3), "n": len(v)}
         for k, v in samples.items()
     }

@@ -3,6 +3,7 @@
   bgw-conformance images build --pg 13,15,17,18 [--profile P] [INPUTS]
   bgw-conformance run [--target pg17[,local...]] [--profile P] [INPUTS] [--expectations F] [--json]
                       [--reports DIR] [-- PYTEST-ARGS]
+  bgw-conformance verify --repeat N [--target ...] [-k EXPR] [INPUTS] [--reports DIR]
   bgw-conformance expectations update --profile P RESULTS...
   bgw-conformance clean
 
@@ -105,6 +106,16 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         raise
 
 
+def _cmd_verify(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    """Run each selected test ``--repeat`` times in a row on each target (like
+    wptrunner's --verify): a test that both passed and failed is ``flaky``,
+    which gates (exit 1) like a failure."""
+    if args.repeat < 2:
+        raise KitError(f"--repeat {args.repeat}: verify needs at least 2 repetitions")
+    extra = [f"--bgwc-repeat={args.repeat}"] + (["-k", args.k] if args.k else [])
+    return _run(args, [*extra, *pytest_args])
+
+
 def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None) -> int:
     import pytest
 
@@ -129,7 +140,8 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
         runnable.append(target)
     if not runnable:
         return summary.EXIT_OK
-    run_dir = Path(args.reports) / f"{time.strftime('%Y%m%d-%H%M%S')}-{engine.RUN_ID}"
+    kind = f"-verify{args.repeat}" if getattr(args, "repeat", None) else ""
+    run_dir = Path(args.reports) / f"{time.strftime('%Y%m%d-%H%M%S')}-{engine.RUN_ID}{kind}"
     run_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         str(suite_dir()),
@@ -319,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _extension_args(run)
 
+    ver = sub.add_parser(
+        "verify", help="run each selected test N times; one that both passes and fails is flaky (exit 1)"
+    )
+    ver.add_argument("--repeat", type=int, default=10, help="repetitions of each test (default 10)")
+    ver.add_argument("--target", default="pg17", help=OPTIONS["target"][1])
+    ver.add_argument("-k", default=None, metavar="EXPR", help="only the tests pytest's -k EXPR selects")
+    ver.add_argument("--reports", default="reports", help="directory for run reports")
+    ver.add_argument("--seed", default=None, help=OPTIONS["seed"][1])
+    ver.set_defaults(json=False, report_only=False)
+    _extension_args(ver)
+
     exp = sub.add_parser("expectations", help="the expected outcomes of a profile")
     exp_sub = exp.add_subparsers(dest="expectations_command", required=True)
     upd = exp_sub.add_parser("update", help="accept runs: rewrite the expectations file from their results")
@@ -365,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_images_build(args)
         if args.command == "run":
             return _cmd_run(args, pytest_args)
+        if args.command == "verify":
+            return _cmd_verify(args, pytest_args)
         if args.command == "bench":
             return _cmd_bench(args)
         if args.command == "mutants":

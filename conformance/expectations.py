@@ -203,7 +203,7 @@ class Judged:
 
     @property
     def unexpected(self) -> bool:
-        return self.status in UNEXPECTED or (self.status == "skip" and self.entry is None)
+        return self.status in UNEXPECTED or (self.status in ("skip", "flaky") and self.entry is None)
 
 
 def entries_for(
@@ -236,6 +236,11 @@ def judge(
             (e for e in own + [e for es in by_clause.values() for e in es] if e.outcome == "skip"), None
         )
         return Judged(outcome, skip)
+    if outcome == "flaky":  # repeated, it both passed and failed: expected only by a flaky entry
+        flaky = next(
+            (e for e in own + [e for es in by_clause.values() for e in es] if e.outcome == "flaky"), None
+        )
+        return Judged("flaky", flaky)
     if outcome in ("fail", "error"):
         failed = [
             c for c in clauses if (clause_outcomes or {}).get(c, "fail") in ("fail", "error")

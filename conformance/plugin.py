@@ -22,6 +22,8 @@ from conformance.errors import HarnessError, KitError
 from conformance.targets import ContainerTarget, LocalTarget, Target
 
 CONFIG_KEY = pytest.StashKey[KitConfig]()
+#: the parameter that numbers the repetitions of a test (``--bgwc-repeat``)
+REPEAT = "bgwc_repeat"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +38,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="bgwc_results",
         default=None,
         help="write results.json (per-test records and run metadata) into this directory",
+    )
+    group.addoption(
+        "--bgwc-repeat",
+        dest="bgwc_repeat",
+        type=int,
+        default=1,
+        help="run each selected test N times in a row per target (bgw-conformance verify); "
+        "a test that both passed and failed is flaky",
     )
     group.addoption(
         "--bgwc-clauses",
@@ -71,7 +81,17 @@ def is_harness_error(call: pytest.CallInfo[None]) -> bool:
     return call.when == "setup" and excinfo.errisinstance(HarnessError)
 
 
+def repeat_of(item: pytest.Item) -> int:
+    """Which repetition of its test an item is (0 when the run does not repeat)."""
+    callspec = getattr(item, "callspec", None)
+    return int(callspec.params.get(REPEAT, 0)) if callspec is not None else 0
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if (config.getoption("bgwc_repeat") or 1) > 1:  # N consecutive runs of the selection, per target
+        order = {t: i for i, t in enumerate(dict.fromkeys(target_of(i) or "" for i in items))}
+        items.sort(key=lambda i: (order[target_of(i) or ""], repeat_of(i)))
     wanted = {c.strip() for c in (config.getoption("bgwc_clauses") or "").split(",") if c.strip()}
     if wanted:
         keep = [i for i in items if wanted & set(clauses_of(i))]
@@ -165,6 +185,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "pg_target" in metafunc.fixturenames:
         kit = metafunc.config.stash.get(CONFIG_KEY, None) or _read_config(metafunc.config)
         metafunc.parametrize("pg_target", kit.targets, indirect=True, scope="session")
+    repeat = metafunc.config.getoption("bgwc_repeat") or 1
+    if repeat > 1:
+        metafunc.fixturenames.append(REPEAT)
+        metafunc.parametrize(REPEAT, range(1, repeat + 1), ids=[f"repeat{i}" for i in range(1, repeat + 1)])
 
 
 def make_target(name: str, kit: KitConfig) -> Target:
@@ -185,6 +209,12 @@ def pg_target(request: pytest.FixtureRequest, bgwc_config: KitConfig) -> Iterato
         yield target
     finally:
         target.close()
+
+
+@pytest.fixture
+def bgwc_repeat(request: pytest.FixtureRequest) -> int:
+    """Which repetition this is (1..N) under ``--bgwc-repeat N``."""
+    return int(getattr(request, "param", 0))
 
 
 @pytest.fixture

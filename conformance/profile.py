@@ -56,6 +56,7 @@ Schema (every table and key; ``?`` marks optional ones)::
     capacity? = "ext.max_workers"     # the setting that sizes the pool: the capacity witness's count
     startup_timeout? = "ext.startup_timeout_ms"   # the session setting (ms) bounding a submit's wait
     startup_timeout_sqlstate? = "55000"           # what a submit that timed out fails with
+    direct_launch_ms? = "SELECT ..."  # the floor of a submit (ms): a backend starting a worker itself
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class PoolSpec:
     capacity: str | None = None  # the server setting that sizes the pool
     startup_timeout: str | None = None  # a session setting, in ms
     startup_timeout_sqlstate: str | None = None
+    direct_launch_ms: str | None = None  # SQL: one direct worker launch, in ms (the latency floor)
 
 
 @dataclass(frozen=True)
@@ -344,6 +346,7 @@ def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
             capacity=p.get("capacity", str),
             startup_timeout=p.get("startup_timeout", str),
             startup_timeout_sqlstate=p.get("startup_timeout_sqlstate", str),
+            direct_launch_ms=p.get("direct_launch_ms", str),
         )
         if (pool.startup_timeout is None) != (pool.startup_timeout_sqlstate is None):
             p.fail(p.key("startup_timeout"), "startup_timeout and startup_timeout_sqlstate go together")

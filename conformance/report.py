@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance import majors
+from conformance import charts, majors
+from conformance import figures as figs
 from conformance.expectations import STATUSES
 
 CONTRACT = Path(__file__).resolve().parent / "CONTRACT.md"
@@ -243,7 +244,8 @@ pre{background:#f7f7f7;padding:6px;max-height:22em;overflow:auto;white-space:pre
 details{margin:.3em 0}summary{cursor:pointer}.fault{color:#a01010;font-weight:bold}.muted{color:#777}
 a{color:#1a4fa0}.cell a{display:block;color:inherit;text-decoration:none}
 tr.tier-head th{background:#dde4f0}
-.release{color:#8a4b00;font-weight:bold}.note{display:block;font-size:.8em;color:#444}
+.release{color:#8a4b00;font-weight:bold}.fig{display:block;white-space:nowrap}.fig.near{color:#a05a00}
+figure.figure-chart{margin:.6em 0}figcaption{font-size:.9em}.note{display:block;font-size:.8em;color:#444}
 """
 
 _FILTER_JS = """
@@ -350,25 +352,68 @@ def _clause_rows(
         if c.tier != tier:
             tier = c.tier
             body += (
-                f"<tr class='tier-head'><th colspan='5'>{_tier_heading(c.tier, tiers)} — "
+                f"<tr class='tier-head'><th colspan='6'>{_tier_heading(c.tier, tiers)} — "
                 f"<span class='{v.css}'>{_e(v.text)}</span></th></tr>"
             )
         css, text = _shown_status(status.get(c.id), v.claimed)
         links = " ".join(f"<a href='#{test_anchor(t)}'>{_e(t['name'])}</a>" for t in by_clause.get(c.id, []))
         body += (
             f"<tr><td>{_e(c.id)}</td><td>{c.level}</td><td class='{css}'>{text}</td>"
-            f"<td>{_e(c.text)}</td><td>{links}</td></tr>"
+            f"<td>{_e(c.text)}</td><td>{links}</td><td>{_clause_figures(c.id, by_clause.get(c.id, []))}</td></tr>"
         )
     return body
 
 
+def _figure_span(f: dict[str, Any], named: bool = True) -> str:
+    """ "name: measured / deadline", flagged when above half its deadline."""
+    near = figs.near(f)
+    flag = " <b>▲ above half its deadline</b>" if near else ""
+    name = f"{_e(f['name'])}: " if named else ""
+    return f"<span class='fig{' near' if near else ''}'>{name}{_e(figs.text(f))}{flag}</span>"
+
+
+def _clause_figures(clause: str, tests: list[dict[str, Any]]) -> str:
+    return "".join(_figure_span(f) for t in tests for f in figs.of(t) if f["clause"] == clause)
+
+
 def _figures(t: dict[str, Any]) -> str:
-    """What the test measured (its recorded properties), beside its deadlines."""
-    props = {k: v for k, v in (t.get("properties") or {}).items() if k != "tier"}
-    if not props:
-        return ""
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(json.dumps(v))}</td></tr>" for k, v in props.items())
-    return f"<h3>figures</h3><table class='figures'>{rows}</table>"
+    """What the test measured, each against its deadline, then its other recorded properties;
+    under repetition, every repetition's value."""
+    measured = figs.of(t)
+    rows = "".join(
+        f"<tr><th>{_e(f['clause'])}</th><td>{_e(f['name'])}</td><td>{_figure_span(f, named=False)}</td>"
+        f"<td>{_e(' '.join(f'{v:.3g}' for v in f.get('values', [])))}</td></tr>"
+        for f in measured
+    )
+    table = (
+        "<h3>figures</h3><table class='figures'><tr><th>clause</th><th>figure</th>"
+        f"<th>measured / deadline</th><th>each repetition</th></tr>{rows}</table>"
+        if rows
+        else ""
+    )
+    props = {
+        k: v for k, v in (t.get("properties") or {}).items() if k not in ("tier", "figures", *_SEQUENCES)
+    }
+    other = "".join(f"<tr><th>{_e(k)}</th><td>{_e(json.dumps(v))}</td></tr>" for k, v in props.items())
+    return table + (f"<h3>properties</h3><table class='properties'>{other}</table>" if other else "")
+
+
+_SEQUENCES = ("replay", "sequences", "minimal_sequences")
+
+
+def _sequences(t: dict[str, Any]) -> str:
+    """A randomized test's replay command, the minimal failing sequences it shrank to, and what it ran."""
+    props = t.get("properties") or {}
+    out = f"<h3>replay</h3><pre class='replay'>{_e(props['replay'])}</pre>" if props.get("replay") else ""
+    for m in props.get("minimal_sequences") or []:
+        out += (
+            f"<h3>minimal failing sequence</h3><pre class='minimal'>{_e(m['error'])}\n{_e(m['script'])}</pre>"
+        )
+    ran = props.get("sequences") or []
+    if ran:
+        body = "\n".join(f"{i}: " + ", ".join(seq) for i, seq in enumerate(ran, 1))
+        out += f"<details><summary>{len(ran)} sequence(s) run</summary><pre>{_e(body)}</pre></details>"
+    return out
 
 
 def _extension_text(run: dict[str, Any]) -> str:
@@ -436,6 +481,15 @@ def _gate(summary: dict[str, Any] | None) -> str:
     return f"<div id='gate' class='{css}'><b>{_e(head)}</b>{f'<ul>{items}</ul>' if items else ''}{hint}</div>"
 
 
+def _repeats(t: dict[str, Any]) -> str:
+    """Under verify: how many of the repetitions passed."""
+    reps = t.get("repeats")
+    if not reps:
+        return ""
+    passed = sum(r["outcome"] == "pass" for r in reps)
+    return f" ({passed} of {len(reps)} repetitions passed)"
+
+
 def _expected_note(t: dict[str, Any]) -> str:
     exp = t.get("expected")
     if not exp:
@@ -468,7 +522,7 @@ def render_run(
     clause_rows = _clause_rows(contract, verdicts, tiers, status, by_clause)
     test_rows = "".join(
         f"<tr class='test' data-outcome='{_status(t)}' data-family='{_e(t['family'])}'>"
-        f"<td class='{_status(t)}'>{_status(t)}</td><td><a href='#{test_anchor(t)}'>{_e(t['name'])}</a></td>"
+        f"<td class='{_status(t)}'>{_status(t)}{_repeats(t)}</td><td><a href='#{test_anchor(t)}'>{_e(t['name'])}</a></td>"
         f"<td>{_e(t['family'])}</td><td>{_e(', '.join(t['clauses']))}</td><td>{t['duration']:.2f}s</td></tr>"
         for t in tests
     )
@@ -482,6 +536,7 @@ def render_run(
             else ""
         )
         + (f"<h3>message</h3><pre>{_e(t['message'])}</pre>" if t.get("message") else "")
+        + _sequences(t)
         + _figures(t)
         + f"<h3>timeline</h3>{_timeline(t)}<h3>server log</h3><pre>{_e(t.get('log_excerpt') or '(empty)')}</pre>"
         + "</details>"
@@ -509,7 +564,7 @@ def render_run(
 <tr><th>expectations</th><td>{_e((run.get("expectations") or {}).get("path") or "none")}</td></tr>
 <tr><th>time</th><td>{_e(run["started"])} → {_e(run["finished"])}</td></tr></table>
 <table><tr><th>target</th><th>server</th><th>image</th></tr>{servers}</table>
-<h2>Clauses</h2><table id="clauses"><tr><th>clause</th><th>level</th><th>status</th><th>rule</th><th>tests</th></tr>
+<h2>Clauses</h2><table id="clauses"><tr><th>clause</th><th>level</th><th>status</th><th>rule</th><th>tests</th><th>measured / deadline</th></tr>
 {clause_rows}</table>
 <h2>Tests</h2><p>outcome <select id="f-outcome" onchange="applyFilter()"><option value="">all</option>{options}</select>
 family <select id="f-family" onchange="applyFilter()"><option value="">all</option>{fam_options}</select>
@@ -575,7 +630,7 @@ def _cell_note(t: dict[str, Any] | None) -> str:
     props = (t or {}).get("properties") or {}
     if "stopped_by" not in props:
         return ""
-    took = f", {props['measured_s']:g} s" if isinstance(props.get("measured_s"), int | float) else ""
+    took = "".join(f", {f['value']:.3g} {f['unit']}" for f in figs.of(t or {})[:1])
     return f"<span class='note'>by {_e(props['stopped_by'])}{took}</span>"
 
 
@@ -631,9 +686,17 @@ def render_matrix(
             cells += f"<td class='cell {css}'><a href='{_e(href)}'>{st}{_cell_note(first)}</a></td>"
         body += f"<tr><td title='{_e(c.text)}'>{c.id}</td><td>{c.level}</td>{cells}</tr>"
     mutation = render_mutation_table(mutants) if mutants else ""
+    figures = charts.charts_section([(chart_label(res), res) for res, _, _, _ in cols])
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>bgw-conformance matrix</title>
 <style>{_CSS}</style></head><body><h1>bgw-conformance: clauses by runs</h1>
-<table id="matrix"><tr><th>clause</th><th>level</th>{head}</tr>{body}</table>{mutation}</body></html>"""
+<table id="matrix"><tr><th>clause</th><th>level</th>{head}</tr>{body}</table>{figures}{mutation}</body></html>"""
+
+
+def chart_label(res: dict[str, Any]) -> str:
+    """A run in a chart: its profile, targets and, under verify, its repetitions."""
+    run = res["run"]
+    rep = f" (verify, {run['repeat']} runs)" if run.get("repeat") else ""
+    return f"{run.get('profile') or '?'} · {', '.join(run['targets'])}{rep}"
 
 
 def find_results(paths: list[Path]) -> list[Path]:

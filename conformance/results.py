@@ -2,7 +2,8 @@
 
 Always recording; written when pytest gets ``--bgwc-results DIR``
 (``bgw-conformance run`` passes it).  Each record: clauses, outcome as it ran
-(pass, fail, error, skip, not-applicable), its status against the
+(pass, fail, error, skip, not-applicable; under ``--bgwc-repeat``, flaky when it both
+passed and failed), its status against the
 expectations (``conformance.expectations``), duration, the failure message,
 whether the harness broke, the server log written during the test and the
 faults injected, with times relative to the test's start.  The run's metadata
@@ -15,17 +16,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conformance import __version__, expectations
+from conformance import __version__, expectations, figures
 from conformance.config import KitConfig
 from conformance.targets import Target
 
 NOT_APPLICABLE = "not applicable"
+#: the outcome of a test that both passed and failed when repeated (``--bgwc-repeat``)
+FLAKY = "flaky"
 LOG_EXCERPT_CHARS = 20_000
 
 
@@ -50,9 +54,11 @@ class ResultsRecorder:
         self.servers: dict[str, dict[str, Any]] = {}
         self.started = _now()
         self.collected = 0
+        self.repeat = 1
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.collected = len(session.items)
+        self.repeat = int(session.config.getoption("bgwc_repeat") or 1)
+        self.collected = len(session.items) // self.repeat
 
     def _server(self, target: Target) -> None:
         if target.name in self.servers:
@@ -135,7 +141,78 @@ class ResultsRecorder:
 
     def _results(self, exitstatus: int) -> dict[str, Any]:
         run = run_record(self.kit, list(self.servers.values()), self.started, exitstatus, self.collected)
+        if self.repeat > 1:
+            run["repeat"] = self.repeat
+            return {"run": run, "tests": fold_repeats(list(self.records.values()))}
         return {"run": run, "tests": list(self.records.values())}
+
+
+def base_nodeid(nodeid: str) -> str:
+    """A test's node id without its repetition (``test_x[pg17-repeat3]`` -> ``test_x[pg17]``)."""
+    m = re.fullmatch(r"(.*)\[(.*)\]", nodeid)
+    if m is None:
+        return nodeid
+    kept = [p for p in m.group(2).split("-") if not re.fullmatch(r"repeat\d+", p)]
+    return f"{m.group(1)}[{'-'.join(kept)}]" if kept else m.group(1)
+
+
+def _folded_outcome(outcomes: list[str]) -> str:
+    ran = [o for o in outcomes if o in ("pass", "fail", "error")]
+    if not ran:
+        return outcomes[0] if outcomes else "skip"
+    if "pass" in ran and len(set(ran)) > 1:
+        return FLAKY
+    return "error" if "error" in ran else ran[0]
+
+
+def _worst_figures(reps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each figure at its worst over the repetitions, with every repetition's value."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in reps:
+        for f in figures.of(r):
+            key = (f["clause"], f["name"])
+            seen = merged.setdefault(key, {**f, "values": []})
+            seen["values"].append(f["value"])
+            if f["value"] > seen["value"]:
+                merged[key] = {**f, "values": seen["values"]}
+    return list(merged.values())
+
+
+def fold_repeats(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per test from its repetitions: ``pass`` or ``fail`` when every
+    repetition agreed, ``flaky`` when it both passed and failed (never a pass).
+    Each repetition's outcome, duration, failure and properties are kept in
+    ``repeats``; the record shows the first failing repetition (else the last)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault(base_nodeid(rec["nodeid"]), []).append(rec)
+    folded = []
+    for nodeid, reps in groups.items():
+        shown = next((r for r in reps if r["outcome"] in ("fail", "error")), reps[-1])
+        rec = {**shown, "nodeid": nodeid, "name": base_nodeid(shown["name"])}
+        rec["outcome"] = _folded_outcome([r["outcome"] for r in reps])
+        rec["duration"] = round(sum(r["duration"] for r in reps), 3)
+        rec["repeats"] = [
+            {
+                "outcome": r["outcome"],
+                "duration": r["duration"],
+                "summary": r.get("summary"),
+                "properties": r.get("properties") or {},
+            }
+            for r in reps
+        ]
+        if rec["outcome"] == FLAKY:
+            said = [f"{i}: {r['outcome']}" for i, r in enumerate(reps, 1) if r["outcome"] != "pass"]
+            rec["summary"] = (
+                f"flaky: {sum(r['outcome'] == 'pass' for r in reps)} of {len(reps)} repetitions passed "
+                f"(failed: {', '.join(said)}); first failure: {shown.get('summary') or ''}"
+            )[:600]
+        rec["properties"] = {**(rec.get("properties") or {}), "figures": _worst_figures(reps)}
+        broken = next((r["harness_error"] for r in reps if r.get("harness_error")), None)
+        if broken:
+            rec["harness_error"] = broken
+        folded.append(rec)
+    return folded
 
 
 def run_record(

@@ -65,7 +65,8 @@ def summarize(
     broke, cause = _cause(results, pytest_code)
     verdicts = report.tier_verdicts(results, contract)
     unexpected = [{**u, "level": _level(u["clauses"], contract)} for u in run.get("unexpected", [])]
-    gating = [u for u in unexpected if u["level"] == "MUST"]
+    # a test that both passed and failed gates whatever its level: flaky is never a pass
+    gating = [u for u in unexpected if u["level"] == "MUST" or u["status"] == "flaky"]
     if broke:
         verdict, status = broke, EXIT_HARNESS
     elif missing := run.get("not_packaged"):
@@ -133,7 +134,7 @@ def _unexpected_line(u: dict[str, Any]) -> str:
     what = u.get("test") or u.get("clause")
     clauses = ",".join(u["clauses"])
     first = (u.get("message") or "").strip().splitlines()[:1]
-    gate = "" if u["level"] == "MUST" else " (SHOULD: does not gate)"
+    gate = "" if u["level"] == "MUST" or u["status"] == "flaky" else " (SHOULD: does not gate)"
     kind = u["status"].removeprefix("unexpected-").upper()
     said = f": {first[0][:200]}" if first else ""
     return f"  UNEXPECTED {kind}{gate} {clauses} on {u['target']}: {what}{said}"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import report
+from conformance import charts, report
+from conformance import figures as figs
 
 RECORDED = Path(__file__).parent / "data" / "results_pg17.json"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "reports" / "screenshots"
@@ -214,7 +215,7 @@ def test_run_page_shows_the_tier_table_and_groups_clauses_by_tier() -> None:
     )
     assert "<tr id='tier-faults'><td>faults</td>" in page and "<td>no</td><td class='not-applicable'>" in page
     clauses = page[page.index('<table id="clauses">') : page.index("<h2>Tests</h2>")]
-    head = "<tr class='tier-head'><th colspan='5'>Tier {}:"
+    head = "<tr class='tier-head'><th colspan='6'>Tier {}:"
     heads = [clauses.index(head.format(t)) for t in ("bgworker", "pool", "faults")]
     assert heads == sorted(heads) and heads[1] < clauses.index("<td>LIFE-1</td>") < heads[2]
     crash = clauses[heads[2] :]
@@ -324,11 +325,80 @@ def test_one_scenario_several_clauses_each_judged_on_its_own() -> None:
     assert set(clause_status({"tests": [rec("skip", {"S-1": "pass"})]}).values()) == {"skip"}
 
 
-def test_drill_down_shows_the_figures_a_test_measured() -> None:
-    res = recorded()
-    t = res["tests"][0]
-    t["properties"] = {"tier": "bgworker", "measured_s": 0.412, "deadline_s": 1.0}
+def figured() -> list[dict]:  # type: ignore[type-arg]
+    """Real runs (reference pool, 17 and 19) whose tests recorded figures; log excerpts dropped."""
+    return [json.loads(p.read_text()) for p in sorted(RECORDED.parent.glob("results_figures_pg*.json"))]
+
+
+def test_run_page_shows_measured_against_deadline_and_flags_above_half() -> None:
+    res = figured()[0]
+    pmd = next(t for t in res["tests"] if "PMD-1" in t["clauses"])
+    [fig] = figs.of(pmd)
     page = report.render_run(res)
-    assert "<h3>figures</h3>" in page
-    assert "<tr><th>measured_s</th><td>0.412</td></tr>" in page and "<th>deadline_s</th><td>1.0</td>" in page
-    assert "<tr><th>tier</th><td>" not in page  # the tier is not a figure
+    assert "<th>measured / deadline</th>" in page
+    assert f"<span class='fig'>postmaster SIGKILL → all gone: {fig['value']:.3g} / 1 s</span>" in page
+    fig["value"] = 0.62  # above half of 1 s
+    pmd["properties"]["figures"] = [fig]
+    page = report.render_run(res)
+    assert (
+        "<span class='fig near'>postmaster SIGKILL → all gone: 0.62 / 1 s <b>▲ above half its deadline</b>"
+        in page
+    )
+    # the drill-down: each figure of the test, then its other properties (the tier is neither)
+    details = page[page.index(f"<details id='{report.test_anchor(pmd)}'>") :]
+    assert "<h3>figures</h3>" in details and "<td>postmaster SIGKILL → all gone</td>" in details
+    assert "<tr><th>tier</th><td>" not in page
+    job1 = next(t for t in res["tests"] if t["name"].startswith("test_submit_latency"))
+    p50 = next(f for f in figs.of(job1) if f["name"].endswith("p50"))
+    assert p50["unit"] == "ms" and 0 < p50["floor"] < p50["value"] < p50["deadline"]
+    assert f"(floor {p50['floor']:.3g} ms)" in page
+
+
+_PROBE = """<script>
+window.addEventListener('load', function () {
+  var out = [];
+  document.querySelectorAll('svg.chart').forEach(function (svg) {
+    var bars = [];
+    svg.querySelectorAll('rect.bar').forEach(function (r) {
+      bars.push({value: parseFloat(r.dataset.value), width: r.getBBox().width,
+                 shown: r.getBoundingClientRect().width, text: r.nextElementSibling.textContent});
+    });
+    out.push({clause: svg.dataset.clause, figure: svg.dataset.figure, bars: bars,
+              box: svg.getBoundingClientRect().width});
+  });
+  var pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def test_matrix_charts_render_real_figures_in_chromium(tmp_path: Path) -> None:
+    runs = figured()
+    assert len({r["run"]["targets"][0] for r in runs}) >= 2, "charts across majors need two recorded runs"
+    page = report.render_matrix([(tmp_path / f"r{i}" / "results.json", r) for i, r in enumerate(runs)])
+    assert (
+        "<script" not in page and "http://" not in page and "https://" not in page
+    )  # nothing from elsewhere
+    labels = [report.chart_label(r) for r in runs]
+    series = charts.figure_series(list(zip(labels, runs, strict=True)))
+    assert page.count("<svg ") == len(series) >= 20
+    (tmp_path / "matrix.html").write_text(page.replace("</body>", _PROBE + "</body>"))
+    dom = _browser(f"file://{tmp_path}/matrix.html", "--dump-dom", "--virtual-time-budget=5000")
+    probe = json.loads(html.unescape(dom.split('<pre id="probe">')[1].split("</pre>")[0]))
+    assert len(probe) == len(series)
+    for chart, ((clause, name), points) in zip(probe, series.items(), strict=True):
+        assert (chart["clause"], chart["figure"]) == (clause, name) and chart["box"] > 500
+        assert [b["value"] for b in chart["bars"]] == [f["value"] for _, f in points]
+        assert [b["text"] for b in chart["bars"]] == [figs.text(f) for _, f in points]
+        for bar in chart["bars"]:
+            assert bar["shown"] >= 1, f"{clause} {name}: a bar that does not render"
+        drawn = [(b["value"], b["width"]) for b in chart["bars"] if b["width"] > 2]
+        if len(drawn) > 1:  # bar lengths in proportion to the values
+            ratios = [w / v for v, w in drawn]
+            assert max(ratios) - min(ratios) <= 0.02 * max(ratios) + 1, (clause, name, drawn)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / "matrix-figures.png"
+    section = charts.charts_section(list(zip(labels, runs, strict=True)))
+    (tmp_path / "figures.html").write_text(f"<!doctype html><html><body>{section}</body></html>")
+    _browser(f"file://{tmp_path}/figures.html", f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000

@@ -88,11 +88,9 @@ def test_wait_until_returns_value_and_times_out_with_last_value() -> None:
         wait_until(lambda: (_ for _ in ()).throw(ValueError("nope")), 0.2, context=lambda: "ctx")
 
 
-def test_workload_is_reproducible_from_its_seed() -> None:
+def test_workload_gives_steps_examples_and_seeds() -> None:
     w = Workload.load()
-    assert w.operations(3) == w.operations(3)
-    assert w.operations(3) != w.operations(4)
-    assert {op for op, _ in w.operations(3)} <= set(w.weights)
+    assert w.steps >= 5 and w.examples >= 1 and len(set(w.ci_seeds)) == len(w.ci_seeds) >= 1
 
 
 @pytest.mark.parametrize(

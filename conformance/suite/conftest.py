@@ -15,12 +15,13 @@ any of its fixtures run.  So is a test whose adapter raises NotApplicable.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import pytest
 
 from conformance.adapters import NotApplicable, make_adapter
 from conformance.config import KitConfig
+from conformance.figures import Figures
 from conformance.profile import TIERS, Profile
 from conformance.suite.harness import CAPACITY_LOST, INV_VIOLATED, SLOT_FREE_S, Pool
 from conformance.suite.workers import Workers
@@ -51,6 +52,12 @@ def _config_key() -> pytest.StashKey[KitConfig]:
     from conformance.plugin import CONFIG_KEY
 
     return CONFIG_KEY
+
+
+@pytest.fixture
+def figures(record_property: Callable[[str, object], None]) -> Figures:
+    """What the test measures, each against its clause's deadline (``conformance.figures``)."""
+    return Figures(record_property)
 
 
 @pytest.fixture(scope="session")

@@ -152,9 +152,9 @@ class Target(ABC):
         return self._pg_ctl("status", check=False).code == 0
 
     def postmaster_pid(self) -> int | None:
-        res = self._exec(["head", "-n", "1", f"{self.datadir}/postmaster.pid"])
-        line = res.output.strip()
-        return int(line) if res.code == 0 and line.isdigit() else None
+        text = self._read(f"{self.datadir}/postmaster.pid")
+        line = (text or "").split("\n", 1)[0].strip()
+        return int(line) if line.isdigit() else None
 
     # -- faults ----------------------------------------------------------------
     def kill(self, pid: int, sig: int | signal.Signals = signal.SIGKILL) -> None:
@@ -167,16 +167,14 @@ class Target(ABC):
             raise TargetError(f"refusing to signal pid {pid}: not a server process")
         name = signal.Signals(sig).name
         if pid not in {p.pid for p in self.processes()}:
-            if self._exec(["kill", "-0", str(pid)], user="root").code == 0:
+            if self._exists(pid):
                 raise TargetError(
                     f"refusing to signal pid {pid}: not a process of the server under test ({self.name})"
                 )
             self._record("kill", f"{name} -> {pid}: already gone, not signalled")
             return
         self._record("kill", f"{name} -> {pid}")
-        res = self._exec(["kill", "-s", name.removeprefix("SIG"), str(pid)], user="root")
-        if res.code != 0 and "No such process" not in res.output:
-            raise TargetError(f"kill -{name} {pid} failed: {res.output.strip()}")
+        self._signal(pid, signal.Signals(sig))
 
     def kill_postmaster(self) -> int:
         """SIGKILL the pid in postmaster.pid; return it."""
@@ -235,21 +233,43 @@ class Target(ABC):
             ]
         )
 
+    # -- the OS beside the server: by commands run there; a target may read it directly
+    def _ps(self) -> str:
+        """What ``ps -o pid=,ppid=,stat=,args=`` prints beside the server."""
+        return self.run(PS_ARGV, user="root")
+
+    def _exists(self, pid: int) -> bool:
+        """Any process (of the server or not) has this pid beside the server."""
+        return self._exec(["kill", "-0", str(pid)], user="root").code == 0
+
+    def _signal(self, pid: int, sig: signal.Signals) -> None:
+        """Deliver ``sig`` (only ``kill`` calls this, after its checks); a process gone meanwhile is fine."""
+        res = self._exec(["kill", "-s", sig.name.removeprefix("SIG"), str(pid)], user="root")
+        if res.code != 0 and "No such process" not in res.output:
+            raise TargetError(f"kill -{sig.name} {pid} failed: {res.output.strip()}")
+
+    def _read(self, path: str, offset: int = 0) -> str | None:
+        """A file beside the server from byte ``offset`` on; None when it cannot be read."""
+        res = self._exec(["tail", "-c", f"+{offset + 1}", path])
+        return res.output if res.code == 0 else None
+
+    def _size(self, path: str) -> int | None:
+        res = self._exec(["stat", "-c", "%s", path])
+        return int(res.output.strip()) if res.code == 0 and res.output.strip().isdigit() else None
+
     # -- observation -----------------------------------------------------------
     def processes(self) -> list[Process]:
         """The OS truth: this server's live processes (zombies excluded)."""
-        return parse_ps(self.run(PS_ARGV, user="root"), self.cluster_name)
+        return parse_ps(self._ps(), self.cluster_name)
 
     def pid_alive(self, pid: int) -> bool:
         return any(p.pid == pid for p in self.processes())
 
     def log_offset(self) -> int:
-        res = self._exec(["stat", "-c", "%s", self.logfile])
-        return int(res.output.strip()) if res.code == 0 else 0
+        return self._size(self.logfile) or 0
 
     def log_since(self, offset: int) -> str:
-        res = self._exec(["tail", "-c", f"+{offset + 1}", self.logfile])
-        return res.output if res.code == 0 else ""
+        return self._read(self.logfile, offset) or ""
 
     def log_tail(self, lines: int = 40) -> str:
         res = self._exec(["tail", "-n", str(lines), self.logfile])

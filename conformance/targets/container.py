@@ -1,16 +1,28 @@
 """A server in a container: an init and an idle command as PID 1, postgres
 started beside it with pg_ctl through ``docker exec``, its port published on
-127.0.0.1 only."""
+127.0.0.1 only.
+
+When the engine runs on this host's kernel and the kit may read its /proc
+(root, as here), the container's processes, their signals and the server's
+files are reached from the host: /proc/<init>/ (its pid namespace) and
+/proc/<init>/root/ (its files).  A ``docker exec`` costs about 100 ms of
+wall time and the engine's CPU; the waits poll these many times a second.
+Elsewhere (a remote engine) every such step goes through ``docker exec``.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from testcontainers.core.container import DockerContainer
 
 from conformance import engine
 from conformance.errors import TargetError
+from conformance.processes import ProcEntry, proc_table, ps_text
 from conformance.targets.base import ExecResult, Target
 
 PORT = 5432
@@ -29,6 +41,7 @@ class ContainerTarget(Target):
         self.ext_build_dir = "/usr/src/ext"
         self.pg_config = f"{self.bindir}/pg_config"
         self.started_in_s = 0.0
+        self._init_pid: int | None = None  # the container's init on this host, when /proc shows it
         self._container = DockerContainer(image).with_kwargs(labels=engine.run_labels())
         # published on loopback only, on a free port: docker-py's (ip, port) form,
         # which with_bind_ports does not accept
@@ -39,6 +52,7 @@ class ContainerTarget(Target):
         t0 = time.monotonic()
         engine.client()  # fail early, with a clear message, without an engine
         self._container.start()
+        self._init_pid = self._host_init_pid()
         try:
             self._include_overrides()
             self.start()
@@ -53,6 +67,64 @@ class ContainerTarget(Target):
         wrapped = self._container.get_wrapped_container()
         code, out = wrapped.exec_run(["timeout", str(int(timeout)), *argv], user=user)
         return ExecResult(code, out.decode(errors="replace") if out else "")
+
+    def _host_init_pid(self) -> int | None:
+        """The container's init as this host sees it, if its /proc and files are readable here."""
+        wrapped = self._container.get_wrapped_container()
+        wrapped.reload()
+        pid = int(wrapped.attrs.get("State", {}).get("Pid") or 0)
+        try:
+            if pid <= 1 or os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid"):
+                return None
+            if not Path(f"/proc/{pid}/root{DATADIR}").is_dir():
+                return None
+        except OSError:
+            return None
+        return pid
+
+    def _table(self) -> list[ProcEntry]:
+        assert self._init_pid is not None
+        return proc_table(self._init_pid)
+
+    def _ps(self) -> str:
+        return ps_text(self._table()) if self._init_pid else super()._ps()
+
+    def _exists(self, pid: int) -> bool:
+        if not self._init_pid:
+            return super()._exists(pid)
+        return any(e.pid == pid for e in self._table())
+
+    def _signal(self, pid: int, sig: signal.Signals) -> None:
+        if not self._init_pid:
+            return super()._signal(pid, sig)
+        host = next((e.host_pid for e in self._table() if e.pid == pid and e.state != "Z"), None)
+        if host is None:
+            return  # gone meanwhile
+        try:
+            os.kill(host, sig)
+        except ProcessLookupError:
+            pass
+
+    def _host_path(self, path: str) -> Path:
+        return Path(f"/proc/{self._init_pid}/root{path}")
+
+    def _read(self, path: str, offset: int = 0) -> str | None:
+        if not self._init_pid:
+            return super()._read(path, offset)
+        try:
+            with self._host_path(path).open("rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return None
+
+    def _size(self, path: str) -> int | None:
+        if not self._init_pid:
+            return super()._size(path)
+        try:
+            return self._host_path(path).stat().st_size
+        except OSError:
+            return None
 
     def conninfo(self, dbname: str = "postgres") -> str:
         port = self._container.get_exposed_port(PORT)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from conformance.figures import Figures
 from conformance.suite.checks import Checks
 from conformance.suite.workers import DB_COMMAND_S, DB_RETRY_GRACE_S, DB_RETRY_LINES, OBSERVE_S, Workers
 
@@ -36,22 +37,27 @@ def _timed(extension: Workers, statement: str) -> float:
 
 @pytest.mark.clause("DB-1", "DB-3")
 def test_drop_database_force_is_not_blocked_and_given_up(
-    extension: Workers, record_property: Callable[[str, object], None]
+    extension: Workers, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
     checks = Checks(record_property)
     _fresh_scratch(extension)
     extension.start_workload(database=SCRATCH_DB)
     offset = extension.target.log_offset()
     took = _timed(extension, f"DROP DATABASE {SCRATCH_DB} WITH (FORCE)")
-    record_property("measured_s", round(took, 3))
-    record_property("deadline_s", DB_COMMAND_S)
+    figures.add("DB-1", "DROP DATABASE WITH (FORCE)", took, DB_COMMAND_S)
     checks.check("DB-1", took <= DB_COMMAND_S, f"took {took:.1f}s")
     # a grace period to give up on the database, then a window in which nothing may try it
     extension.observe_log(DB_RETRY_GRACE_S, offset)
     after = extension.target.log_offset()
     extension.observe_log(OBSERVE_S, after)
     about = [ln for ln in extension.target.log_since(after).splitlines() if SCRATCH_DB in ln]
-    record_property("lines_about_db_per_10s", round(len(about) * 10 / OBSERVE_S, 1))
+    figures.add(
+        "DB-3",
+        "log lines about the dropped database",
+        len(about) * 10 / OBSERVE_S,
+        DB_RETRY_LINES * 10 / OBSERVE_S,
+        "lines/10s",
+    )
     checks.check(
         "DB-3",
         len(about) <= DB_RETRY_LINES,
@@ -64,14 +70,11 @@ def test_drop_database_force_is_not_blocked_and_given_up(
 
 
 @pytest.mark.clause("DB-2")
-def test_alter_database_rename_is_not_blocked(
-    extension: Workers, record_property: Callable[[str, object], None]
-) -> None:
+def test_alter_database_rename_is_not_blocked(extension: Workers, figures: Figures) -> None:
     _fresh_scratch(extension)
     try:
         took = _timed(extension, f"ALTER DATABASE {SCRATCH_DB} RENAME TO {RENAMED_DB}")
-        record_property("measured_s", round(took, 3))
-        record_property("deadline_s", DB_COMMAND_S)
+        figures.add("DB-2", "ALTER DATABASE RENAME", took, DB_COMMAND_S)
     finally:
         for db in (SCRATCH_DB, RENAMED_DB):
             extension.target.sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")

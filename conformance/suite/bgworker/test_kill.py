@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from conformance.figures import Figures
 from conformance.suite.workers import (
     CRASH_RECOVERY_S,
     CRASH_RESTART,
@@ -20,10 +21,10 @@ from conformance.suite.workers import (
 
 @pytest.mark.clause("KILL-1")
 def test_sigkilled_worker_crash_restarts_and_comes_back(
-    extension: Workers, record_property: Callable[[str, object], None]
+    extension: Workers, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
     kinds = extension.at_rest_or_skip()
-    figures: dict[str, object] = {}
+    outcome: dict[str, object] = {}
     for i, spec in enumerate(kinds):
         canary = f"{spec.name}-{i}"
         extension.commit_canary(canary)
@@ -38,12 +39,13 @@ def test_sigkilled_worker_crash_restarts_and_comes_back(
             )
             most = extension.hold(spec, STAYS_DOWN_S)
             assert most == 0, f"{spec.name} is declared to stay down after a crash-restart, yet came back"
-            figures[spec.name] = "declared: stays down after a crash-restart (by design)"
+            outcome[spec.name] = "declared: stays down after a crash-restart (by design)"
         else:
             took, most = extension.wait_back(spec, old, deadline)
+            figures.add("KILL-1", f"SIGKILL → {spec.name} back", took, deadline)
             most = max(most, extension.hold(spec, min(spec.restart_s + 1.0, DUPLICATE_WATCH_S)))
             assert most <= spec.count, f"{spec.name}: {most} at once after the crash-restart"
-            figures[spec.name] = f"back in {took:.2f}s (deadline {deadline:g}s)"
+            outcome[spec.name] = f"back in {took:.2f}s (deadline {deadline:g}s)"
         assert extension.canary_intact(canary), "data committed before the kill is gone"
         extension.wait_at_rest(CRASH_RECOVERY_S)
-    record_property("figures", figures)
+    record_property("kinds", outcome)

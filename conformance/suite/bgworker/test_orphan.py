@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 
 import pytest
 
 from conformance.errors import TargetError
+from conformance.figures import Figures
 from conformance.suite.workers import PM_DEATH_S, STALE_SHMEM, START_S, Workers
 
 ORPHANS_GONE_S = 5.0
@@ -27,9 +27,7 @@ def _kill_postmaster_while_running(extension: Workers) -> tuple[set[int], float]
 
 
 @pytest.mark.clause("ORPHAN-1")
-def test_every_process_exits_with_the_postmaster(
-    extension: Workers, record_property: Callable[[str, object], None]
-) -> None:
+def test_every_process_exits_with_the_postmaster(extension: Workers, figures: Figures) -> None:
     pids, killed_at = _kill_postmaster_while_running(extension)
     left: list[int] = []
 
@@ -42,8 +40,7 @@ def test_every_process_exits_with_the_postmaster(
             gone, PM_DEATH_S, what=f"every process of the extension gone {sorted(pids)}"
         )
     finally:
-        record_property("measured_s", round(time.monotonic() - killed_at, 3))
-        record_property("deadline_s", PM_DEATH_S)
+        figures.add("ORPHAN-1", "postmaster SIGKILL → all gone", time.monotonic() - killed_at, PM_DEATH_S)
         _kill_orphans(extension)
 
 

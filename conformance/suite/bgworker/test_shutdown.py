@@ -4,17 +4,15 @@ extension's workers run."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 
 from conformance.errors import TargetError
+from conformance.figures import Figures
 from conformance.suite.workers import SHUTDOWN_S, START_S, Workers
 
 
-def _shutdown_while_running(
-    extension: Workers, mode: str, record_property: Callable[[str, object], None]
-) -> None:
+def _shutdown_while_running(extension: Workers, mode: str, figures: Figures) -> None:
     extension.start_workload()
     if extension.workload_kinds():
         extension.wait_started()
@@ -26,18 +24,17 @@ def _shutdown_while_running(
         extension.target.stop("immediate")
         pytest.fail(f"{mode} shutdown did not complete in {SHUTDOWN_S:g}s; still running: {running}\n{exc}")
     took = time.monotonic() - t0
-    record_property("measured_s", round(took, 3))
-    record_property("deadline_s", SHUTDOWN_S)
+    figures.add("SHUT-1" if mode == "fast" else "SHUT-2", f"{mode} shutdown", took, SHUTDOWN_S)
     assert not extension.target.processes(), "server processes left after the shutdown"
     extension.target.start()
     extension.wait_at_rest(START_S)
 
 
 @pytest.mark.clause("SHUT-1")
-def test_fast_shutdown_completes(extension: Workers, record_property: Callable[[str, object], None]) -> None:
-    _shutdown_while_running(extension, "fast", record_property)
+def test_fast_shutdown_completes(extension: Workers, figures: Figures) -> None:
+    _shutdown_while_running(extension, "fast", figures)
 
 
 @pytest.mark.clause("SHUT-2")
-def test_smart_shutdown_completes(extension: Workers, record_property: Callable[[str, object], None]) -> None:
-    _shutdown_while_running(extension, "smart", record_property)
+def test_smart_shutdown_completes(extension: Workers, figures: Figures) -> None:
+    _shutdown_while_running(extension, "smart", figures)

@@ -9,13 +9,14 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from conformance.figures import Figures
 from conformance.suite.checks import Checks
 from conformance.suite.workers import BUSY_CPU_S, OBSERVE_S, START_S, STORM_LINES, Workers
 
 
 @pytest.mark.clause("SLOTS-1", "SLOTS-3", "SLOTS-2")
 def test_no_storm_no_spin_without_slots_then_recovery(
-    extension: Workers, record_property: Callable[[str, object], None]
+    extension: Workers, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
     checks = Checks(record_property)
     # every slot taken by what runs at rest: nothing is left for dynamic workers
@@ -32,7 +33,7 @@ def test_no_storm_no_spin_without_slots_then_recovery(
     cpu_after = extension.cpu_seconds(extension.pids())
 
     lines = [ln for ln in log.splitlines() if ln.strip()]
-    record_property("log_lines_per_10s", round(len(lines) * 10 / OBSERVE_S, 1))
+    figures.add("SLOTS-1", "log lines without slots", len(lines) * 10 / OBSERVE_S, STORM_LINES, "lines/10s")
     serving = extension.target.scalar("SELECT 1", idempotent=True) == 1
     checks.check(
         "SLOTS-1",
@@ -40,7 +41,7 @@ def test_no_storm_no_spin_without_slots_then_recovery(
         f"serving={serving}; {len(lines)} log lines in {OBSERVE_S:g}s:\n" + "\n".join(lines[-30:]),
     )
     busy = {pid: round(cpu_after[pid] - cpu_before[pid], 2) for pid in cpu_before.keys() & cpu_after.keys()}
-    record_property("cpu_s_per_10s", round(sum(busy.values()) * 10 / OBSERVE_S, 2))
+    figures.add("SLOTS-3", "CPU without slots", sum(busy.values()) * 10 / OBSERVE_S, BUSY_CPU_S, "cpu s/10s")
     checks.check(
         "SLOTS-3",
         sum(busy.values()) <= BUSY_CPU_S * OBSERVE_S / 10,
@@ -56,6 +57,6 @@ def test_no_storm_no_spin_without_slots_then_recovery(
     extension.wait_at_rest(START_S)
     if extension.workload_kinds():
         extension.start_workload()
-        record_property("recovered_s", round(extension.wait_started(START_S), 3))
+        figures.add("SLOTS-2", "capacity back → workers up", extension.wait_started(START_S), START_S)
     checks.check("SLOTS-2", True, "")
     checks.done()

@@ -3,32 +3,23 @@ the OS and by pg_stat_activity alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
+from conformance.figures import Figures
 from conformance.suite.workers import START_S, Workers
 
 
 @pytest.mark.clause("START-1")
-def test_promised_processes_run_after_start(
-    extension: Workers, record_property: Callable[[str, object], None]
-) -> None:
+def test_promised_processes_run_after_start(extension: Workers, figures: Figures) -> None:
     extension.at_rest_or_skip()
     extension.target.restart("fast")
-    took = extension.wait_at_rest(START_S)
-    record_property("measured_s", round(took, 3))
-    record_property("deadline_s", START_S)
+    figures.add("START-1", "restart → every promised process up", extension.wait_at_rest(START_S), START_S)
 
 
 @pytest.mark.clause("START-2")
-def test_workload_starts_its_workers(
-    extension: Workers, record_property: Callable[[str, object], None]
-) -> None:
+def test_workload_starts_its_workers(extension: Workers, figures: Figures) -> None:
     if not extension.workload_kinds():
         pytest.skip("not applicable: the profile's workload starts no declared process")
     extension.start_workload()
-    took = extension.wait_started(START_S)
-    record_property("measured_s", round(took, 3))
-    record_property("deadline_s", START_S)
+    figures.add("START-2", "workload → its workers up", extension.wait_started(START_S), START_S)
     assert not extension.problems_at_rest(), extension.problems_at_rest()

@@ -7,15 +7,16 @@ from collections.abc import Callable
 
 import pytest
 
+from conformance.figures import Figures
 from conformance.suite.workers import DUPLICATE_WATCH_S, RESTART_SLACK_S, STAYS_DOWN_S, Workers
 
 
 @pytest.mark.clause("STOP-1")
 def test_terminated_workers_come_back_once(
-    extension: Workers, record_property: Callable[[str, object], None]
+    extension: Workers, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
     kinds = extension.at_rest_or_skip()
-    figures: dict[str, object] = {}
+    outcome: dict[str, object] = {}
     for spec in kinds:
         old = set(extension.census()[spec.name])
         how = {pid: extension.terminate(spec, pid) for pid in sorted(old)}
@@ -28,12 +29,13 @@ def test_terminated_workers_come_back_once(
             )
             most = extension.hold(spec, STAYS_DOWN_S)
             assert most == 0, f"{spec.name} is declared to stay down after an exit, yet came back"
-            figures[spec.name] = "declared: stays down after termination (by design)"
+            outcome[spec.name] = "declared: stays down after termination (by design)"
             continue
         took, most = extension.wait_back(spec, old, deadline)
+        figures.add("STOP-1", f"terminate → {spec.name} back", took, deadline)
         most = max(most, extension.hold(spec, min(spec.restart_s + 1.0, DUPLICATE_WATCH_S)))
         assert most <= spec.count, f"{spec.name}: {most} at once after termination, promised {spec.count}"
-        figures[spec.name] = (
+        outcome[spec.name] = (
             f"back in {took:.2f}s (deadline {deadline:g}s) after {', '.join(set(how.values()))}"
         )
-    record_property("figures", figures)
+    record_property("kinds", outcome)

@@ -10,6 +10,7 @@ import time
 import psycopg
 import pytest
 
+from conformance.figures import Figures
 from conformance.suite.harness import CRASH_RECOVERY_S, LONG_MS, SLOT_FREE_S, Pool
 
 CRASH_RESTART_LOG = "terminating any other active server processes|reinitializing"
@@ -43,11 +44,12 @@ def test_fatal_frees_slot_without_restart(pool: Pool) -> None:
     _assert_no_restart(pool, pm, launcher, offset)
 
 
-def _crash_and_recover(pool: Pool, crash: str) -> None:
+def _crash_and_recover(pool: Pool, crash: str, figures: Figures, clause: str) -> None:
     pm = pool.target.postmaster_pid()
     launcher = pool.adapter.launcher_pid()
     survivors = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(2)]
     offset = pool.target.log_offset()
+    t0 = time.monotonic()
     if crash == "abort":
         # the crash-restart may end this very session before the submit returns;
         # it is never retried (a second crash job would be a second fault)
@@ -60,6 +62,7 @@ def _crash_and_recover(pool: Pool, crash: str) -> None:
         pool.target.kill(launcher, signal.SIGKILL)
     pool.target.wait_for_log("all server processes terminated; reinitializing", offset, CRASH_RECOVERY_S)
     pool.wait_fresh(CRASH_RECOVERY_S, not_launcher=launcher)
+    figures.add(clause, f"{crash} → fresh pool", time.monotonic() - t0, CRASH_RECOVERY_S)
     assert pool.target.postmaster_pid() == pm, "the postmaster itself must survive a crash-restart"
     pool.wait_gone({s.pid for s in survivors if s.pid}, CRASH_RECOVERY_S, "workers of before the crash")
     h = pool.adapter.submit("sleep", {"ms": 100})
@@ -67,18 +70,18 @@ def _crash_and_recover(pool: Pool, crash: str) -> None:
 
 
 @pytest.mark.clause("CRASH-3")
-def test_worker_abort_crash_restarts_to_fresh_pool(pool: Pool) -> None:
-    _crash_and_recover(pool, "abort")
+def test_worker_abort_crash_restarts_to_fresh_pool(pool: Pool, figures: Figures) -> None:
+    _crash_and_recover(pool, "abort", figures, "CRASH-3")
 
 
 @pytest.mark.clause("CRASH-4")
-def test_worker_sigkill_crash_restarts_to_fresh_pool(pool: Pool) -> None:
-    _crash_and_recover(pool, "kill-worker")
+def test_worker_sigkill_crash_restarts_to_fresh_pool(pool: Pool, figures: Figures) -> None:
+    _crash_and_recover(pool, "kill-worker", figures, "CRASH-4")
 
 
 @pytest.mark.clause("CRASH-5")
-def test_launcher_sigkill_crash_restarts_to_fresh_pool(pool: Pool) -> None:
-    _crash_and_recover(pool, "kill-launcher")
+def test_launcher_sigkill_crash_restarts_to_fresh_pool(pool: Pool, figures: Figures) -> None:
+    _crash_and_recover(pool, "kill-launcher", figures, "CRASH-5")
 
 
 @pytest.mark.clause("CRASH-6")

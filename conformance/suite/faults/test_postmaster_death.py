@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.figures import Figures
 from conformance.suite.harness import CRASH_RECOVERY_S, LONG_MS, PM_DEATH_S, Pool
 
 #: bgw_pool bounds ignore_sigterm to 30 s (a fast shutdown waits for it)
@@ -21,9 +22,10 @@ def _kill_postmaster_with_busy_pool(pool: Pool) -> set[int]:
 
 
 @pytest.mark.clause("PMD-1")
-def test_launcher_and_workers_exit_with_the_postmaster(pool: Pool) -> None:
+def test_launcher_and_workers_exit_with_the_postmaster(pool: Pool, figures: Figures) -> None:
     pids = _kill_postmaster_with_busy_pool(pool)
-    pool.wait_gone(pids, PM_DEATH_S, "the launcher and every worker after SIGKILL of the postmaster")
+    with figures.timing("PMD-1", "postmaster SIGKILL → all gone", PM_DEATH_S):
+        pool.wait_gone(pids, PM_DEATH_S, "the launcher and every worker after SIGKILL of the postmaster")
 
 
 @pytest.mark.clause("PMD-2")

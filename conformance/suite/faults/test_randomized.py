@@ -1,4 +1,14 @@
-"""RAND: seeded random sequences checked against a model of the pool."""
+"""RAND: random sequences of pool operations checked against a model of the
+pool, step by step, with hypothesis' stateful testing.
+
+Each CI seed (fixtures/workloads/random_ops.toml) drives ``examples``
+sequences of up to ``steps`` operations; ``--bgwc-seed N`` replays one seed.
+Each sequence starts on a freshly restarted server.  A sequence that
+breaks the model is shrunk to a minimal one (hypothesis gives shrinking at
+most 5 minutes), which the failure prints as a script of steps, after the
+command that replays it.
+Faker makes the data the jobs carry (their error messages).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,16 @@ from dataclasses import dataclass, field
 
 import psycopg
 import pytest
+from faker import Faker
+from hypothesis import HealthCheck, Phase, seed, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from conformance.adapters import Handle
 from conformance.config import KitConfig
@@ -15,13 +35,14 @@ from conformance.suite.harness import CRASH_RECOVERY_S, LONG_MS, SLOT_FREE_S, Po
 from conformance.workloads import Workload
 
 WORKLOAD = Workload.load()
+ANY = st.integers(min_value=0, max_value=10_000)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "seed" in metafunc.fixturenames:
+    if "seed_" in metafunc.fixturenames:
         kit: KitConfig = metafunc.config.stash[CONFIG_KEY]
         seeds = [kit.seed] if kit.seed is not None else list(WORKLOAD.ci_seeds)
-        metafunc.parametrize("seed", seeds, ids=[f"seed{s}" for s in seeds])
+        metafunc.parametrize("seed_", seeds, ids=[f"seed{s}" for s in seeds])
 
 
 @dataclass
@@ -37,60 +58,160 @@ class Model:
         return len(self.live) + len(self.ending) >= self.capacity
 
 
-def _settle(pool: Pool, model: Model, step: str) -> None:
-    for h in model.ending:
-        pool.wait_freed(h, SLOT_FREE_S)
-    model.dead += model.ending
-    model.ending.clear()
-    slots = {s.slot: s for s in pool.adapter.slots()}
-    busy = {n: (s.generation, s.pid) for n, s in slots.items() if s.state != "free"}
-    expected = {n: (h.generation, h.pid) for n, h in model.live.items()}
-    assert busy == expected, f"after {step}: pool {busy} != model {expected}"
-    assert pool.adapter.check() == [], step
-    pool.target.wait_until(
-        lambda: pool.agreement() == [], SLOT_FREE_S, what=f"pool/OS agreement after {step}"
+class PoolMachine(RuleBasedStateMachine):
+    """One sequence: rules are the pool's operations, the invariant is that
+    the pool (and the OS) agree with the model after every step."""
+
+    def __init__(self, pool: Pool, sequences: list[list[str]]) -> None:
+        super().__init__()
+        self.pool = pool
+        self.steps: list[str] = []  # what ran, as the falsifying script would say it
+        sequences.append(self.steps)
+        # every sequence starts from a freshly started pool: what one sequence
+        # did (or broke) cannot change the next, so a failure replays and shrinks
+        pool.target.restart("fast")
+        pool.wait_fresh(CRASH_RECOVERY_S)
+        self.model = Model(pool.configured_capacity())
+
+    def _submit_long(self) -> None:
+        h = self.pool.adapter.submit("sleep", {"ms": LONG_MS})
+        assert h.slot not in self.model.live, f"slot {h.slot} handed out twice: {h}"
+        self.model.live[h.slot] = h
+
+    @precondition(lambda self: not self.model.full())
+    @rule()
+    def submit_sleep(self) -> None:
+        self.steps.append("submit_sleep()")
+        self._submit_long()
+
+    @precondition(lambda self: not self.model.full())
+    @rule(kind=st.sampled_from(["exit", "exit_at_once", "error"]), data=ANY)
+    def submit_short(self, kind: str, data: int) -> None:
+        self.steps.append(f"submit_short(kind={kind!r}, data={data})")
+        fake = Faker()
+        fake.seed_instance(data)
+        args = {"exit": {"code": 0}, "exit_at_once": {}, "error": {"message": fake.sentence()}}[kind]
+        self.model.ending.append(self.pool.adapter.submit(kind, args))
+
+    @rule()
+    def exhaust(self) -> None:
+        """Fill the pool; one more submit must be refused with 53000."""
+        self.steps.append("exhaust()")
+        while not self.model.full():
+            self._submit_long()
+        with pytest.raises(psycopg.Error) as err:
+            self.pool.adapter.submit("sleep", {"ms": LONG_MS})
+        assert err.value.sqlstate == "53000", err.value
+
+    @precondition(lambda self: bool(self.model.live))
+    @rule(n=ANY)
+    def terminate(self, n: int) -> None:
+        self.steps.append(f"terminate(n={n})")
+        h = self.model.live.pop(sorted(self.model.live)[n % len(self.model.live)])
+        assert self.pool.adapter.terminate(h) is True, f"terminate({h}) of a live job"
+        self.model.ending.append(h)
+
+    @precondition(lambda self: bool(self.model.dead))
+    @rule(n=ANY)
+    def terminate_stale(self, n: int) -> None:
+        self.steps.append(f"terminate_stale(n={n})")
+        h = self.model.dead[n % len(self.model.dead)]
+        assert self.pool.adapter.terminate(h) is False, f"terminate({h}) of a handle whose job ended"
+
+    @precondition(lambda self: bool(self.model.live))
+    @rule(n=ANY)
+    def crash(self, n: int) -> None:
+        """SIGKILL of a worker: a crash-restart, after which the pool is fresh."""
+        self.steps.append(f"crash(n={n})")
+        launcher = self.pool.adapter.launcher_pid()
+        victim = self.model.live[sorted(self.model.live)[n % len(self.model.live)]]
+        self.pool.target.kill(victim.os_pid, signal.SIGKILL)
+        self.pool.wait_fresh(CRASH_RECOVERY_S, not_launcher=launcher)
+        self.model.dead += list(self.model.live.values()) + self.model.ending
+        self.model.live.clear()
+        self.model.ending.clear()
+
+    @invariant()
+    def pool_agrees_with_model(self) -> None:
+        pool, model = self.pool, self.model
+        for h in model.ending:
+            pool.wait_freed(h, SLOT_FREE_S)
+        model.dead += model.ending
+        model.ending.clear()
+        busy = {s.slot: (s.generation, s.pid) for s in pool.adapter.slots() if s.state != "free"}
+        expected = {n: (h.generation, h.pid) for n, h in model.live.items()}
+        assert busy == expected, f"pool {busy} != model {expected}"
+        assert pool.adapter.check() == []
+        pool.target.wait_until(lambda: pool.agreement() == [], SLOT_FREE_S, what="pool/OS agreement")
+
+    def teardown(self) -> None:
+        if not self.pool.target.is_running():
+            return
+        for h in list(self.model.live.values()):
+            assert self.pool.adapter.terminate(h) is True, f"terminate({h}) at the end"
+            self.model.ending.append(h)
+        self.model.live.clear()
+        self.pool_agrees_with_model()
+
+
+def replay_command(kit: KitConfig, target: str, seed_: int) -> str:
+    """The command that runs this seed's sequences again (and shrinks a failure the same way)."""
+    inputs = f" --profile {kit.profile.name}" if kit.profile.name != "bgw_pool" else ""
+    return (
+        f"bgw-conformance run --target {target}{inputs} --seed {seed_} "
+        "-- -k test_random_sequences_agree_with_model"
     )
 
 
 @pytest.mark.clause("RAND-1")
-def test_random_sequence_agrees_with_model(pool: Pool, seed: int, request: pytest.FixtureRequest) -> None:
-    print(f"RAND-1 seed={seed} (replay: --bgwc-seed {seed})")
-    request.node.user_properties.append(("seed", seed))
-    model = Model(pool.adapter.capacity())
-    for i, (op, n) in enumerate(WORKLOAD.operations(seed)):
-        step = f"step {i} {op} (seed {seed})"
-        if (op in ("submit_sleep", "submit_short", "exhaust") and model.full()) or op == "exhaust":
-            while not model.full():
-                h = pool.adapter.submit("sleep", {"ms": LONG_MS})
-                model.live[h.slot] = h
-            with pytest.raises(psycopg.Error) as err:
-                pool.adapter.submit("sleep", {"ms": LONG_MS})
-            assert err.value.sqlstate == "53000", step
-        elif op == "submit_sleep":
-            h = pool.adapter.submit("sleep", {"ms": LONG_MS})
-            assert h.slot not in model.live, step
-            model.live[h.slot] = h
-        elif op == "submit_short":
-            kind, args = [("exit", {"code": 0}), ("exit_at_once", {}), ("error", {"message": "rand"})][n % 3]
-            model.ending.append(pool.adapter.submit(kind, args))
-        elif op == "terminate" and model.live:
-            h = model.live.pop(sorted(model.live)[n % len(model.live)])
-            assert pool.adapter.terminate(h) is True, step
-            model.ending.append(h)
-        elif op == "terminate_stale" and model.dead:
-            h = model.dead[n % len(model.dead)]
-            assert pool.adapter.terminate(h) is False, step
-        elif op == "crash" and model.live:
-            launcher = pool.adapter.launcher_pid()
-            victim = model.live[sorted(model.live)[n % len(model.live)]]
-            pool.target.kill(victim.os_pid, signal.SIGKILL)
-            pool.wait_fresh(CRASH_RECOVERY_S, not_launcher=launcher)
-            model.dead += list(model.live.values()) + model.ending
-            model.live.clear()
-            model.ending.clear()
-        _settle(pool, model, step)
-    for h in list(model.live.values()):
-        assert pool.adapter.terminate(h) is True
-        model.ending.append(h)
-    model.live.clear()
-    _settle(pool, model, "final cleanup")
+def test_random_sequences_agree_with_model(
+    pool: Pool, seed_: int, bgwc_config: KitConfig, request: pytest.FixtureRequest
+) -> None:
+    replay = replay_command(bgwc_config, pool.target.name, seed_)
+    print(f"RAND-1 seed={seed_}; replay: {replay}")
+    request.node.user_properties += [("seed", seed_), ("replay", replay)]
+
+    sequences: list[list[str]] = []
+
+    def machine() -> PoolMachine:
+        return PoolMachine(pool, sequences)
+
+    try:
+        run_state_machine_as_test(
+            seed(seed_)(machine),
+            settings=settings(
+                max_examples=WORKLOAD.examples,
+                stateful_step_count=WORKLOAD.steps,
+                deadline=None,
+                database=None,
+                phases=(Phase.generate, Phase.shrink),
+                suppress_health_check=list(HealthCheck),
+                print_blob=False,
+            ),
+        )
+    except Exception as exc:  # a failure, or several distinct ones (ExceptionGroup), each shrunk
+        found = minimal_sequences(exc)
+        if not found:
+            raise
+        request.node.user_properties.append(("minimal_sequences", found))
+        said = "\n\n".join(f"{f['error']}\n{f['script']}" for f in found)
+        raise AssertionError(
+            f"{len(found)} failing sequence(s), each shrunk to a minimal one; replay: {replay}\n\n{said}"
+        ) from exc
+    finally:
+        request.node.user_properties.append(("sequences", sequences))
+
+
+def minimal_sequences(exc: BaseException) -> list[dict[str, str]]:
+    """Each failure hypothesis found, with the minimal script of steps it printed for it."""
+    found = []
+    for e in exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,):
+        notes = "\n".join(getattr(e, "__notes__", []))
+        start = notes.find("state = ")
+        if start < 0:
+            continue
+        end = notes.find("state.teardown()", start)
+        script = notes[start : end + len("state.teardown()")] if end >= 0 else notes[start:]
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        found.append({"error": f"{type(e).__name__}: {first}"[:300], "script": script})
+    return found

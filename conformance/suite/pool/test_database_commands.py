@@ -13,6 +13,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from conformance.figures import Figures
 from conformance.suite.harness import LONG_MS, SLOT_FREE_S, Pool
 from conformance.suite.workers import DB_COMMAND_S
 
@@ -28,7 +29,9 @@ def _clean(pool: Pool) -> None:
     pool.target.sql(f"DROP TABLESPACE IF EXISTS {TABLESPACE}", idempotent=True)
 
 
-def _with_jobs_attached(pool: Pool, command: str, record_property: Callable[[str, object], None]) -> None:
+def _with_jobs_attached(
+    pool: Pool, clause: str, command: str, record_property: Callable[[str, object], None], figures: Figures
+) -> None:
     """Run ``command`` on DB while JOBS jobs are attached to it; check that it
     completes, the workers are gone and no slot leaked; record who stopped them."""
     _clean(pool)
@@ -57,8 +60,7 @@ def _with_jobs_attached(pool: Pool, command: str, record_property: Callable[[str
                     f"after {time.monotonic() - t0:.1f}s\n{pool.target.log_since(offset)[-3000:]}"
                 )
             took = time.monotonic() - t0
-        record_property("measured_s", round(took, 3))
-        record_property("deadline_s", DB_COMMAND_S)
+        figures.add(clause, command, took, DB_COMMAND_S)
         assert took <= DB_COMMAND_S, f"{command} took {took:.1f}s"
         # the workers are gone from the OS and from pg_stat_activity, their slots free
         pool.wait_gone(pids, SLOT_FREE_S, f"the jobs' workers after {command}")
@@ -79,27 +81,29 @@ def _with_jobs_attached(pool: Pool, command: str, record_property: Callable[[str
 
 @pytest.mark.clause("DBC-1")
 def test_drop_database_stops_attached_jobs(
-    pool: Pool, record_property: Callable[[str, object], None]
+    pool: Pool, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
-    _with_jobs_attached(pool, f"DROP DATABASE {DB}", record_property)
+    _with_jobs_attached(pool, "DBC-1", f"DROP DATABASE {DB}", record_property, figures)
 
 
 @pytest.mark.clause("DBC-2")
 def test_drop_database_force_stops_attached_jobs(
-    pool: Pool, record_property: Callable[[str, object], None]
+    pool: Pool, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
-    _with_jobs_attached(pool, f"DROP DATABASE {DB} WITH (FORCE)", record_property)
+    _with_jobs_attached(pool, "DBC-2", f"DROP DATABASE {DB} WITH (FORCE)", record_property, figures)
 
 
 @pytest.mark.clause("DBC-3")
 def test_rename_database_stops_attached_jobs(
-    pool: Pool, record_property: Callable[[str, object], None]
+    pool: Pool, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
-    _with_jobs_attached(pool, f"ALTER DATABASE {DB} RENAME TO {MOVED}", record_property)
+    _with_jobs_attached(pool, "DBC-3", f"ALTER DATABASE {DB} RENAME TO {MOVED}", record_property, figures)
 
 
 @pytest.mark.clause("DBC-4")
 def test_move_database_stops_attached_jobs(
-    pool: Pool, record_property: Callable[[str, object], None]
+    pool: Pool, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
-    _with_jobs_attached(pool, f"ALTER DATABASE {DB} SET TABLESPACE {TABLESPACE}", record_property)
+    _with_jobs_attached(
+        pool, "DBC-4", f"ALTER DATABASE {DB} SET TABLESPACE {TABLESPACE}", record_property, figures
+    )

@@ -4,16 +4,17 @@ stop and list alone, with the OS and pg_stat_activity as witnesses."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import psycopg
 import pytest
 
 from conformance.adapters import Handle
+from conformance.figures import Figures, percentile
 from conformance.suite.harness import CAPACITY_BACK_S, LONG_MS, SLOT_FREE_S, Pool
 from conformance.suite.workers import Workers
 
 SUBMIT_REFUSED_S = 5.0
+LATENCY_ROUNDS = 20
 INSUFFICIENT_RESOURCES_CLASS = "53"
 
 
@@ -49,28 +50,63 @@ def test_submitted_job_runs_in_a_visible_worker(pool: Pool) -> None:
     _wait_worker_gone(pool, pid, "the stopped job's worker")
 
 
+@pytest.mark.clause("JOB-1")
+def test_submit_latency_against_the_direct_launch_floor(pool: Pool, figures: Figures) -> None:
+    """Submit to return, p50 and p95 of LATENCY_ROUNDS jobs that each run and
+    exit 0; beside the floor (a backend launching a worker itself) where the
+    profile gives one, against the startup timeout where it declares one."""
+    spec = pool.profile.pool
+    assert spec is not None
+    timeout_ms = (
+        float(pool.target.scalar("SELECT setting FROM pg_settings WHERE name = %s", spec.startup_timeout))
+        if spec.startup_timeout
+        else None
+    )
+    took: list[float] = []
+    for _ in range(LATENCY_ROUNDS):
+        t0 = time.monotonic()
+        h = pool.adapter.submit("exit", {"code": 0})
+        took.append((time.monotonic() - t0) * 1000)
+        assert pool.wait_freed(h).last_exit_code == 0, f"job {h} did not run to its exit"
+    floor = (
+        [float(pool.target.scalar(spec.direct_launch_ms)) for _ in range(LATENCY_ROUNDS)]
+        if spec.direct_launch_ms
+        else None
+    )
+    for name, q in (("p50", 0.5), ("p95", 0.95)):
+        figures.add(
+            "JOB-1",
+            f"submit → returned, {name}",
+            percentile(took, q),
+            timeout_ms,
+            "ms",
+            floor=percentile(floor, q) if floor else None,
+        )
+
+
 @pytest.mark.clause("JOB-2")
-def test_stop_ends_the_worker(pool: Pool, record_property: Callable[[str, object], None]) -> None:
+def test_stop_ends_the_worker(pool: Pool, figures: Figures) -> None:
     h = pool.adapter.submit("sleep", {"ms": LONG_MS})
     pid = _pid(pool, h)
     assert pool.adapter.terminate(h) is True
     took = _wait_worker_gone(pool, pid, f"worker {pid} gone from the OS and the list after stop")
-    record_property("measured_s", round(took, 3))
-    record_property("deadline_s", SLOT_FREE_S)
+    figures.add("JOB-2", "stop → worker gone", took, SLOT_FREE_S)
 
 
 @pytest.mark.clause("JOB-3")
-def test_finished_job_leaves(pool: Pool, record_property: Callable[[str, object], None]) -> None:
+def test_finished_job_leaves(pool: Pool, figures: Figures) -> None:
     h = pool.adapter.submit("sleep", {"ms": 200})
     pid = _pid(pool, h)
-    took = _wait_worker_gone(pool, pid, f"worker {pid} of a finished job gone")
-    record_property("measured_s", round(took, 3))
+    figures.add(
+        "JOB-3",
+        "finished → worker gone",
+        _wait_worker_gone(pool, pid, f"worker {pid} of a finished job gone"),
+        SLOT_FREE_S,
+    )
 
 
 @pytest.mark.clause("JOB-4")
-def test_no_worker_slot_is_a_prompt_53xxx_and_leaves_nothing(
-    pool: Pool, record_property: Callable[[str, object], None]
-) -> None:
+def test_no_worker_slot_is_a_prompt_53xxx_and_leaves_nothing(pool: Pool, figures: Figures) -> None:
     at_rest = len(Workers(pool.target, pool.profile).background_workers())
     pool.target.set_conf(max_worker_processes=at_rest + 1)
     if pool.profile.pool is not None and pool.profile.pool.launcher is not None:
@@ -81,7 +117,7 @@ def test_no_worker_slot_is_a_prompt_53xxx_and_leaves_nothing(
     with pytest.raises(psycopg.Error) as err:
         pool.adapter.submit("sleep", {"ms": LONG_MS})
     took = time.monotonic() - t0
-    record_property("refused_in_s", round(took, 3))
+    figures.add("JOB-4", "no worker slot → submit refused", took, SUBMIT_REFUSED_S)
     assert took <= SUBMIT_REFUSED_S, f"the refused submit took {took:.1f}s"
     assert (err.value.sqlstate or "").startswith(INSUFFICIENT_RESOURCES_CLASS), (
         err.value.sqlstate,

@@ -7,14 +7,16 @@ import re
 import pytest
 
 from conformance.adapters import Handle
+from conformance.figures import Figures
 from conformance.suite.harness import LONG_MS, SLOT_FREE_S, Pool
 
 
 @pytest.mark.clause("TERM-1")
-def test_terminate_by_handle_frees_slot_and_process(pool: Pool) -> None:
+def test_terminate_by_handle_frees_slot_and_process(pool: Pool, figures: Figures) -> None:
     h = pool.adapter.submit("sleep", {"ms": LONG_MS})
-    assert pool.adapter.terminate(h) is True
-    slot = pool.wait_freed(h, SLOT_FREE_S)
+    with figures.timing("TERM-1", "terminate → slot free", SLOT_FREE_S):
+        assert pool.adapter.terminate(h) is True
+        slot = pool.wait_freed(h, SLOT_FREE_S)
     assert slot.pid is None
     assert slot.generation == h.generation and slot.last_exit_code is not None, (
         f"the worker did not run its exit cleanup: {slot}"
@@ -50,12 +52,14 @@ def test_pg_terminate_backend_frees_slot_without_restart(pool: Pool) -> None:
 
 
 @pytest.mark.clause("TERM-5")
-def test_terminated_launcher_returns_and_reconciles(pool: Pool) -> None:
+def test_terminated_launcher_returns_and_reconciles(pool: Pool, figures: Figures) -> None:
     running = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(2)]
     launcher = pool.adapter.launcher_pid()
     offset = pool.target.log_offset()
-    assert pool.target.scalar("SELECT pg_terminate_backend(%s)", launcher) is True
-    new = pool.wait_launcher(pool.profile.launcher_restart_s + 5, not_pid=launcher)
+    back = pool.profile.launcher_restart_s + 5
+    with figures.timing("TERM-5", "launcher terminated → launcher back", back):
+        assert pool.target.scalar("SELECT pg_terminate_backend(%s)", launcher) is True
+        new = pool.wait_launcher(back, not_pid=launcher)
     assert new != launcher
     assert len(pool.os_launchers()) == 1
     assert not re.search("reinitializing", pool.target.log_since(offset)), (
