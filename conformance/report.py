@@ -166,6 +166,9 @@ def _tier_verdict(tier: str, claimed: bool, clauses: list[Clause], status: dict[
     parts = [f"{must_failed} MUST failed{expected}"] if must_failed else []
     parts += [f"{must_skipped} MUST skipped"] if must_skipped else []
     text = ", ".join(parts) or "CONFORMANT"
+    musts = [st for level, st in seen if level == "MUST"]
+    if None in musts:  # a selection (-k, --bgwc-clauses): say how much of the tier it judged
+        text += f" on {sum(st is not None for st in musts)} of {len(musts)} MUST clauses"
     if should_failed:
         text += f" ({should_failed} SHOULD failed)"
     st = "failed" if parts else "conformant"
@@ -175,7 +178,8 @@ def _tier_verdict(tier: str, claimed: bool, clauses: list[Clause], status: dict[
 def tier_verdicts(results: dict[str, Any], contract: dict[str, Clause]) -> dict[str, TierVerdict]:
     """Each tier's verdict, in contract order.  An unclaimed tier is "not claimed" whatever its tests
     did.  A claimed tier fails when a MUST clause's tests failed, errored, were flaky or were skipped;
-    MUST clauses with no test in the run (a ``-k`` selection) do not fail it; SHOULD failures are
+    MUST clauses with no test in the run (a ``-k`` selection) do not fail it, and its text says how
+    many of its MUST clauses were judged; SHOULD failures are
     counted but do not fail it; when no test of its clauses ran it is "not run"."""
     status = clause_status(results)
     claimed = claimed_tiers(results, contract)
