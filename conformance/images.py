@@ -22,12 +22,15 @@ import docker.errors
 
 from conformance import engine
 from conformance.errors import ImageBuildError, KitError, NotPackaged
+from conformance.locks import host_lock
 from conformance.majors import PRERELEASE, SUITE_FOR_MAJOR, SUPPORTED_MAJORS, Prerelease, suites_of
 from conformance.paths import fixtures_dir, reference_ext_dir
 
 # bookworm's debootstrap has no script for suites newer than it knows.
 _DEBOOTSTRAP_SCRIPT = {"forky": "sid"}
 _LABEL_INPUTS = "org.bgw-conformance.inputs"
+#: how long a process waits while another builds the image it needs (a cold base and server: minutes)
+BUILD_WAIT_S = 1800
 # not the extension's build: VCS and test output, and what the kit itself writes into an
 # extension's repository (init's profile and CI files, reports, tox and venvs)
 _SKIP_PARTS = {
@@ -204,8 +207,9 @@ def resolve_base(base: str | None, major: int, progress: Progress = _say) -> str
         if name != "debian" or not tag:
             raise KitError(f"base image {ref} is not present and cannot be pulled")
         ref = f"bgwc-base/debian:{tag}"
-        if not _image_exists(ref):
-            ref = build_base(tag, progress)
+        with host_lock(ref, BUILD_WAIT_S, f"building {ref}"):
+            if not _image_exists(ref):
+                ref = build_base(tag, progress)
     if major in PRERELEASE:
         return _admit_prerelease(ref, PRERELEASE[major], progress)
     return ref
@@ -263,8 +267,21 @@ def _build_if_missing(
     progress: Progress,
     ext: Extension | None = None,
 ) -> bool:
-    if _image_exists(tag):
-        return False
+    with host_lock(tag, BUILD_WAIT_S, f"building {tag}"):  # one build of an image at a time
+        if _image_exists(tag):
+            return False
+        _build(tag, files, args, key, progress, ext)
+    return True
+
+
+def _build(
+    tag: str,
+    files: dict[str, Path],
+    args: dict[str, str],
+    key: str,
+    progress: Progress,
+    ext: Extension | None,
+) -> None:
     progress(f"building {tag}")
     with tempfile.TemporaryDirectory(prefix="bgwc-ctx-") as tmp:
         ctx = Path(tmp)
@@ -277,7 +294,6 @@ def _build_if_missing(
                 (ctx / "ext" / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ext.source / rel, ctx / "ext" / rel)
         _docker_build(ctx, tag, args, {_LABEL_INPUTS: key}, progress)
-    return True
 
 
 def build_server(major: int, base: str | None = None, progress: Progress = _say) -> Image:

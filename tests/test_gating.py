@@ -2,7 +2,7 @@
 summary, exit status 0/1/2 and junit.xml.
 
 The first part judges recorded results (no server).  The second runs the
-real command against real servers (``-m images``: once, in ``tox -e profiles``):
+real command against real servers (``-m images``: once, in ``tox -e images``):
 the reference pool with a stale expectation, a server that does not start,
 an interrupted run, and pg_cron's known orphan findings accepted into an
 expectations file.

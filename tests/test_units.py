@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +113,34 @@ def test_cli_bad_input_is_one_line_and_nonzero(argv: list[str], message: str) ->
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bgw-conformance: ") and message in lines[0], res.stderr
+
+
+def _hold_lock(name: str, started: Any) -> None:
+    from conformance.locks import host_lock
+
+    with host_lock(name, 10, "holding it for a test"):
+        started.set()
+        time.sleep(30)  # until killed
+
+
+def test_host_lock_is_exclusive_across_processes_and_freed_when_its_holder_dies() -> None:
+    import multiprocessing
+
+    from conformance.locks import host_lock
+
+    name = f"bgwc-test-{os.getpid()}"
+    started = multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold_lock, args=(name, started))
+    holder.start()
+    try:
+        assert started.wait(10)
+        with pytest.raises(KitError, match=r"waited 0\.6s for another bgw-conformance process building x"):
+            with host_lock(name, 0.6, "building x"):
+                pass
+        holder.kill()  # SIGKILL: the kernel frees the name
+        holder.join(10)
+        with host_lock(name, 5, "after its holder died"):
+            pass
+    finally:
+        holder.kill()
+        holder.join(10)
