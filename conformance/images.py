@@ -267,23 +267,14 @@ def _build_if_missing(
     progress: Progress,
     ext: Extension | None = None,
 ) -> bool:
-    with host_lock(tag, BUILD_WAIT_S, f"building {tag}"):  # one build of an image at a time
+    # one build of an image at a time on this host: a parallel run waits, then finds it
+    with (
+        host_lock(tag, BUILD_WAIT_S, f"building {tag}"),
+        tempfile.TemporaryDirectory(prefix="bgwc-ctx-") as tmp,
+    ):
         if _image_exists(tag):
             return False
-        _build(tag, files, args, key, progress, ext)
-    return True
-
-
-def _build(
-    tag: str,
-    files: dict[str, Path],
-    args: dict[str, str],
-    key: str,
-    progress: Progress,
-    ext: Extension | None,
-) -> None:
-    progress(f"building {tag}")
-    with tempfile.TemporaryDirectory(prefix="bgwc-ctx-") as tmp:
+        progress(f"building {tag}")
         ctx = Path(tmp)
         for name, src in files.items():
             shutil.copy(src, ctx / name)
@@ -294,6 +285,7 @@ def _build(
                 (ctx / "ext" / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ext.source / rel, ctx / "ext" / rel)
         _docker_build(ctx, tag, args, {_LABEL_INPUTS: key}, progress)
+    return True
 
 
 def build_server(major: int, base: str | None = None, progress: Progress = _say) -> Image:
