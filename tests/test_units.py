@@ -144,3 +144,37 @@ def test_host_lock_is_exclusive_across_processes_and_freed_when_its_holder_dies(
     finally:
         holder.kill()
         holder.join(10)
+
+
+def test_a_failing_sequence_is_shrunk_and_printed_as_a_script() -> None:
+    """RAND's reading of hypothesis' failure: the minimal script of steps, for a
+    machine that breaks once a counter reaches 3 (no server needed)."""
+    from hypothesis import settings
+    from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+    from conformance.suite.faults.test_randomized import minimal_sequences
+
+    class Counter(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        @rule()
+        def up(self) -> None:
+            self.n += 1
+
+        @rule()
+        def noop(self) -> None:
+            pass
+
+        @invariant()
+        def below_three(self) -> None:
+            assert self.n < 3, f"n = {self.n}"
+
+    with pytest.raises(Exception) as err:
+        run_state_machine_as_test(Counter, settings=settings(max_examples=200, database=None, deadline=None))
+    [found] = minimal_sequences(err.value)
+    assert found["error"] == "AssertionError: n = 3"
+    steps = [ln.strip() for ln in found["script"].splitlines()]
+    assert [s for s in steps if s.startswith("state.up")] == ["state.up()"] * 3  # shrunk: no noop left
+    assert "state.noop()" not in steps and steps[0] == "state = Counter()" and steps[-1] == "state.teardown()"
