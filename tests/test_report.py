@@ -402,3 +402,19 @@ def test_matrix_charts_render_real_figures_in_chromium(tmp_path: Path) -> None:
     (tmp_path / "figures.html").write_text(f"<!doctype html><html><body>{section}</body></html>")
     _browser(f"file://{tmp_path}/figures.html", f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000
+
+
+def test_randomized_test_shows_its_replay_command_and_minimal_sequence() -> None:
+    res = figured()[0]
+    rand = next(t for t in res["tests"] if "RAND-1" in t["clauses"])
+    props = rand["properties"]
+    assert props["replay"].startswith("bgw-conformance run --target pg17 --seed ")
+    page = report.render_run(res)
+    assert f"<pre class='replay'>{html.escape(props['replay'], quote=True)}</pre>" in page
+    assert f"{len(props['sequences'])} sequence(s) run" in page and "minimal failing sequence" not in page
+    rand["outcome"] = "fail"  # as RAND records a failure it shrank
+    said = "AssertionError: pool {0: (3, 41)} != model {}"
+    props["minimal_sequences"] = [{"error": said, "script": "state = PoolMachine()\nstate.exhaust()"}]
+    page = report.render_run(res)
+    shown = f"<pre class='minimal'>{said}\nstate = PoolMachine()\nstate.exhaust()</pre>"
+    assert "<h3>minimal failing sequence</h3>" + shown in page
