@@ -322,6 +322,20 @@ class Pool:
             ]
         return problems
 
+    def wait_agreement(self, timeout: float = SLOT_FREE_S) -> None:
+        """Wait until the pool and the OS agree (``agreement`` is empty): a worker
+        whose slot was freed may still be in its exit for a moment."""
+        last: list[str] = []
+
+        def agreed() -> bool:
+            last[:] = self.agreement()
+            return not last
+
+        try:
+            self.target.wait_until(agreed, timeout, what="the pool and the OS to agree")
+        except AssertionError as err:
+            raise AssertionError(f"{err}\nlast disagreement: {last}") from None
+
     def quiesce(self) -> None:
         """Stop whatever a previous test left running; restart if it will not stop."""
         for j in self.adapter.jobs():

@@ -142,7 +142,7 @@ class PoolMachine(RuleBasedStateMachine):
         expected = {n: (h.generation, h.pid) for n, h in model.live.items()}
         assert busy == expected, f"pool {busy} != model {expected}"
         assert pool.adapter.check() == []
-        pool.target.wait_until(lambda: pool.agreement() == [], SLOT_FREE_S, what="pool/OS agreement")
+        pool.wait_agreement(SLOT_FREE_S)
 
     def teardown(self) -> None:
         if not self.pool.target.is_running():

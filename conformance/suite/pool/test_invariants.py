@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.figures import Figures
 from conformance.suite.harness import LONG_MS, SLOT_FREE_S, Pool
 
 
@@ -20,12 +21,15 @@ def test_check_is_empty_on_fresh_and_busy_pool(pool: Pool) -> None:
 
 
 @pytest.mark.clause("INV-2")
-def test_pool_and_os_agree_on_worker_pids(pool: Pool) -> None:
+def test_pool_and_os_agree_on_worker_pids(pool: Pool, figures: Figures) -> None:
     handles = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(2)]
     assert pool.agreement() == []
     assert {p.pid for p in pool.os_workers()} == {h.pid for h in handles}
     pool.stop_all(handles)
-    assert pool.agreement() == []
+    # a freed slot's worker may still be in its exit: the pool and the OS agree
+    # once it is gone, within the deadline of a slot's release
+    with figures.timing("INV-2", "slots freed → pool and OS agree", SLOT_FREE_S):
+        pool.wait_agreement(SLOT_FREE_S)
 
 
 @pytest.mark.clause("INV-3")
