@@ -6,7 +6,8 @@ charted across runs on the matrix page.
 A figure: ``clause``, ``name`` (what was timed, e.g. "terminate → slot
 free"), ``value``, ``deadline`` (the clause's limit on it, or None for a
 figure without one), ``unit`` ("s", "ms", "lines/10s", ...) and, for a
-latency, ``floor`` (what the same step costs without the extension).
+latency, ``floor`` (what the same step costs without the extension);
+``what`` names the step when the name is generic (the closest wait).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 #: a figure above this share of its deadline is flagged: too close for comfort
 NEAR = 0.5
+#: the figure every suite test records: its wait that came closest to its deadline
+CLOSEST_WAIT = "closest wait to its deadline"
 
 
 class Figures:
@@ -35,6 +38,7 @@ class Figures:
         deadline: float | None,
         unit: str = "s",
         floor: float | None = None,
+        what: str | None = None,
     ) -> float:
         fig: dict[str, Any] = {
             "clause": clause,
@@ -45,6 +49,8 @@ class Figures:
         }
         if floor is not None:
             fig["floor"] = round(float(floor), 4)
+        if what is not None:
+            fig["what"] = what
         self.items.append(fig)
         self._record("figures", list(self.items))
         return value

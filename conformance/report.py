@@ -368,11 +368,16 @@ def _clause_rows(
     return body
 
 
+def _figure_name(f: dict[str, Any]) -> str:
+    """Its name, and the step it timed when the name is generic (the closest wait)."""
+    return f"{f['name']} ({f['what']})" if f.get("what") else f["name"]
+
+
 def _figure_span(f: dict[str, Any], named: bool = True) -> str:
     """ "name: measured / deadline", flagged when above half its deadline."""
     near = figs.near(f)
     flag = " <b>▲ above half its deadline</b>" if near else ""
-    name = f"{_e(f['name'])}: " if named else ""
+    name = f"{_e(_figure_name(f))}: " if named else ""
     return f"<span class='fig{' near' if near else ''}'>{name}{_e(figs.text(f))}{flag}</span>"
 
 
@@ -385,7 +390,7 @@ def _figures(t: dict[str, Any]) -> str:
     under repetition, every repetition's value."""
     measured = figs.of(t)
     rows = "".join(
-        f"<tr><th>{_e(f['clause'])}</th><td>{_e(f['name'])}</td><td>{_figure_span(f, named=False)}</td>"
+        f"<tr><th>{_e(f['clause'])}</th><td>{_e(_figure_name(f))}</td><td>{_figure_span(f, named=False)}</td>"
         f"<td>{_e(' '.join(f'{v:.3g}' for v in f.get('values', [])))}</td></tr>"
         for f in measured
     )

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
 
 POLL_INTERVAL_S = 0.05
+
+#: told of every wait as it ends: what was waited for, the seconds it took, its deadline
+Observer = Callable[[str, float, float], None]
+_observers: list[Observer] = []
+
+
+@contextmanager
+def observed(observer: Observer) -> Iterator[None]:
+    """Tell ``observer`` of every wait that ends inside the block, in any thread."""
+    _observers.append(observer)
+    try:
+        yield
+    finally:
+        _observers.remove(observer)
+
+
+def _ended(what: str, t0: float, timeout: float) -> None:
+    for observer in list(_observers):
+        observer(what, time.monotonic() - t0, timeout)
 
 
 class WaitTimeout(AssertionError):
@@ -29,12 +49,14 @@ def wait_until(
     observation (the server may be restarting), unless it is not one of
     ``retry_on``: then it propagates at once.  After ``timeout`` seconds,
     raise WaitTimeout with the last value (or exception) and ``context()``."""
-    deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
+    deadline = t0 + timeout
     last: object = None
     while True:
         try:
             value = predicate()
             if value:
+                _ended(what, t0, timeout)
                 return value
             last = value
         except retry_on as exc:  # recorded and shown on timeout
@@ -42,6 +64,7 @@ def wait_until(
         if time.monotonic() >= deadline:
             break
         time.sleep(interval)
+    _ended(what, t0, timeout)
     message = f"timed out after {timeout:g}s waiting for {what}; last observed: {last!r}"
     if context is not None:
         try:

@@ -15,7 +15,7 @@ from conformance.config import KitConfig
 from conformance.errors import KitError
 from conformance.images import Extension
 from conformance.processes import parse_ps
-from conformance.waiting import WaitTimeout, wait_until
+from conformance.waiting import WaitTimeout, observed, wait_until
 from conformance.workloads import Workload
 
 STUB = Path(__file__).parent / "stub_ext"
@@ -89,6 +89,18 @@ def test_wait_until_returns_value_and_times_out_with_last_value() -> None:
     assert wait_until(lambda: next(values), 5) == 7
     with pytest.raises(WaitTimeout, match=r"(?s)last observed: ValueError\('nope'\).*ctx"):
         wait_until(lambda: (_ for _ in ()).throw(ValueError("nope")), 0.2, context=lambda: "ctx")
+
+
+def test_observers_are_told_of_every_wait_that_ends_with_what_it_took() -> None:
+    seen: list[tuple[str, float, float]] = []
+    with observed(lambda what, took, timeout: seen.append((what, took, timeout))):
+        start = time.monotonic()
+        wait_until(lambda: time.monotonic() - start > 0.2, 5, what="a fifth of a second")
+        with pytest.raises(WaitTimeout):
+            wait_until(lambda: False, 0.1, what="never")
+    wait_until(lambda: True, 1, what="unobserved")
+    assert [(w, t) for w, _, t in seen] == [("a fifth of a second", 5), ("never", 0.1)]
+    assert 0.2 < seen[0][1] < 5 and seen[1][1] >= 0.1
 
 
 def test_workload_gives_steps_examples_and_seeds() -> None:

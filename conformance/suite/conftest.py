@@ -21,11 +21,12 @@ import pytest
 
 from conformance.adapters import NotApplicable, make_adapter
 from conformance.config import KitConfig
-from conformance.figures import Figures
+from conformance.figures import CLOSEST_WAIT, Figures
 from conformance.profile import TIERS, Profile
 from conformance.suite.harness import CAPACITY_LOST, INV_VIOLATED, SLOT_FREE_S, Pool
 from conformance.suite.workers import Workers
 from conformance.targets import Target
+from conformance.waiting import observed
 
 _SET_UP: set[str] = set()
 
@@ -58,6 +59,18 @@ def _config_key() -> pytest.StashKey[KitConfig]:
 def figures(record_property: Callable[[str, object], None]) -> Figures:
     """What the test measures, each against its clause's deadline (``conformance.figures``)."""
     return Figures(record_property)
+
+
+def _record_closest_wait(item: pytest.Item, waits: list[tuple[str, float, float]]) -> None:
+    marker = item.get_closest_marker("clause")
+    waits = [w for w in waits if w[2] > 0]
+    if marker is None or not waits:
+        return
+    what, took, timeout = max(waits, key=lambda w: w[1] / w[2])
+    figs = getattr(item, "funcargs", {}).get("figures")
+    if not isinstance(figs, Figures):
+        figs = Figures(lambda name, value: item.user_properties.append((name, value)))
+    figs.add(marker.args[0], CLOSEST_WAIT, took, timeout, what=what)
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +122,13 @@ def pool(pg_target: Target, profile: Profile) -> Pool:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    outcome = yield
+    """The test's figure of the wait that came closest to its deadline
+    (CLOSEST_WAIT: whatever else it measured, how near its slowest step came
+    to failing it); then, for a pool test that passed, the INV checks."""
+    waits: list[tuple[str, float, float]] = []
+    with observed(lambda what, took, timeout: waits.append((what, took, timeout))):
+        outcome = yield
+    _record_closest_wait(item, waits)
     pool = getattr(item, "funcargs", {}).get("pool")
     if pool is None or outcome.excinfo is not None:
         return
