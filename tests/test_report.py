@@ -331,9 +331,9 @@ def figured() -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_run_page_shows_measured_against_deadline_and_flags_above_half() -> None:
-    res = figured()[0]
+    res = figured()[-1]
     pmd = next(t for t in res["tests"] if "PMD-1" in t["clauses"])
-    [fig] = figs.of(pmd)
+    fig = next(f for f in figs.of(pmd) if f["name"] == "postmaster SIGKILL → all gone")
     page = report.render_run(res)
     assert "<th>measured / deadline</th>" in page
     assert f"<span class='fig'>postmaster SIGKILL → all gone: {fig['value']:.3g} / 1 s</span>" in page
@@ -352,6 +352,12 @@ def test_run_page_shows_measured_against_deadline_and_flags_above_half() -> None
     p50 = next(f for f in figs.of(job1) if f["name"].endswith("p50"))
     assert p50["unit"] == "ms" and 0 < p50["floor"] < p50["value"] < p50["deadline"]
     assert f"(floor {p50['floor']:.3g} ms)" in page
+    # every test that waited records its wait closest to its deadline, naming the step
+    closest = [f for t in res["tests"] for f in figs.of(t) if f["name"] == figs.CLOSEST_WAIT]
+    assert len(closest) >= 60 and all(f["what"] and f["value"] < f["deadline"] for f in closest)
+    worst = max(closest, key=lambda f: f["value"] / f["deadline"])
+    shown = f"{figs.CLOSEST_WAIT} ({worst['what']}): {worst['value']:.3g} / {worst['deadline']:g} s"
+    assert html.escape(shown, quote=True) in report.render_run(res)
 
 
 _PROBE = """<script>
