@@ -36,9 +36,12 @@ def figure_series(
 
 
 def chart(clause: str, name: str, points: list[tuple[str, dict[str, Any]]]) -> str:
-    """One horizontal bar chart: a bar per run, the deadline and its half as lines."""
+    """One horizontal bar chart: a bar per run, the deadline and its half as lines
+    across the chart; when the runs' deadlines differ (the closest wait of one run
+    may be another step than another's), each bar's own, as ticks beside it."""
     deadlines = [float(f["deadline"]) for _, f in points if f.get("deadline")]
     deadline = max(deadlines) if deadlines else None
+    shared = len(set(deadlines)) == 1 and len(deadlines) == len(points)
     top = max([f["value"] for _, f in points] + ([deadline] if deadline else [])) or 1.0
     scale = PLOT_W / (top * 1.05)
     height = len(points) * (BAR_H + GAP) + GAP + 18
@@ -57,10 +60,17 @@ def chart(clause: str, name: str, points: list[tuple[str, dict[str, Any]]]) -> s
         parts.append(
             f"<text x='{LABEL_W - 6}' y='{y + BAR_H - 4}' text-anchor='end' font-size='11'>{_e(label)}</text>"
             f"<rect class='{css}' x='{LABEL_W}' y='{y}' width='{w:.1f}' height='{BAR_H}' fill='{fill}' "
-            f"data-value='{f['value']}'><title>{_e(label)}: {_e(figs.text(f))}</title></rect>"
+            f"data-value='{f['value']}'><title>{_e(label)}: {_e(figs.text(f))}{_e(_what(f))}</title></rect>"
             f"<text class='value' x='{LABEL_W + w + 4:.1f}' y='{y + BAR_H - 4}' font-size='11'>"
             f"{_e(figs.text(f))}</text>"
         )
+        if f.get("deadline") and not shared:
+            for frac, dash, what in ((1.0, "", "deadline"), (figs.NEAR, "4 3", "half")):
+                x = LABEL_W + float(f["deadline"]) * frac * scale
+                parts.append(
+                    f"<line class='{what} own' x1='{x:.1f}' x2='{x:.1f}' y1='{y - 2}' y2='{y + BAR_H + 2}' "
+                    f"stroke='#a01010' stroke-width='1'{f' stroke-dasharray={dash!r}' if dash else ''}/>"
+                )
         if f.get("floor") is not None:
             fx = LABEL_W + float(f["floor"]) * scale
             parts.append(
@@ -68,7 +78,7 @@ def chart(clause: str, name: str, points: list[tuple[str, dict[str, Any]]]) -> s
                 "stroke='#222' stroke-width='2'/>"
             )
     bottom = height - 16
-    if deadline:
+    if deadline and shared:
         for frac, dash, what in ((1.0, "", "deadline"), (figs.NEAR, "4 3", "half")):
             x = LABEL_W + deadline * frac * scale
             parts.append(
@@ -79,6 +89,10 @@ def chart(clause: str, name: str, points: list[tuple[str, dict[str, Any]]]) -> s
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _what(f: dict[str, Any]) -> str:
+    return f" ({f['what']})" if f.get("what") else ""
 
 
 def charts_section(runs: list[tuple[str, dict[str, Any]]]) -> str:
@@ -93,6 +107,7 @@ def charts_section(runs: list[tuple[str, dict[str, Any]]]) -> str:
     )
     return (
         "<h2 id='figures'>Figures across runs</h2><p>Each bar is the worst a run measured; the solid line "
-        "is the clause's deadline, the dashed one half of it (bars past it are orange); a black tick is "
+        "is the clause's deadline, the dashed one half of it (bars past it are orange); where runs differ "
+        "in deadline, each bar has its own as short red lines; a black tick is "
         f"the floor.</p><div id='charts'>{body}</div>"
     )

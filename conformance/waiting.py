@@ -11,7 +11,8 @@ T = TypeVar("T")
 
 POLL_INTERVAL_S = 0.05
 
-#: told of every wait as it ends: what was waited for, the seconds it took, its deadline
+#: told of every wait as it ends: what was waited for, the seconds it took and its deadline,
+#: each less what the wait takes by design (its ``expected``)
 Observer = Callable[[str, float, float], None]
 _observers: list[Observer] = []
 
@@ -26,9 +27,11 @@ def observed(observer: Observer) -> Iterator[None]:
         _observers.remove(observer)
 
 
-def _ended(what: str, t0: float, timeout: float) -> None:
+def _ended(what: str, t0: float, timeout: float, expected: float) -> None:
+    if expected:
+        what += f", beyond the {expected:g} s it takes by design"
     for observer in list(_observers):
-        observer(what, time.monotonic() - t0, timeout)
+        observer(what, max(0.0, time.monotonic() - t0 - expected), timeout - expected)
 
 
 class WaitTimeout(AssertionError):
@@ -43,12 +46,15 @@ def wait_until(
     context: Callable[[], str] | None = None,
     interval: float = POLL_INTERVAL_S,
     retry_on: tuple[type[BaseException], ...] = (Exception,),
+    expected: float = 0.0,
 ) -> T:
     """Call ``predicate`` every ``interval`` s until it returns a truthy value,
     which is returned.  An exception from ``predicate`` counts as a falsy
     observation (the server may be restarting), unless it is not one of
     ``retry_on``: then it propagates at once.  After ``timeout`` seconds,
-    raise WaitTimeout with the last value (or exception) and ``context()``."""
+    raise WaitTimeout with the last value (or exception) and ``context()``.
+    ``expected``: what the wait takes by design (a timeout being waited out);
+    observers are told the time beyond it, against the deadline's margin beyond it."""
     t0 = time.monotonic()
     deadline = t0 + timeout
     last: object = None
@@ -56,7 +62,7 @@ def wait_until(
         try:
             value = predicate()
             if value:
-                _ended(what, t0, timeout)
+                _ended(what, t0, timeout, expected)
                 return value
             last = value
         except retry_on as exc:  # recorded and shown on timeout
@@ -64,7 +70,7 @@ def wait_until(
         if time.monotonic() >= deadline:
             break
         time.sleep(interval)
-    _ended(what, t0, timeout)
+    _ended(what, t0, timeout, expected)
     message = f"timed out after {timeout:g}s waiting for {what}; last observed: {last!r}"
     if context is not None:
         try:

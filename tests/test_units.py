@@ -98,9 +98,16 @@ def test_observers_are_told_of_every_wait_that_ends_with_what_it_took() -> None:
         wait_until(lambda: time.monotonic() - start > 0.2, 5, what="a fifth of a second")
         with pytest.raises(WaitTimeout):
             wait_until(lambda: False, 0.1, what="never")
+        # a wait that takes 0.2 s by design: told what it took beyond that, against what is left
+        start = time.monotonic()
+        wait_until(lambda: time.monotonic() - start > 0.2, 5, what="by design", expected=0.2)
     wait_until(lambda: True, 1, what="unobserved")
-    assert [(w, t) for w, _, t in seen] == [("a fifth of a second", 5), ("never", 0.1)]
-    assert 0.2 < seen[0][1] < 5 and seen[1][1] >= 0.1
+    assert [(w, t) for w, _, t in seen] == [
+        ("a fifth of a second", 5),
+        ("never", 0.1),
+        ("by design, beyond the 0.2 s it takes by design", 4.8),
+    ]
+    assert 0.2 < seen[0][1] < 5 and seen[1][1] >= 0.1 and 0 <= seen[2][1] < 0.2
 
 
 def test_workload_gives_steps_examples_and_seeds() -> None:

@@ -54,8 +54,11 @@ class Submitter:
     error: BaseException | None = None
     took_s: float | None = None  # from the submit's call to its return, in its own thread
 
-    def wait(self, pool: Pool, timeout: float) -> Submitter:
-        pool.target.wait_until(self.done.is_set, timeout, what=f"the submit in backend {self.pid} to return")
+    def wait(self, pool: Pool, timeout: float, expected: float = 0.0) -> Submitter:
+        """Wait for the submit to return (``expected``: how long it takes by design)."""
+        pool.target.wait_until(
+            self.done.is_set, timeout, what=f"the submit in backend {self.pid} to return", expected=expected
+        )
         return self
 
 
@@ -226,12 +229,14 @@ class Pool:
                 for point in points:
                     self.adapter.pause_release(point)
 
-    def wait_paused(self, point: str, timeout: float = PAUSE_REACH_S) -> int:
-        """The pid of a process waiting at ``point``, once one is."""
+    def wait_paused(self, point: str, timeout: float = PAUSE_REACH_S, expected: float = 0.0) -> int:
+        """The pid of a process waiting at ``point``, once one is (``expected``:
+        how long it takes to get there by design, e.g. a timeout)."""
         return self.target.wait_until(
             lambda: next(iter(self.adapter.paused_at(point)), None),
             timeout,
             what=f"a process paused at {point}",
+            expected=expected,
         )
 
     # -- witnesses ---------------------------------------------------------------

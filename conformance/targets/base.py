@@ -283,9 +283,14 @@ class Target(ABC):
             what=f"log line /{regex}/ after byte {offset}",
         )
 
-    def wait_until(self, predicate: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
-        """Poll until ``predicate`` is truthy; on timeout show the last value and the log."""
-        return _wait_until(predicate, timeout, what=f"{what} on {self.name}", context=self.log_tail)
+    def wait_until(
+        self, predicate: Callable[[], T], timeout: float = 30, what: str = "condition", expected: float = 0.0
+    ) -> T:
+        """Poll until ``predicate`` is truthy; on timeout show the last value and the log
+        (``expected``: what the wait takes by design, see ``conformance.waiting``)."""
+        return _wait_until(
+            predicate, timeout, what=f"{what} on {self.name}", context=self.log_tail, expected=expected
+        )
 
     # -- SQL -------------------------------------------------------------------
     def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection[Any]:

@@ -143,7 +143,8 @@ def test_launcher_restart_in_startup_wait_then_worker_dies_before_attach(pool: P
         pool.target.kill(launcher, signal.SIGTERM)
         pool.target.kill(worker, signal.SIGTERM)
         pool.wait_gone({launcher, worker}, SLOT_FREE_S, what="the launcher and the unattached worker gone")
-    err = _failed(sub.wait(pool, SUBMIT_DEADLINE_S))
+    # with no worker ever attaching, the submit waits out its startup timeout
+    err = _failed(sub.wait(pool, SUBMIT_DEADLINE_S, expected=STARTUP_TIMEOUT_MS / 1000))
     assert err.sqlstate in NOT_STARTED, err
     pool.wait_launcher(not_pid=launcher)
     pool.wait_all_free()
@@ -163,7 +164,7 @@ def test_submit_answer_is_the_truth(pool: Pool, how: str) -> None:
         sub = _submit(pool)
         worker = pool.wait_paused("worker-before-attach")
         if how == "deadline":
-            pool.wait_paused("submit-deadline", SUBMIT_DEADLINE_S)
+            pool.wait_paused("submit-deadline", SUBMIT_DEADLINE_S, expected=STARTUP_TIMEOUT_MS / 1000)
             pool.adapter.pause_release("worker-before-attach")
             # the worker attaches while its submitter stands past its deadline
             pool.target.wait_until(

@@ -27,7 +27,7 @@ def test_startup_timeout_fails_the_submit_and_frees_the_slot(
     with pool.paused("worker-before-attach"):  # the worker stalls: connected, never attaching
         sub = pool.submit_in_background("sleep", {"ms": LONG_MS}, **{spec.startup_timeout: timeout_ms})
         worker = pool.wait_paused("worker-before-attach")
-        sub.wait(pool, timeout_s + STARTUP_SLACK_S + 1)
+        sub.wait(pool, timeout_s + STARTUP_SLACK_S + 1, expected=timeout_s)
         assert sub.took_s is not None
         figures.add(
             "TIME-1",
