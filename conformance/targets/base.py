@@ -149,6 +149,7 @@ class Target(ABC):
         self.wait_until(reloaded, 30, what="the postmaster to reload its configuration")
 
     def is_running(self) -> bool:
+        """Whether a postmaster runs on the data directory (``pg_ctl status``)."""
         return self._pg_ctl("status", check=False).code == 0
 
     def postmaster_pid(self) -> int | None:
@@ -219,7 +220,7 @@ class Target(ABC):
     def _write_overrides(self) -> None:
         body = "".join(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n" for k, v in self._conf.items())
         self._record("set_conf", body.strip().replace("\n", "; ") or "(baseline)")
-        self.run(["sh", "-c", f"printf %s {shlex.quote(body)} > {shlex.quote(self.datadir)}/{_OVERRIDES}"])
+        self._write(f"{self.datadir}/{_OVERRIDES}", body)
 
     def _include_overrides(self) -> None:
         """Called once at setup: make postgresql.conf include the override file."""
@@ -252,6 +253,10 @@ class Target(ABC):
         """A file beside the server from byte ``offset`` on; None when it cannot be read."""
         res = self._exec(["tail", "-c", f"+{offset + 1}", path])
         return res.output if res.code == 0 else None
+
+    def _write(self, path: str, text: str) -> None:
+        """Replace a file of the server's (written as the server's user)."""
+        self.run(["sh", "-c", f"printf %s {shlex.quote(text)} > {shlex.quote(path)}"])
 
     def _size(self, path: str) -> int | None:
         res = self._exec(["stat", "-c", "%s", path])

@@ -5,8 +5,12 @@ started beside it with pg_ctl through ``docker exec``, its port published on
 When the engine runs on this host's kernel and the kit may read its /proc
 (root, as here), the container's processes, their signals and the server's
 files are reached from the host: /proc/<init>/ (its pid namespace) and
-/proc/<init>/root/ (its files).  A ``docker exec`` costs about 100 ms of
-wall time and the engine's CPU; the waits poll these many times a second.
+/proc/<init>/root/ (its files).  A ``docker exec`` costs 60 to 100 ms of
+wall time and about 50 ms of the engine's CPU (measured: 0.054 core-s per
+``docker exec true``), and the waits poll many times a second: the
+processes, signals, files and whether the server runs (``pg_ctl status``,
+asked before and after every test) are read from here; only starting and
+stopping the server (``pg_ctl``) go through ``docker exec``.
 Elsewhere (a remote engine) every such step goes through ``docker exec``.
 """
 
@@ -117,6 +121,23 @@ class ContainerTarget(Target):
                 return f.read().decode(errors="replace")
         except OSError:
             return None
+
+    def _write(self, path: str, text: str) -> None:
+        if not self._init_pid:
+            return super()._write(path, text)
+        target = self._host_path(path)
+        owner = target.parent.stat()  # the server's user owns its directory
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        os.chown(tmp, owner.st_uid, owner.st_gid)
+        tmp.replace(target)
+
+    def is_running(self) -> bool:
+        """``pg_ctl status``, read from here: postmaster.pid names a live process."""
+        if not self._init_pid:
+            return super().is_running()
+        pid = self.postmaster_pid()
+        return pid is not None and any(e.pid == pid and e.state != "Z" for e in self._table())
 
     def _size(self, path: str) -> int | None:
         if not self._init_pid:
