@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -139,7 +140,7 @@ def _hold_lock(name: str, started: Any) -> None:
 
     with host_lock(name, 10, "holding it for a test"):
         started.set()
-        time.sleep(30)  # until killed
+        signal.pause()  # until killed
 
 
 def test_host_lock_is_exclusive_across_processes_and_freed_when_its_holder_dies() -> None:

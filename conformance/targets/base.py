@@ -149,8 +149,11 @@ class Target(ABC):
         self.wait_until(reloaded, 30, what="the postmaster to reload its configuration")
 
     def is_running(self) -> bool:
-        """Whether a postmaster runs on the data directory (``pg_ctl status``)."""
-        return self._pg_ctl("status", check=False).code == 0
+        """Whether a postmaster runs on the data directory: what ``pg_ctl
+        status`` tells (postmaster.pid names a process that exists), through
+        the target's own ways of reading a file and looking at a pid."""
+        pid = self.postmaster_pid()
+        return pid is not None and self._exists(pid)
 
     def postmaster_pid(self) -> int | None:
         text = self._read(f"{self.datadir}/postmaster.pid")

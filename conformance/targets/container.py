@@ -132,13 +132,6 @@ class ContainerTarget(Target):
         os.chown(tmp, owner.st_uid, owner.st_gid)
         tmp.replace(target)
 
-    def is_running(self) -> bool:
-        """``pg_ctl status``, read from here: postmaster.pid names a live process."""
-        if not self._init_pid:
-            return super().is_running()
-        pid = self.postmaster_pid()
-        return pid is not None and any(e.pid == pid and e.state != "Z" for e in self._table())
-
     def _size(self, path: str) -> int | None:
         if not self._init_pid:
             return super()._size(path)
