@@ -101,3 +101,33 @@ def test_kill_refuses_anything_but_the_server_under_test(target: Target) -> None
     assert backend in server
     target.kill(backend, signal.SIGCONT)  # harmless, but a real signal to a real server process
     assert target.pid_alive(backend)
+
+
+def test_kill_treats_an_exited_process_as_gone(target: Target) -> None:
+    """A process that has exited but is not yet reaped (a zombie: a server
+    process whose postmaster was SIGKILLed, before init reaps it) is gone:
+    ``kill`` neither signals nor refuses it.  Found in CI: ORPHAN-1's clean-up
+    refused such a pid as "not a process of the server under test"."""
+    # a zombie held beside the server: its parent execs into a sleep that never reaps it
+    holder = int(
+        target.run(
+            ["sh", "-c", "sh -c 'sleep 0 & exec sleep 60' </dev/null >/dev/null 2>&1 & echo $!"]
+        ).strip()
+    )
+    try:
+
+        def zombie() -> int | None:
+            rows = [
+                ln.split() for ln in target.run(["ps", "-eo", "pid=,ppid=,stat="], user="root").splitlines()
+            ]
+            return next((int(r[0]) for r in rows if r[1] == str(holder) and r[2].startswith("Z")), None)
+
+        pid = target.wait_until(zombie, KILL_DEADLINE_S, what=f"a zombie child of {holder}")
+        target.kill(pid, signal.SIGKILL)  # gone: not signalled, not refused
+        assert zombie() == pid, "the zombie was reaped meanwhile: the check proved nothing"
+        with pytest.raises(
+            TargetError, match=f"refusing to signal pid {holder}: not a process of the server"
+        ):
+            target.kill(holder, signal.SIGKILL)  # its live parent is still refused
+    finally:
+        target.exec(["kill", "-s", "KILL", str(holder)], user="root")

@@ -150,7 +150,7 @@ class Target(ABC):
 
     def is_running(self) -> bool:
         """Whether a postmaster runs on the data directory: what ``pg_ctl
-        status`` tells (postmaster.pid names a process that exists), through
+        status`` tells (postmaster.pid names a live process), through
         the target's own ways of reading a file and looking at a pid."""
         pid = self.postmaster_pid()
         return pid is not None and self._exists(pid)
@@ -243,8 +243,10 @@ class Target(ABC):
         return self.run(PS_ARGV, user="root")
 
     def _exists(self, pid: int) -> bool:
-        """Any process (of the server or not) has this pid beside the server."""
-        return self._exec(["kill", "-0", str(pid)], user="root").code == 0
+        """A live process (of the server or not) has this pid beside the server.
+        A zombie has exited: it is not live, as ``processes()`` sees it."""
+        res = self._exec(["ps", "-o", "stat=", "-p", str(pid)], user="root")
+        return res.code == 0 and not res.output.strip().startswith("Z")
 
     def _signal(self, pid: int, sig: signal.Signals) -> None:
         """Deliver ``sig`` (only ``kill`` calls this, after its checks); a process gone meanwhile is fine."""

@@ -96,7 +96,7 @@ class ContainerTarget(Target):
     def _exists(self, pid: int) -> bool:
         if not self._init_pid:
             return super()._exists(pid)
-        return any(e.pid == pid for e in self._table())
+        return any(e.pid == pid and e.state != "Z" for e in self._table())
 
     def _signal(self, pid: int, sig: signal.Signals) -> None:
         if not self._init_pid:
