@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from conformance.errors import KitError
+from conformance.waiting import WaitTimeout, wait_until
 
 POLL_S = 0.5
 
@@ -21,18 +21,21 @@ def host_lock(name: str, timeout: float, what: str) -> Iterator[None]:
     """Hold the lock ``name`` for the block; wait for it at most ``timeout`` seconds."""
     address = "\0bgw-conformance/" + hashlib.sha256(name.encode()).hexdigest()[:32]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    deadline = time.monotonic() + timeout
+
+    def bound() -> bool:
+        try:
+            sock.bind(address)
+        except OSError:
+            return False
+        return True
+
     try:
-        while True:
-            try:
-                sock.bind(address)
-                break
-            except OSError:
-                if time.monotonic() >= deadline:
-                    raise KitError(
-                        f"waited {timeout:g}s for another bgw-conformance process {what}; is one stuck?"
-                    ) from None
-                time.sleep(POLL_S)
+        try:
+            wait_until(bound, timeout, what=f"the host lock {name!r}", interval=POLL_S, retry_on=())
+        except WaitTimeout:
+            raise KitError(
+                f"waited {timeout:g}s for another bgw-conformance process {what}; is one stuck?"
+            ) from None
         yield
     finally:
         sock.close()
