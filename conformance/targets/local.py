@@ -48,14 +48,17 @@ def _become_subreaper() -> None:
 
 def _reap_zombie_children() -> None:
     me = str(os.getpid())
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:  # a process may exit between the listing and the read (ESRCH, ENOENT)
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if fields[0] == "Z" and fields[1] == me:
             try:
-                os.waitpid(int(stat.parent.name), os.WNOHANG)
+                os.waitpid(int(entry), os.WNOHANG)
             except ChildProcessError:
                 pass
 
