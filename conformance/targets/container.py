@@ -93,19 +93,23 @@ class ContainerTarget(Target):
     def _ps(self) -> str:
         return ps_text(self._table()) if self._init_pid else super()._ps()
 
+    def _live(self, pid: int) -> ProcEntry | None:
+        """The live (non-zombie) process with this pid in the container, if any."""
+        return next((e for e in self._table() if e.pid == pid and e.state != "Z"), None)
+
     def _exists(self, pid: int) -> bool:
         if not self._init_pid:
             return super()._exists(pid)
-        return any(e.pid == pid and e.state != "Z" for e in self._table())
+        return self._live(pid) is not None
 
     def _signal(self, pid: int, sig: signal.Signals) -> None:
         if not self._init_pid:
             return super()._signal(pid, sig)
-        host = next((e.host_pid for e in self._table() if e.pid == pid and e.state != "Z"), None)
-        if host is None:
+        entry = self._live(pid)
+        if entry is None:
             return  # gone meanwhile
         try:
-            os.kill(host, sig)
+            os.kill(entry.host_pid, sig)
         except ProcessLookupError:
             pass
 
