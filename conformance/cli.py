@@ -247,7 +247,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     mutants = [run for p in paths if p.is_dir() for run in report.latest_mutants(p)]
-    out.write_text(report.render_matrix(loaded, out_dir=out.parent, mutants=mutants))
+    zoo = [table for p in paths if p.is_dir() for table in report.zoo_tables(p)]
+    out.write_text(report.render_matrix(loaded, out_dir=out.parent, mutants=mutants, zoo=zoo))
     print(f"{out}: {len(loaded)} run(s)")
     return 0
 

@@ -54,3 +54,15 @@ class EngineUnavailable(HarnessError):
 
 class TargetError(HarnessError):
     """The server under test could not be started, stopped or reached."""
+
+
+class HarnessTimeout(BaseException):
+    """A test outlived its budget (``conformance.suite.budgets``): stopped where
+    it was, recorded as a harness timeout naming the last thing it waited for.
+    A BaseException, so that no wait or clean-up that retries on Exception
+    can swallow it."""
+
+
+class NotReached(HarnessError):
+    """A test that never ran: the server could not be restored to the
+    promised state after an earlier test (``not-reached``, never a verdict)."""

@@ -22,7 +22,9 @@ A test's status in a run, from its outcome and the entries that cover it:
 - ``flaky``: an entry says it may pass or fail; not a pass;
 - ``skip``: not run (an entry with ``outcome = "skip"``, or skipped);
 - ``not-applicable``: the profile does not claim it or the adapter cannot
-  express it.
+  express it;
+- ``not-reached``: never evaluated (an earlier step of its scenario failed, or
+  its server could not be restored): a harness error, never a product failure.
 
 Unexpected results (the gate): ``fail``, ``error``, ``unexpected-pass``.
 """
@@ -39,7 +41,17 @@ from typing import Any
 from conformance.errors import KitError
 
 EXPECTABLE = ("fail", "flaky", "skip")
-STATUSES = ("pass", "fail", "error", "expected-fail", "unexpected-pass", "flaky", "skip", "not-applicable")
+STATUSES = (
+    "pass",
+    "fail",
+    "error",
+    "expected-fail",
+    "unexpected-pass",
+    "flaky",
+    "not-reached",
+    "skip",
+    "not-applicable",
+)
 UNEXPECTED = ("fail", "error", "unexpected-pass")
 _KEYS = {"test", "clause", "targets", "majors", "outcome", "reason", "link"}
 
@@ -231,6 +243,8 @@ def judge(
     entries = entries_for(exp, tid, target, major)
     own = [e for e in entries if e.test == tid]
     by_clause = {c: [e for e in entries if e.clause == c] for c in clauses}
+    if outcome == "not-reached":
+        return Judged(outcome)
     if outcome in ("skip", "not-applicable"):
         skip = next(
             (e for e in own + [e for es in by_clause.values() for e in es] if e.outcome == "skip"), None
@@ -242,9 +256,10 @@ def judge(
         )
         return Judged("flaky", flaky)
     if outcome in ("fail", "error"):
-        failed = [
-            c for c in clauses if (clause_outcomes or {}).get(c, "fail") in ("fail", "error")
-        ] or clauses
+        failed = [c for c in clauses if (clause_outcomes or {}).get(c, "fail") in ("fail", "error")]
+        if not failed and "not-reached" in (clause_outcomes or {}).values():
+            return Judged("not-reached")  # it failed only before judging the rest: nothing of the extension's
+        failed = failed or clauses
         covering: list[Expectation] = []
         for c in failed or [""]:
             e = next((e for e in own + by_clause.get(c, []) if e.outcome in ("fail", "flaky")), None)

@@ -18,7 +18,7 @@ import pytest
 
 from conformance import engine, expectations
 from conformance.config import OPTIONS, KitConfig
-from conformance.errors import HarnessError, KitError
+from conformance.errors import HarnessError, HarnessTimeout, KitError, NotReached
 from conformance.targets import ContainerTarget, LocalTarget, Target
 
 CONFIG_KEY = pytest.StashKey[KitConfig]()
@@ -70,15 +70,23 @@ def target_of(item: pytest.Item) -> str | None:
 
 
 def is_harness_error(call: pytest.CallInfo[None]) -> bool:
-    """The harness broke: no engine (anywhere), or a server or image that a test's
-    fixtures could not bring up.  A server that fails to start again inside a
-    test is the extension's doing, and judged as a failure."""
+    """The harness broke: no engine (anywhere), a server or image that a test's
+    fixtures could not bring up, a test that outlived its budget, or a
+    profile that contradicts what the extension does.  A server that fails
+    to start again inside a test is the extension's doing, and judged as a failure."""
     excinfo = call.excinfo
     if excinfo is None:
         return False
-    if excinfo.errisinstance(docker.errors.DockerException):
+    from conformance.suite.workers import ProfileMismatch
+
+    if excinfo.errisinstance((docker.errors.DockerException, HarnessTimeout, ProfileMismatch)):
         return True
     return call.when == "setup" and excinfo.errisinstance(HarnessError)
+
+
+def is_not_reached(call: pytest.CallInfo[None]) -> bool:
+    """The test never ran: its server could not be restored after an earlier test."""
+    return call.excinfo is not None and call.excinfo.errisinstance(NotReached)
 
 
 def repeat_of(item: pytest.Item) -> int:

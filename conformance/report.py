@@ -33,6 +33,7 @@ _PRECEDENCE = (
     "error",
     "flaky",
     "expected-fail",
+    "not-reached",
     "skip",
     "unexpected-pass",
     "pass",
@@ -42,7 +43,7 @@ _PRECEDENCE = (
 _FAILED = ("fail", "error", "flaky", "expected-fail")
 #: clause statuses that mean a test of the clause actually ran
 _RAN = ("pass", "fail", "error", "flaky", "expected-fail", "unexpected-pass")
-TIER_STATUSES = ("conformant", "failed", "not claimed", "not run")
+TIER_STATUSES = ("conformant", "failed", "incomplete", "not claimed", "not run")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class TierVerdict:
     text: str  # e.g. "CONFORMANT", "2 MUST failed", "not claimed", "not run"
     must_skipped: int = 0  # MUST clauses whose tests were skipped: the tier is not conformant either
     must_expected: int = 0  # of must_failed, those the expectations file lists
+    must_not_reached: int = 0  # MUST clauses never evaluated: the tier is incomplete, not failed
 
     @property
     def label(self) -> str:
@@ -161,18 +163,22 @@ def _tier_verdict(tier: str, claimed: bool, clauses: list[Clause], status: dict[
     must_failed = sum(1 for level, st in seen if level == "MUST" and st in _FAILED)
     must_expected = sum(1 for level, st in seen if level == "MUST" and st == "expected-fail")
     must_skipped = sum(1 for level, st in seen if level == "MUST" and st == "skip")
+    must_not_reached = sum(1 for level, st in seen if level == "MUST" and st == "not-reached")
     should_failed = sum(1 for level, st in seen if level == "SHOULD" and st in _FAILED)
     expected = f" ({must_expected} expected)" if must_expected else ""
     parts = [f"{must_failed} MUST failed{expected}"] if must_failed else []
     parts += [f"{must_skipped} MUST skipped"] if must_skipped else []
-    text = ", ".join(parts) or "CONFORMANT"
+    unreached = [f"{must_not_reached} MUST not reached"] if must_not_reached else []
+    text = ", ".join(parts + unreached) or "CONFORMANT"
     musts = [st for level, st in seen if level == "MUST"]
     if None in musts:  # a selection (-k, --bgwc-clauses): say how much of the tier it judged
         text += f" on {sum(st is not None for st in musts)} of {len(musts)} MUST clauses"
     if should_failed:
         text += f" ({should_failed} SHOULD failed)"
-    st = "failed" if parts else "conformant"
-    return TierVerdict(tier, True, st, must_failed, should_failed, text, must_skipped, must_expected)
+    st = "failed" if parts else "incomplete" if unreached else "conformant"
+    return TierVerdict(
+        tier, True, st, must_failed, should_failed, text, must_skipped, must_expected, must_not_reached
+    )
 
 
 def tier_verdicts(results: dict[str, Any], contract: dict[str, Clause]) -> dict[str, TierVerdict]:
@@ -239,7 +245,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.5em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f2f2f2}.pass{background:#d9f2d9}.fail,.error{background:#f8d0d0}.skip{background:#eee}
-.not-applicable{background:#e6e6f7}.flaky{background:#fbeec1}
+.not-applicable{background:#e6e6f7}.not-reached{background:#d4d4d4;color:#444}.flaky{background:#fbeec1}
 .expected-fail{background:repeating-linear-gradient(45deg,#f3d9b8 0 6px,#fbeedd 6px 12px)}
 .unexpected-pass{background:#f3c6f3;font-weight:bold;outline:2px solid #a020a0}
 #gate{padding:6px 10px;border:2px solid #888;margin:.6em 0}#gate.gate-fail{border-color:#a01010;background:#fdf0f0}
@@ -662,6 +668,7 @@ def render_matrix(
     out_dir: Path | None = None,
     mutants: list[dict[str, Any]] | None = None,
     tiers: dict[str, str] | None = None,
+    zoo: list[dict[str, Any]] | None = None,
 ) -> str:
     """Rows: clauses by tier and family; columns: runs (target, server, machine)."""
     contract = contract or load_contract()
@@ -698,7 +705,7 @@ def render_matrix(
     figures = charts.charts_section([(chart_label(res), res) for res, _, _, _ in cols])
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>bgw-conformance matrix</title>
 <style>{_CSS}</style></head><body><h1>bgw-conformance: clauses by runs</h1>
-<table id="matrix"><tr><th>clause</th><th>level</th>{head}</tr>{body}</table>{figures}{mutation}</body></html>"""
+<table id="matrix"><tr><th>clause</th><th>level</th>{head}</tr>{body}</table>{figures}{mutation}{render_zoo_table(zoo or [])}</body></html>"""
 
 
 def chart_label(res: dict[str, Any]) -> str:
@@ -709,18 +716,47 @@ def chart_label(res: dict[str, Any]) -> str:
 
 
 def find_results(paths: list[Path]) -> list[Path]:
-    """results.json files given directly or under directories (mutant runs excluded)."""
+    """results.json files given directly or under directories (mutant and zoo runs excluded)."""
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
             found += [
                 f
                 for f in sorted(p.rglob("results.json"))
-                if not any(part.startswith("mutants-") for part in f.relative_to(p).parts)
+                if not any(part.startswith(("mutants-", "zoo-")) for part in f.relative_to(p).parts)
             ]
         elif p.is_file():
             found.append(p)
     return found
+
+
+def zoo_tables(root: Path) -> list[dict[str, Any]]:
+    """The zoo's tables under ``root`` (``zoo-pgNN/zoo.json``), one per major."""
+    return [json.loads(f.read_text()) for f in sorted(root.glob("zoo-pg*/zoo.json"))]
+
+
+def render_zoo_table(tables: list[dict[str, Any]]) -> str:
+    """The bgworker tier's mutation test: each member of the zoo, the clauses
+    that must flag it and those that did, its wall time against its budget."""
+    out = ""
+    for table in tables:
+        rows = ""
+        for m in table["members"]:
+            ok = m["as_expected"] and m["wall_s"] <= m["budget_s"] and not m["containers_left"]
+            rows += (
+                f"<tr><td>{_e(m['name'])}</td><td>{_e(m['defect'])}</td><td>{_e(m['precedent'])}</td>"
+                f"<td>{_e(', '.join(m['expected']) or 'none')}</td>"
+                f"<td class='{'pass' if ok else 'fail'}'>{_e(', '.join(m['flagged']) or 'none')}</td>"
+                f"<td class='not-reached'>{_e(', '.join(m['not_reached']))}</td>"
+                f"<td>{m['wall_s']:g} / {m['budget_s']:g} s</td><td>{m['escalations']}</td></tr>"
+            )
+        out += (
+            f"<h2>The zoo (pg{table['major']}): each member flagged by its own clauses only</h2>"
+            f"<table class='zoo' id='zoo-pg{table['major']}'><tr><th>member</th><th>defect</th>"
+            "<th>precedent</th><th>must be flagged by</th><th>flagged by</th><th>not reached</th>"
+            f"<th>wall time / budget</th><th>escalations</th></tr>{rows}</table>"
+        )
+    return out
 
 
 def latest_mutants(root: Path) -> list[dict[str, Any]]:

@@ -28,6 +28,9 @@ from conformance.config import KitConfig
 from conformance.targets import Target
 
 NOT_APPLICABLE = "not applicable"
+#: a clause (or test) that was never evaluated: an earlier step of its scenario
+#: failed, or its server could not be restored; gates as a harness error, never a product failure
+NOT_REACHED = "not-reached"
 #: the outcome of a test that both passed and failed when repeated (``--bgwc-repeat``)
 FLAKY = "flaky"
 LOG_EXCERPT_CHARS = 20_000
@@ -52,6 +55,7 @@ class ResultsRecorder:
         self.kit = kit
         self.records: dict[str, dict[str, Any]] = {}
         self.servers: dict[str, dict[str, Any]] = {}
+        self.targets: dict[str, Target] = {}
         self.started = _now()
         self.collected = 0
         self.repeat = 1
@@ -78,7 +82,7 @@ class ResultsRecorder:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-        from conformance.plugin import clauses_of, is_harness_error
+        from conformance.plugin import clauses_of, is_harness_error, is_not_reached
 
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
@@ -101,6 +105,7 @@ class ResultsRecorder:
         target = getattr(item, "funcargs", {}).get("pg_target")
         if target is not None:
             rec["target"] = target.name
+            self.targets[target.name] = target
             self._server(target)
         rec["duration"] = round(rec["duration"] + report.duration, 3)
         rec["properties"] = dict(item.user_properties)
@@ -116,6 +121,14 @@ class ResultsRecorder:
             rec["summary"] = next((ln.strip() for ln in said.splitlines() if ln.strip()), "")[:300]
             if is_harness_error(call) and call.excinfo is not None:
                 rec["harness_error"] = f"{call.excinfo.typename}: {str(call.excinfo.value)[:1000]}"
+            if is_not_reached(call):
+                rec["outcome"] = NOT_REACHED
+            elif report.when == "call" and len(rec["clauses"]) > 1:
+                # a scenario judging several clauses: one it failed before reaching was never evaluated
+                own = dict(rec["properties"].get("clause_outcomes") or {})
+                for clause in rec["clauses"]:
+                    own.setdefault(clause, NOT_REACHED)
+                rec["properties"]["clause_outcomes"] = own
         if report.when in ("call", "teardown") and target is not None and rec["outcome"] != "skip":
             try:
                 rec["log_excerpt"] = target.log_since(target.test_log_offset)[-LOG_EXCERPT_CHARS:]
@@ -124,8 +137,20 @@ class ResultsRecorder:
             rec["faults"] = [{"t": t, "what": w, "detail": d} for t, w, d in target.faults]
             rec["started_at"] = target.test_started_wall
 
+    def _escalations(self) -> None:
+        """Each step of the escalation ladder, on the record of the test that
+        left the server in the state that needed it."""
+        for target in self.targets.values():
+            for e in target.escalations:
+                rec = self.records.get(e.test)
+                if rec is not None:
+                    rec.setdefault("escalations", []).append(
+                        {"step": e.step, "why": e.why, "took_s": e.took_s, "ok": e.ok}
+                    )
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         kit = self.kit
+        self._escalations()
         results = self._results(int(exitstatus))
         unexpected = expectations.apply(results, kit.expectations)
         results["run"]["unexpected"] = unexpected

@@ -54,6 +54,18 @@ def _cause(results: dict[str, Any], pytest_code: int) -> tuple[str | None, str]:
     return None, ""
 
 
+def _not_reached(tests: list[dict[str, Any]]) -> list[str]:
+    """Clauses never evaluated, as ``CLAUSE (test)``: a test that was not
+    reached, or a clause its scenario failed before judging."""
+    out = []
+    for t in tests:
+        own = (t.get("properties") or {}).get("clause_outcomes") or {}
+        for c in t["clauses"]:
+            if t["outcome"] == "not-reached" or own.get(c) == "not-reached":
+                out.append(f"{c} ({t.get('test') or t['nodeid']})")
+    return out
+
+
 def summarize(
     results: dict[str, Any],
     pytest_code: int,
@@ -67,8 +79,13 @@ def summarize(
     unexpected = [{**u, "level": _level(u["clauses"], contract)} for u in run.get("unexpected", [])]
     # a test that both passed and failed gates whatever its level: flaky is never a pass
     gating = [u for u in unexpected if u["level"] == "MUST" or u["status"] == "flaky"]
+    unreached = _not_reached(tests)
     if broke:
         verdict, status = broke, EXIT_HARNESS
+    elif unreached and not gating:
+        # a clause never evaluated gates as the harness's, never as the extension's failure
+        verdict, status = HARNESS_ERROR, EXIT_HARNESS
+        cause = f"{len(unreached)} clause(s) not reached: {', '.join(unreached[:8])}"
     elif missing := run.get("not_packaged"):
         verdict, status = NOT_PACKAGED, EXIT_OK
         cause = (

@@ -15,6 +15,13 @@ POLL_INTERVAL_S = 0.05
 #: each less what the wait takes by design (its ``expected``)
 Observer = Callable[[str, float, float], None]
 _observers: list[Observer] = []
+_last_started = [""]
+
+
+def last_wait() -> str:
+    """What the most recent wait to start waited for (a test that runs out of
+    its budget names it)."""
+    return _last_started[0]
 
 
 @contextmanager
@@ -57,6 +64,7 @@ def wait_until(
     observers are told the time beyond it, against the deadline's margin beyond it."""
     t0 = time.monotonic()
     deadline = t0 + timeout
+    _last_started[0] = f"{what} (deadline {timeout:g}s)"
     last: object = None
     while True:
         try:

@@ -3,7 +3,7 @@ run in a child pytest and interrupt; it is not collected here."""
 
 import pytest
 
-collect_ignore = ["interrupted", "stub_ext", "data"]
+collect_ignore = ["interrupted", "stub_ext", "data", "zoo"]
 
 #: a test that uses one of these needs a server of the target under test: it
 #: runs once per target (tox's pg*/local environments); the others run once

@@ -424,3 +424,30 @@ def test_randomized_test_shows_its_replay_command_and_minimal_sequence() -> None
     page = report.render_run(res)
     shown = f"<pre class='minimal'>{said}\nstate = PoolMachine()\nstate.exhaust()</pre>"
     assert "<h3>minimal failing sequence</h3>" + shown in page
+
+
+def test_a_clause_never_evaluated_is_not_reached_never_failed() -> None:
+    """DB-1 failed, so its scenario never judged DB-3: the report, the tier
+    verdict and the exit status say DB-3 was not reached, never that it failed;
+    with no failure at all, a clause not reached gates as the harness's (2)."""
+    from conformance import expectations, summary
+
+    res = json.loads((Path(__file__).parent / "data" / "results_figures_pg17.json").read_text())
+    rec = next(t for t in res["tests"] if "DB-3" in t["clauses"])
+    rec["outcome"], rec["status"] = "fail", None
+    rec["properties"]["clause_outcomes"] = {"DB-1": "fail", "DB-3": "not-reached"}
+    res["run"]["unexpected"] = expectations.apply(res, None)
+    status = report.clause_status(res)
+    assert status["DB-1"] == "fail" and status["DB-3"] == "not-reached"
+    page = report.render_run(res)
+    assert "not-reached" in page
+    summ = summary.summarize(res, 1)
+    assert summ["exit_status"] == summary.EXIT_UNEXPECTED and summ["verdict"] == summary.NOT_CONFORMANT
+    assert "1 MUST not reached" in summ["tiers"]["bgworker"]["text"]
+    rec["properties"]["clause_outcomes"] = {"DB-1": "pass", "DB-3": "not-reached"}
+    rec["outcome"], rec["status"] = "error", None
+    res["run"]["unexpected"] = expectations.apply(res, None)
+    summ = summary.summarize(res, 1)
+    assert report.clause_status(res)["DB-1"] == "pass"
+    assert summ["exit_status"] == summary.EXIT_HARNESS, summ
+    assert "not reached: DB-3" in summ["cause"], summ["cause"]

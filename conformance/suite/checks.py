@@ -6,7 +6,8 @@ the test's own outcome."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class Checks:
@@ -26,3 +27,40 @@ class Checks:
         """Fail the test if any clause failed (each keeps its own outcome)."""
         if self.failures:
             raise AssertionError("\n".join(self.failures))
+
+
+class PerKind:
+    """One clause judged on every process kind: each kind gets its own
+    outcome and detail (``kinds``), a failing kind does not stop the others
+    from being judged, and the clause fails naming every kind that failed."""
+
+    def __init__(self, clause: str, record_property: Callable[[str, object], None]) -> None:
+        self.clause = clause
+        self._record = record_property
+        self.kinds: dict[str, dict[str, str]] = {}
+
+    @contextmanager
+    def judging(self, kind: str) -> Iterator[dict[str, str]]:
+        """Judge ``kind`` in the block: it passes unless the block fails an
+        assertion (or a wait); the block may put its detail in the dict it gets."""
+        verdict = {"outcome": "pass", "detail": ""}
+        try:
+            yield verdict
+        except AssertionError as exc:
+            verdict.update(outcome="fail", detail=str(exc).strip().splitlines()[0][:400])
+        except BaseException as exc:  # the scenario broke: this kind was not judged, nor the rest
+            verdict.update(outcome="not-reached", detail=f"{type(exc).__name__}: {exc}"[:400])
+            raise
+        finally:
+            self.kinds[kind] = verdict
+            self._record("kinds", dict(self.kinds))
+
+    def done(self) -> None:
+        failed = {k: v["detail"] for k, v in self.kinds.items() if v["outcome"] == "fail"}
+        if failed:
+            passed = [k for k, v in self.kinds.items() if v["outcome"] == "pass"]
+            raise AssertionError(
+                f"{self.clause}: {len(failed)} of {len(self.kinds)} kinds failed"
+                + (f" (passed: {', '.join(passed)})" if passed else "")
+                + "".join(f"\n- {k}: {why}" for k, why in failed.items())
+            )

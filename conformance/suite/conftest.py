@@ -14,21 +14,27 @@ any of its fixtures run.  So is a test whose adapter raises NotApplicable.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Generator
+from types import FrameType
 
 import pytest
 
 from conformance.adapters import NotApplicable, make_adapter
 from conformance.config import KitConfig
+from conformance.errors import HarnessTimeout, NotReached, TargetError
 from conformance.figures import CLOSEST_WAIT, Figures
 from conformance.profile import TIERS, Profile
+from conformance.suite.budgets import budget_s
 from conformance.suite.harness import CAPACITY_LOST, INV_VIOLATED, SLOT_FREE_S, Pool
-from conformance.suite.workers import Workers
+from conformance.suite.workers import WORKLOAD_GONE_S, Workers
 from conformance.targets import Target
-from conformance.waiting import observed
+from conformance.waiting import last_wait, observed
 
-_SET_UP: set[str] = set()
+#: servers whose setup ran: (cluster name, generation), a fresh data directory needs it again
+_SET_UP: set[tuple[str, int]] = set()
 
 
 def tier_of(item: pytest.Item) -> str | None:
@@ -79,45 +85,94 @@ def profile(bgwc_config: KitConfig) -> Profile:
 
 
 def _prepare(target: Target, profile: Profile) -> Workers:
-    """The target at its baseline with the profile's setup done (once per server)."""
-    first = target.cluster_name not in _SET_UP
-    if first:
+    """The target at its baseline with the profile's setup done (once per
+    server, and again on a fresh data directory)."""
+    if target.cluster_name not in {name for name, _ in _SET_UP}:
         target.set_baseline(**profile.server)
     target.ensure_baseline()
     workers = Workers(target, profile)
-    if first:
+    target.pid_namer = workers.name_pid
+    if (target.cluster_name, target.generation) not in _SET_UP:
         workers.run_setup()
-        _SET_UP.add(target.cluster_name)
+        _SET_UP.add((target.cluster_name, target.generation))
     return workers
 
 
-@pytest.fixture
-def extension(pg_target: Target, profile: Profile) -> Generator[Workers, None, None]:
-    workers = _prepare(pg_target, profile)
-    workers.stop_workload()
+def _left_as_promised(workers: Workers) -> str | None:
+    """Why the server is not as a test may assume (the previous test's
+    workload still running, a kind short of its promise), or None."""
     try:
+        workers.stop_workload()
+        workers.target.wait_until(
+            lambda: not workers.workload_left(), WORKLOAD_GONE_S, what="the workload's workers gone"
+        )
         workers.wait_at_rest()
-    except AssertionError:
-        # an earlier test left it short of its promise (a worker that never
-        # came back): every test starts from a fresh start, so that one
-        # defect is reported once, by its own clause
-        pg_target.restart("fast")
-        workers.wait_at_rest()
-    pg_target.begin_test()
+    except (AssertionError, TargetError) as exc:
+        return str(exc).splitlines()[0][:300]
+    return None
+
+
+@pytest.fixture
+def extension(
+    request: pytest.FixtureRequest, pg_target: Target, profile: Profile
+) -> Generator[Workers, None, None]:
+    """The server at rest as promised.  What an earlier test left (a worker
+    that never came back, workers that ignore the workload's stop, a server
+    that will not stop) is undone by the escalation ladder, recorded against
+    that test; a server that cannot be restored makes this test not reached."""
+    try:
+        workers = _prepare(pg_target, profile)
+        why = _left_as_promised(workers)
+        if why is not None:
+            pg_target.recover(f"not as promised after the test: {why}")
+            workers = _prepare(pg_target, profile)
+            workers.wait_at_rest()
+    except (AssertionError, TargetError) as exc:
+        raise NotReached(f"not reached (server could not be restored): {exc}") from exc
+    pg_target.begin_test(request.node.nodeid)
     yield workers
     if pg_target.is_running():
-        workers.stop_workload()
+        try:
+            workers.stop_workload()
+        except Exception:  # noqa: BLE001 - the next test's set-up judges what is left
+            pass
 
 
 @pytest.fixture
-def pool(pg_target: Target, profile: Profile) -> Pool:
+def pool(request: pytest.FixtureRequest, pg_target: Target, profile: Profile) -> Pool:
     _prepare(pg_target, profile)
     p = Pool(pg_target, make_adapter(profile, pg_target), profile)
     if profile.pool is not None and profile.pool.launcher is not None:
         p.wait_launcher()
     p.quiesce()
-    pg_target.begin_test()
+    pg_target.begin_test(request.node.nodeid)
     return p
+
+
+class _Budget:
+    """The test's hard wall-clock budget (``budgets``): SIGALRM in the main
+    thread raises HarnessTimeout wherever the test is, naming its last wait."""
+
+    def __init__(self, seconds: float, nodeid: str) -> None:
+        self.seconds, self.nodeid = seconds, nodeid
+        self.armed = threading.current_thread() is threading.main_thread()
+
+    def _expired(self, signum: int, frame: FrameType | None) -> None:
+        raise HarnessTimeout(
+            f"harness timeout: {self.nodeid} outlived its budget of {self.seconds:g}s; "
+            f"last waiting for: {last_wait() or 'nothing'}"
+        )
+
+    def __enter__(self) -> _Budget:
+        if self.armed:
+            self._old = signal.signal(signal.SIGALRM, self._expired)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._old)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -126,7 +181,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     (CLOSEST_WAIT: whatever else it measured, how near its slowest step came
     to failing it); then, for a pool test that passed, the INV checks."""
     waits: list[tuple[str, float, float]] = []
-    with observed(lambda what, took, timeout: waits.append((what, took, timeout))):
+    kit: KitConfig = item.config.stash[_config_key()]
+    budget = budget_s([c for m in item.iter_markers("clause") for c in m.args], kit.profile)
+    item.user_properties.append(("budget_s", budget))
+    with (
+        observed(lambda what, took, timeout: waits.append((what, took, timeout))),
+        _Budget(budget, item.nodeid),
+    ):
         outcome = yield
     _record_closest_wait(item, waits)
     pool = getattr(item, "funcargs", {}).get("pool")

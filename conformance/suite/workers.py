@@ -14,19 +14,25 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 
+from conformance.errors import HarnessError
 from conformance.processes import AUXILIARY, Process
 from conformance.profile import ProcessSpec, Profile
 from conformance.targets import Target
+from conformance.targets.base import BlockedStatement
 
 #: deadlines of CONTRACT.md's bgworker tier, in seconds
 START_S = 10.0  # START-1: every promised process up after a start
 RESTART_SLACK_S = 5.0  # STOP-1, KILL-1: on top of the promised restart interval
-STAYS_DOWN_S = 6.0  # STOP-1, KILL-1: how long a kind declared to stay down is watched
+#: STOP-1, KILL-1: how long a kind declared to stay down is watched: past the longest restart
+#: interval extensions commonly use (60 s) and a margin, so a declaration that is false shows
+STAYS_DOWN_S = 65.0
 DUPLICATE_WATCH_S = 6.0  # STOP-1, KILL-1: at most this long watched for a duplicate once back
 CRASH_RECOVERY_S = 30.0  # KILL-1: crash-restart completed
 PM_DEATH_S = 1.0  # ORPHAN-1
+WORKLOAD_GONE_S = 10.0  # before a test: the previous test's workload workers gone
 SHUTDOWN_S = 10.0  # SHUT-1, SHUT-2
 DB_COMMAND_S = 10.0  # DB-1, DB-2
 OBSERVE_S = 10.0  # the window a retry storm is counted in
@@ -46,6 +52,12 @@ KILLED_BY_SIGNAL = re.compile(r"\(PID (\d+)\) was terminated by signal (\d+)")
 _NOT_BGWORKER = {"postmaster", "client backend", "parallel worker", *AUXILIARY} - {
     "logical replication launcher"
 }
+
+
+class ProfileMismatch(HarnessError):
+    """What the extension did contradicts what its profile declares by
+    design (a kind declared to stay down came back): the profile is wrong,
+    which is the harness's input, never a pass nor a product failure."""
 
 
 def title_of(proc: Process, cluster_name: str) -> str:
@@ -164,9 +176,11 @@ class Workers:
         return problems
 
     # -- waits -------------------------------------------------------------------------
-    def wait_at_rest(self, timeout: float = START_S) -> float:
-        """Wait until every promised process runs as promised; return the seconds it took."""
-        t0 = time.monotonic()
+    def wait_at_rest(self, timeout: float = START_S, since: float | None = None) -> float:
+        """Wait until every promised process runs as promised, by ``timeout``
+        seconds after ``since`` (a ``time.monotonic()``; default now); return
+        the seconds since then."""
+        t0 = time.monotonic() if since is None else since
         last: list[str] = []
 
         def ok() -> bool:
@@ -175,28 +189,35 @@ class Workers:
 
         try:
             self.target.wait_until(
-                ok, timeout, what="the extension's processes at rest, as the profile promises"
+                ok,
+                max(0.0, timeout - (time.monotonic() - t0)),
+                what="the extension's processes at rest, as the profile promises",
             )
         except AssertionError as exc:
             raise AssertionError(f"{last}\n{exc}") from None
         return time.monotonic() - t0
 
-    def wait_started(self, timeout: float = START_S) -> float:
-        """Wait until the workload's kinds each have a live process."""
-        t0 = time.monotonic()
+    def wait_started(self, timeout: float = START_S, since: float | None = None) -> float:
+        """Wait until the workload's kinds each have a live process, by
+        ``timeout`` seconds after ``since`` (default now); return the seconds since then."""
+        t0 = time.monotonic() if since is None else since
         kinds = self.workload_kinds()
         self.target.wait_until(
             lambda: all(self.census()[k.name] for k in kinds),
-            timeout,
+            max(0.0, timeout - (time.monotonic() - t0)),
             what=f"the workload's workers ({', '.join(k.name for k in kinds)})",
         )
         return time.monotonic() - t0
 
-    def wait_back(self, spec: ProcessSpec, old: set[int], timeout: float) -> tuple[float, int]:
+    def wait_back(
+        self, spec: ProcessSpec, old: set[int], timeout: float, since: float | None = None
+    ) -> tuple[float, int]:
         """Wait until ``spec`` runs its promised count again with none of the
-        ``old`` pids; return the seconds it took and the most processes of
-        that kind seen at once (a duplicate shows as more than its count)."""
-        t0 = time.monotonic()
+        ``old`` pids, by ``timeout`` seconds after ``since`` (the fault's
+        ``time.monotonic()``; default now); return the seconds since then and
+        the most processes of that kind seen at once (a duplicate shows as
+        more than its count)."""
+        t0 = time.monotonic() if since is None else since
         most = 0
 
         def back() -> bool:
@@ -205,7 +226,8 @@ class Workers:
             most = max(most, len(pids))
             return len(pids) == spec.count and not (pids & old)
 
-        self.target.wait_until(back, timeout, what=f"{spec.name} back ({spec.count}), none of {sorted(old)}")
+        left = max(0.0, timeout - (time.monotonic() - t0))
+        self.target.wait_until(back, left, what=f"{spec.name} back ({spec.count}), none of {sorted(old)}")
         return time.monotonic() - t0, most
 
     def hold(self, spec: ProcessSpec, seconds: float) -> int:
@@ -218,6 +240,26 @@ class Workers:
             if time.monotonic() >= end:
                 return most
             time.sleep(0.1)  # ok-sleep: the census is polled through an observation window
+
+    def name_pid(self, pid: int) -> str | None:
+        """The profile's kind a server process belongs to (for diagnoses)."""
+        census = self.census()
+        return next((f"{name} of {self.profile.name}" for name, pids in census.items() if pid in pids), None)
+
+    def workload_left(self) -> dict[str, list[int]]:
+        """Processes of the kinds only the workload starts (count 0) that still run."""
+        census = self.census()
+        return {s.name: census[s.name] for s in self.profile.processes if s.count == 0 and census[s.name]}
+
+    def drop_database(self, name: str) -> str | None:
+        """Drop a database the suite created, WITH (FORCE), under the harness's
+        statement deadline: None when dropped, else why not (what blocked it).
+        The suite's own clean-up: a failure is recorded, never a verdict."""
+        try:
+            self.target.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except (BlockedStatement, psycopg.Error) as exc:
+            return f"DROP DATABASE {name}: {exc}"
+        return None
 
     def observe_log(self, seconds: float, offset: int) -> str:
         """The server log written during an observation window of ``seconds``."""

@@ -23,6 +23,7 @@ import psycopg
 
 from conformance.errors import TargetError
 from conformance.processes import PS_ARGV, Process, parse_ps
+from conformance.waiting import WaitTimeout
 from conformance.waiting import wait_until as _wait_until
 
 T = TypeVar("T")
@@ -32,6 +33,39 @@ START_TIMEOUT_S = 60
 RECONNECT_S = 30  # crash recovery of the kit's small clusters takes well under a second
 CANNOT_CONNECT_NOW = "57P03"
 _OVERRIDES = "bgwc_overrides.conf"
+#: every session the harness opens runs under these (the one place they are set): a
+#: statement the extension blocks ends in an error that names the blocker, never in a hang
+STATEMENT_TIMEOUT_S = 30.0
+LOCK_TIMEOUT_S = 10.0
+#: each step of the escalation ladder (fast, immediate, SIGKILL of every process) gets this long
+LADDER_STEP_S = 10.0
+#: log lines that name the process a command waits for
+_WAITING_FOR = re.compile(
+    r"still waiting for backend with PID (\d+) to accept ProcSignalBarrier"
+    r"|process (\d+) still waiting for \S+ on"
+    r"|Process (\d+) waits for"
+)
+
+
+class BlockedStatement(TargetError):
+    """A harness statement ran out of its deadline: the message says what blocked it."""
+
+
+class ServerLost(TargetError):
+    """The server could not be brought back to a running state, even in a fresh data directory."""
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """One step of the escalation ladder: taken because the server did not
+    stop or start in time, a fault the extension caused; ``test`` is the
+    test that left the server in that state."""
+
+    test: str
+    step: str  # fast, immediate, SIGKILL, restart, fresh
+    why: str
+    took_s: float
+    ok: bool
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,12 @@ class Target(ABC):
         self.test_started = time.monotonic()
         self.test_started_wall = time.time()
         self.test_log_offset = 0
+        self.current_test = ""  # the node id of the test that runs (or last ran) on this server
+        self.escalations: list[Escalation] = []
+        self.last_signal_at = 0.0  # time.monotonic() when kill() last delivered a signal
+        self.generation = 0  # how many times the server was rebuilt from a fresh data directory
+        #: names a server process for a diagnosis (the suite maps pids to the profile's kinds)
+        self.pid_namer: Callable[[int], str | None] | None = None
 
     # -- what a target provides ------------------------------------------------
     @abstractmethod
@@ -122,8 +162,9 @@ class Target(ABC):
     def _listen_options(self) -> str:
         return ""
 
-    def stop(self, mode: str = "fast", timeout: float = START_TIMEOUT_S) -> None:
-        """Stop the server and wait, up to ``timeout`` s, until it is down."""
+    def stop(self, mode: str = "fast", timeout: float = LADDER_STEP_S) -> None:
+        """Stop the server and wait, up to ``timeout`` s, until it is down;
+        TargetError when it is not (no escalation: see ``bring_down``)."""
         if mode not in STOP_MODES:
             raise ValueError(f"stop mode must be one of {STOP_MODES}, not {mode!r}")
         self._drop_connection()
@@ -131,9 +172,93 @@ class Target(ABC):
         self._pg_ctl("stop", "-w", "-t", str(max(1, round(timeout))), "-m", mode)
 
     def restart(self, mode: str = "fast") -> None:
+        """Stop (escalating if the stop hangs) and start again."""
         if self.is_running():
-            self.stop(mode)
+            self.bring_down(f"restart ({mode})", mode)
         self.start()
+
+    # -- the escalation ladder: its one owner -------------------------------------
+    def _escalate(self, step: str, why: str, action: Callable[[], object]) -> bool:
+        t0 = time.monotonic()
+        ok = True
+        try:
+            action()
+        except (TargetError, WaitTimeout):
+            ok = False
+        took = round(time.monotonic() - t0, 3)
+        self.escalations.append(Escalation(self.current_test, step, why, took, ok))
+        self._record("escalation", f"{step} ({why}): {'done' if ok else 'failed'} in {took:g}s")
+        return ok
+
+    def bring_down(self, why: str, mode: str = "fast", *, tried: bool = False) -> None:
+        """Stop the server whatever holds it: ``mode``, then immediate, then
+        SIGKILL of every server process, each with a deadline of
+        LADDER_STEP_S.  A first step that works is not an escalation; every
+        later step is recorded (``escalations``) against the current test
+        (``tried``: the caller's own ``mode`` stop already failed).
+        TargetError only when a server process survives SIGKILL."""
+        if not tried:
+            try:
+                self.stop(mode, LADDER_STEP_S)
+                return
+            except TargetError:
+                pass
+        if mode != "immediate" and self._escalate(
+            "immediate",
+            f"{why}: a {mode} stop did not finish in {LADDER_STEP_S:g}s",
+            lambda: self.stop("immediate", LADDER_STEP_S),
+        ):
+            return
+        if not self._escalate("SIGKILL", f"{why}: the server did not stop", self.kill_all):
+            raise TargetError(f"{why}: server processes survived SIGKILL: {self.processes()}")
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the server (orphans of a dead postmaster
+        included) and wait until none is left."""
+        self._drop_connection()
+        for proc in self.processes():
+            self.kill(proc.pid, signal.SIGKILL)
+        self.wait_until(lambda: not self.processes(), LADDER_STEP_S, what="every server process gone")
+
+    def recover(self, why: str, *, escalation: bool = True) -> None:
+        """Bring the server back up whatever state it is in: down by the
+        ladder, then a start; if it still will not start, whatever is left
+        of it killed and a start again; then a fresh data directory (the
+        setup must then run again: ``generation`` counts these).  The
+        restart is an escalation (``escalation``: the server is not as the
+        last test should have left it), and so is every step past it;
+        ServerLost when none works."""
+        if self.is_running():
+            self.bring_down(why)
+        if escalation:
+            if self._escalate("restart", why, self._start_once):
+                return
+        else:
+            try:
+                self._start_once()
+                return
+            except TargetError:
+                pass
+        if self._escalate("SIGKILL", f"{why}: the start failed", self.kill_all) and self._escalate(
+            "restart", f"{why}: after SIGKILL", self._start_once
+        ):
+            return
+        if self._escalate("fresh", f"{why}: the server would not start", self._fresh):
+            self.generation += 1
+            return
+        raise ServerLost(f"{why}: the server could not be restored\n{self.log_tail()}")
+
+    def _start_once(self) -> None:
+        try:
+            self.start()
+        except TargetError:
+            self._pg_ctl("stop", "-m", "immediate", check=False)
+            raise
+
+    @abstractmethod
+    def _fresh(self) -> None:
+        """Replace the server by a new one from the same inputs (a fresh data
+        directory or container), started, with the current settings."""
 
     def reload(self) -> None:
         """Reload the configuration and wait until new sessions see it."""
@@ -178,6 +303,7 @@ class Target(ABC):
             self._record("kill", f"{name} -> {pid}: already gone, not signalled")
             return
         self._record("kill", f"{name} -> {pid}")
+        self.last_signal_at = time.monotonic()
         self._signal(pid, signal.Signals(sig))
 
     def kill_postmaster(self) -> int:
@@ -304,7 +430,14 @@ class Target(ABC):
 
     # -- SQL -------------------------------------------------------------------
     def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.conninfo(dbname), autocommit=True, connect_timeout=10, **kwargs)
+        """A session of the harness: every statement in it has a deadline
+        (STATEMENT_TIMEOUT_S, LOCK_TIMEOUT_S), which a test may lower or
+        raise with SET for a statement it times itself."""
+        statement, lock = int(STATEMENT_TIMEOUT_S * 1000), int(LOCK_TIMEOUT_S * 1000)
+        deadlines = f"-c statement_timeout={statement} -c lock_timeout={lock}"
+        return psycopg.connect(
+            self.conninfo(dbname), autocommit=True, connect_timeout=10, options=deadlines, **kwargs
+        )
 
     def sql(self, query: str, *params: Any, idempotent: bool = False) -> list[tuple[Any, ...]]:
         """Run one statement on a kept connection, made live first
@@ -314,13 +447,47 @@ class Target(ABC):
         with self._lock:
             for attempt in (1, 2):
                 self._conn = self.live(self._conn)
+                offset = self.log_offset()
                 try:
                     cur = self._conn.execute(query, params or None)
                     return cur.fetchall() if cur.description else []
+                except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
+                    raise BlockedStatement(f"{query[:200]}: {exc}\n{self.blockers(offset)}") from exc
                 except psycopg.OperationalError:
                     if not self._conn.broken or attempt == 2 or not idempotent:
                         raise
         raise AssertionError("unreachable")
+
+    def blockers(self, offset: int) -> str:
+        """What a statement that ran out of time waited for: the sessions
+        that were not idle (pg_stat_activity, with wait events) and the
+        processes the log named since byte ``offset`` (a barrier not
+        absorbed, a lock), each named by ``pid_namer`` where it can."""
+        lines = []
+        named = sorted(
+            {int(p) for m in _WAITING_FOR.finditer(self.log_since(offset)) for p in m.groups() if p}
+        )
+        titles = {p.pid: p.backend_type for p in self.processes()}
+        for pid in named:
+            kind = self.pid_namer(pid) if self.pid_namer else None
+            lines.append(f"the log names pid {pid}: {kind or titles.get(pid, 'not a live server process')}")
+        try:
+            with psycopg.connect(self.conninfo(), autocommit=True, connect_timeout=5) as conn:
+                conn.execute("SET statement_timeout = '5s'")
+                rows = conn.execute(
+                    "SELECT pid, backend_type, datname, state, wait_event_type, wait_event, left(query, 80)"
+                    " FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'"
+                    " AND backend_type NOT IN ('checkpointer', 'background writer', 'walwriter',"
+                    " 'autovacuum launcher', 'logical replication launcher', 'io worker', 'archiver')"
+                ).fetchall()
+            for pid, btype, db, state, wtype, wevent, query in rows:
+                kind = self.pid_namer(pid) if self.pid_namer else None
+                lines.append(
+                    f"pid {pid} ({kind or btype}) in {db}: {state}, waiting on {wtype}/{wevent}: {query!r}"
+                )
+        except psycopg.Error as exc:
+            lines.append(f"(pg_stat_activity unavailable: {exc})")
+        return "blocked by:\n  " + ("\n  ".join(lines) or "nothing seen")
 
     def live(self, conn: psycopg.Connection[Any] | None, dbname: str = "postgres") -> psycopg.Connection[Any]:
         """The one place the kit reconnects: ``conn`` if it still answers a
@@ -366,8 +533,10 @@ class Target(ABC):
     def _record(self, what: str, detail: str) -> None:
         self.faults.append((round(time.monotonic() - self.test_started, 3), what, detail))
 
-    def begin_test(self) -> None:
-        """Mark the start of a test: faults and the log excerpt count from here."""
+    def begin_test(self, nodeid: str = "") -> None:
+        """Mark the start of a test: faults and the log excerpt count from here;
+        escalations from now on are the test's (``nodeid``)."""
+        self.current_test = nodeid
         self.faults.clear()
         self.test_started = time.monotonic()
         self.test_started_wall = time.time()
@@ -375,12 +544,11 @@ class Target(ABC):
 
     def ensure_baseline(self) -> None:
         """Bring the server back to the state a test may assume: running, with
-        the baseline settings.  Called before every test."""
+        the baseline settings (escalating as ``recover`` does).  Called before every test."""
         if self.reset_conf() and self.is_running():
             self.restart()
         elif not self.is_running():
-            self._pg_ctl("stop", "-m", "immediate", check=False)
-            self.start()
+            self.recover("the server was down before the test", escalation=False)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

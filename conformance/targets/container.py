@@ -46,10 +46,14 @@ class ContainerTarget(Target):
         self.pg_config = f"{self.bindir}/pg_config"
         self.started_in_s = 0.0
         self._init_pid: int | None = None  # the container's init on this host, when /proc shows it
-        self._container = DockerContainer(image).with_kwargs(labels=engine.run_labels())
+        self._container = self._new_container()
+
+    def _new_container(self) -> DockerContainer:
+        container = DockerContainer(self.image).with_kwargs(labels=engine.run_labels())
         # published on loopback only, on a free port: docker-py's (ip, port) form,
         # which with_bind_ports does not accept
-        self._container.ports[f"{PORT}/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
+        container.ports[f"{PORT}/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
+        return container
 
     def setup(self) -> ContainerTarget:
         """Create the container and start the server (start-to-ready is timed)."""
@@ -66,6 +70,20 @@ class ContainerTarget(Target):
             raise TargetError(f"{self.name}: server did not start: {exc}\n{logs}") from exc
         self.started_in_s = time.monotonic() - t0
         return self
+
+    def _fresh(self) -> None:
+        """A new container from the same image (a new port), with the current settings, started."""
+        self._drop_connection()
+        try:
+            self._container.stop()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self._container = self._new_container()
+        self._container.start()
+        self._init_pid = self._host_init_pid()
+        self._include_overrides()
+        self._write_overrides()
+        self.start()
 
     def _exec(self, argv: Sequence[str], user: str = "postgres", timeout: float = 120) -> ExecResult:
         wrapped = self._container.get_wrapped_container()

@@ -103,6 +103,16 @@ class LocalTarget(Target):
         self.started_in_s = time.monotonic() - t0
         return self
 
+    def _fresh(self) -> None:
+        """A new data directory (initdb again), with the current settings, started."""
+        self._drop_connection()
+        self._pgpp = self._executor()
+        self._pgpp.init_directory()  # removes the old directory first
+        self.run(["sh", "-c", f"cat >> {self.datadir}/postgresql.conf < {self._conf_fragment()}"])
+        self._include_overrides()
+        self._write_overrides()
+        self.start()
+
     def _executor(self) -> PostgreSQLExecutor:
         return PostgreSQLExecutor(
             executable=self._pg_ctl_path(),

@@ -3,7 +3,6 @@ it, and the next start is clean."""
 
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
@@ -23,7 +22,7 @@ def _kill_postmaster_while_running(extension: Workers) -> tuple[set[int], float]
     if not pids:
         pytest.skip("not applicable: no process of the extension runs to outlive the postmaster")
     extension.target.kill_postmaster()
-    return pids, time.monotonic()
+    return pids, extension.target.last_signal_at
 
 
 @pytest.mark.clause("ORPHAN-1")
@@ -48,11 +47,7 @@ def _kill_orphans(extension: Workers) -> list[str]:
     """SIGKILL whatever outlived the postmaster (so that the server can
     start again) and wait until nothing of the server is left; return what was killed."""
     orphans = extension.target.processes()
-    for p in orphans:
-        extension.target.kill(p.pid, signal.SIGKILL)
-    extension.target.wait_until(
-        lambda: not extension.target.processes(), 10, what="every server process gone"
-    )
+    extension.target.kill_all()
     return [f"{p.pid} {p.title}" for p in orphans]
 
 

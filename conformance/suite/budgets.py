@@ -1,0 +1,80 @@
+"""Each test's hard wall-clock budget, derived from its clauses' deadlines.
+
+A test's budget is what its waits may take by its clauses' own deadlines
+(for the profile it runs with: its kinds, their restart intervals), plus one
+escalation ladder and a start (a server the extension holds up is brought
+down within that), plus a margin for the harness's own statements.  A test
+that outlives its budget is stopped and recorded as a harness timeout naming
+the last thing it waited for (``conftest.pytest_runtest_call``): the budget
+is a promise of the kit about itself, so it is never the extension's failure.
+A whole run cannot outlive the sum of its tests' budgets and their set-ups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conformance.profile import Profile
+from conformance.suite import workers as w
+from conformance.targets.base import LADDER_STEP_S, START_TIMEOUT_S, STATEMENT_TIMEOUT_S
+
+#: bringing a server down by the ladder (fast, immediate, SIGKILL), then starting it
+LADDER_S = 3 * LADDER_STEP_S + START_TIMEOUT_S
+#: the harness's own statements and process listings, over a whole test
+MARGIN_S = 30.0
+#: tests of the pool and faults tiers: a few waits, each at most a crash recovery
+POOL_TEST_S = 4 * w.CRASH_RECOVERY_S
+
+
+def _at_rest(p: Profile) -> list:  # type: ignore[type-arg]
+    return [s for s in p.processes if s.count > 0]
+
+
+def _stays_down_watch(p: Profile, attr: str) -> float:
+    return w.STAYS_DOWN_S if any(getattr(s, attr) == "stays-down" for s in _at_rest(p)) else 0.0
+
+
+def _stop(p: Profile) -> float:
+    back = sum(s.restart_s + w.RESTART_SLACK_S + w.DUPLICATE_WATCH_S for s in _at_rest(p))
+    return back + w.RESTART_SLACK_S + _stays_down_watch(p, "after_exit") + w.START_S
+
+
+def _kill(p: Profile) -> float:
+    each = w.CRASH_RECOVERY_S + w.RESTART_SLACK_S + w.DUPLICATE_WATCH_S + w.CRASH_RECOVERY_S
+    return len(_at_rest(p)) * (each + STATEMENT_TIMEOUT_S) + _stays_down_watch(p, "after_crash")
+
+
+def _cycle(p: Profile) -> float:
+    slowest = max((s.restart_s for s in _at_rest(p)), default=0.0)
+    terminations = sum(s.restart_s + w.RESTART_SLACK_S for s in _at_rest(p))
+    return w.CYCLES * (w.CRASH_RECOVERY_S * 2 + slowest + terminations + w.START_S)
+
+
+def _slots(p: Profile) -> float:
+    return 2 * LADDER_S + w.OBSERVE_S + 2 * w.START_S
+
+
+def _database(p: Profile) -> float:
+    return 4 * STATEMENT_TIMEOUT_S + w.DB_COMMAND_S + w.DB_RETRY_GRACE_S + w.OBSERVE_S + 2 * w.START_S
+
+
+#: the budget of a test judging the family, beyond the ladder and the margin
+_FAMILY: dict[str, Callable[[Profile], float]] = {
+    "START": lambda p: 2 * w.START_S,
+    "STOP": _stop,
+    "KILL": _kill,
+    "ORPHAN": lambda p: 2 * w.START_S + w.PM_DEATH_S + 5.0,
+    "SHUT": lambda p: 2 * w.START_S + w.SHUTDOWN_S,
+    "SLOTS": _slots,
+    "DB": _database,
+    "CYCLE": _cycle,
+    "LOG": lambda p: w.START_S + 2 * w.OBSERVE_S,
+}
+
+
+def budget_s(clauses: list[str], profile: Profile) -> float:
+    """The test's budget, in seconds: the largest of its clauses' families
+    (a scenario judging several clauses runs once), the ladder and the margin."""
+    families = {c.split("-")[0] for c in clauses}
+    own = max((_FAMILY[f](profile) if f in _FAMILY else POOL_TEST_S for f in families), default=POOL_TEST_S)
+    return round(own + LADDER_S + MARGIN_S, 1)

@@ -1,0 +1,84 @@
+"""The harness survives what it judges, on every target: real servers, real
+signals.  Every harness session has a deadline, a statement that runs out
+names what blocked it, the escalation ladder brings down a server that will
+not stop, and a wait measured from a fault counts from the fault."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from conformance.config import KitConfig
+from conformance.suite.workers import Workers
+from conformance.targets import Target
+from conformance.targets.base import LADDER_STEP_S, LOCK_TIMEOUT_S, STATEMENT_TIMEOUT_S, BlockedStatement
+
+
+def test_every_harness_session_has_a_statement_and_a_lock_deadline(target: Target) -> None:
+    with target.connect() as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == (f"{int(STATEMENT_TIMEOUT_S)}s",)
+        assert conn.execute("SHOW lock_timeout").fetchone() == (f"{int(LOCK_TIMEOUT_S)}s",)
+    assert target.scalar("SHOW statement_timeout") == f"{int(STATEMENT_TIMEOUT_S)}s"
+
+
+def test_a_blocked_statement_fails_naming_its_blocker(target: Target) -> None:
+    target.sql("CREATE TABLE IF NOT EXISTS bgwc_blocked (v int)")
+    with target.connect() as holder:
+        holder.autocommit = False
+        holder.execute("LOCK TABLE bgwc_blocked IN ACCESS EXCLUSIVE MODE")
+        blocker = holder.info.backend_pid
+        target.sql("SET lock_timeout = '500ms'")  # the kept session only, to keep the test short
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(BlockedStatement) as err:
+                target.sql("SELECT count(*) FROM bgwc_blocked")
+            assert time.monotonic() - t0 < LOCK_TIMEOUT_S
+        finally:
+            target.sql("RESET lock_timeout")
+        holder.rollback()
+    said = str(err.value)
+    assert "blocked by:" in said and "lock timeout" in said, said
+    assert f"pid {blocker} (client backend)" in said, said
+
+
+def test_the_ladder_brings_down_a_server_that_will_not_stop(target: Target) -> None:
+    """A stopped postmaster (SIGSTOP) ignores fast and immediate stops alike:
+    the ladder escalates to SIGKILL of every server process, records each step
+    against the current test, and the server starts again from its data."""
+    target.begin_test("test_the_ladder")
+    before = len(target.escalations)
+    pm = target.postmaster_pid()
+    assert pm is not None
+    target.kill(pm, signal.SIGSTOP)
+    t0 = time.monotonic()
+    target.bring_down("a postmaster that cannot answer")
+    took = time.monotonic() - t0
+    steps = [(e.step, e.ok, e.test) for e in target.escalations[before:]]
+    assert steps == [("immediate", False, "test_the_ladder"), ("SIGKILL", True, "test_the_ladder")], steps
+    assert took < 3 * LADDER_STEP_S + 5, f"the ladder took {took:.1f}s"
+    assert not target.processes()
+    target.start()
+    assert target.scalar("SELECT 1") == 1
+
+
+def test_a_wait_measured_from_a_fault_counts_from_the_fault(target: Target, bgwc_config: KitConfig) -> None:
+    """Figures are measured from the fault (``since``), and so is the
+    deadline: a wait whose deadline passed before it began succeeds only if
+    what it waits for already holds, and reports the time since the fault."""
+    fault = time.monotonic() - 3.0
+    took = target.wait_until(lambda: time.monotonic() - fault, 0.0, what="the server's clock")
+    assert took >= 3.0
+    workers = Workers(target, bgwc_config.profile)
+    if not workers.at_rest():
+        pytest.skip("not applicable: the profile promises no process at rest")
+    assert workers.wait_at_rest(1.0, since=fault) >= 3.0
+    spec = workers.at_rest()[0]
+    old = set(workers.census()[spec.name])
+    fault = time.monotonic()
+    workers.terminate(spec, min(old))
+    took, _ = workers.wait_back(spec, old, spec.restart_s + 5, since=fault - 1.0)
+    assert took >= 1.0, f"{took:.2f}s since a fault 1 s before the termination"
+    with pytest.raises(AssertionError):
+        workers.wait_back(spec, set(workers.census()[spec.name]), 1.0, since=time.monotonic() - 5.0)
