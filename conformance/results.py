@@ -128,6 +128,7 @@ class ResultsRecorder:
                 own = dict(rec["properties"].get("clause_outcomes") or {})
                 for clause in rec["clauses"]:
                     own.setdefault(clause, NOT_REACHED)
+                item.user_properties.append(("clause_outcomes", own))  # kept past teardown's report
                 rec["properties"]["clause_outcomes"] = own
         if report.when in ("call", "teardown") and target is not None and rec["outcome"] != "skip":
             try:
@@ -145,7 +146,7 @@ class ResultsRecorder:
                 rec = self.records.get(e.test)
                 if rec is not None:
                     rec.setdefault("escalations", []).append(
-                        {"step": e.step, "why": e.why, "took_s": e.took_s, "ok": e.ok}
+                        {"step": e.step, "why": e.why, "took_s": e.took_s, "ok": e.ok, "error": e.error}
                     )
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

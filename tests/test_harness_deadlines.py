@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conformance.config import KitConfig
-from conformance.suite.workers import Workers
+from conformance.suite.workers import CRASH_RECOVERY_S, CRASH_RESTART, Workers
 from conformance.targets import Target
 from conformance.targets.base import LADDER_STEP_S, LOCK_TIMEOUT_S, STATEMENT_TIMEOUT_S, BlockedStatement
 
@@ -82,3 +82,23 @@ def test_a_wait_measured_from_a_fault_counts_from_the_fault(target: Target, bgwc
     assert took >= 1.0, f"{took:.2f}s since a fault 1 s before the termination"
     with pytest.raises(AssertionError):
         workers.wait_back(spec, set(workers.census()[spec.name]), 1.0, since=time.monotonic() - 5.0)
+
+
+def test_a_kill_figure_counts_from_the_kill(target: Target, bgwc_config: KitConfig) -> None:
+    """KILL-1's clock starts at the SIGKILL, not at the end of the wait for the
+    crash-restart's log line: the figure holds at least that wait."""
+    workers = Workers(target, bgwc_config.profile)
+    if not workers.at_rest():
+        pytest.skip("not applicable: the profile promises no process at rest")
+    workers.wait_at_rest()
+    spec = workers.at_rest()[0]
+    old = set(workers.census()[spec.name])
+    offset = target.log_offset()
+    target.kill(min(old), signal.SIGKILL)
+    killed_at = target.last_signal_at
+    target.wait_for_log(CRASH_RESTART.pattern, offset, CRASH_RECOVERY_S)
+    logged = time.monotonic() - killed_at
+    took, _ = workers.wait_back(spec, old, CRASH_RECOVERY_S, since=killed_at)
+    assert took >= logged > 0, (
+        f"figure {took:.3f}s, yet the crash-restart was logged {logged:.3f}s after the kill"
+    )

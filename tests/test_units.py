@@ -198,3 +198,41 @@ def test_a_failing_sequence_is_shrunk_and_printed_as_a_script() -> None:
     steps = [ln.strip() for ln in found["script"].splitlines()]
     assert [s for s in steps if s.startswith("state.up")] == ["state.up()"] * 3  # shrunk: no noop left
     assert "state.noop()" not in steps and steps[0] == "state = Counter()" and steps[-1] == "state.teardown()"
+
+
+def test_a_test_past_its_budget_is_stopped_naming_its_last_wait() -> None:
+    """The budget interrupts a wait that would otherwise run on (a wait swallows
+    Exception, never HarnessTimeout), names that wait, and is disarmed after."""
+    from conformance.errors import HarnessTimeout
+    from conformance.suite.conftest import _Budget
+
+    t0 = time.monotonic()
+    with pytest.raises(
+        HarnessTimeout, match=r"outlived its budget of 0.3s; last waiting for: a promise never kept"
+    ):
+        with _Budget(0.3, "test_x"):
+            wait_until(lambda: False, 30, what="a promise never kept")
+    assert time.monotonic() - t0 < 2
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_budgets_follow_the_clauses_deadlines_and_the_profile() -> None:
+    """A budget grows with what its clause waits for in this profile: the
+    kinds it judges, their restart intervals, a stays-down watch."""
+    from dataclasses import replace
+
+    from conformance.profile import load_profile
+    from conformance.suite import budgets
+    from conformance.suite.workers import STAYS_DOWN_S
+
+    pool = load_profile("bgw_pool")
+    stop = budgets.budget_s(["STOP-1"], pool)
+    launcher = pool.processes[0]
+    slower = replace(
+        pool, processes=(replace(launcher, restart_s=launcher.restart_s + 60), *pool.processes[1:])
+    )
+    assert budgets.budget_s(["STOP-1"], slower) == stop + 60
+    down = replace(pool, processes=(replace(launcher, after_exit="stays-down"), *pool.processes[1:]))
+    assert budgets.budget_s(["STOP-1"], down) == stop + STAYS_DOWN_S
+    assert budgets.budget_s(["DB-1", "DB-3"], pool) == budgets.budget_s(["DB-1"], pool)
+    assert budgets.budget_s(["JOB-1"], pool) == budgets.POOL_TEST_S + budgets.LADDER_S + budgets.MARGIN_S

@@ -21,7 +21,6 @@ from conformance.errors import HarnessError
 from conformance.processes import AUXILIARY, Process
 from conformance.profile import ProcessSpec, Profile
 from conformance.targets import Target
-from conformance.targets.base import BlockedStatement
 
 #: deadlines of CONTRACT.md's bgworker tier, in seconds
 START_S = 10.0  # START-1: every promised process up after a start
@@ -252,13 +251,16 @@ class Workers:
         return {s.name: census[s.name] for s in self.profile.processes if s.count == 0 and census[s.name]}
 
     def drop_database(self, name: str) -> str | None:
-        """Drop a database the suite created, WITH (FORCE), under the harness's
-        statement deadline: None when dropped, else why not (what blocked it).
-        The suite's own clean-up: a failure is recorded, never a verdict."""
+        """Drop a database the suite created, WITH (FORCE), within DB_COMMAND_S:
+        None when dropped, else why not (what blocked it).  The suite's own
+        clean-up: a failure is recorded, never a verdict."""
+        offset = self.target.log_offset()
         try:
-            self.target.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        except (BlockedStatement, psycopg.Error) as exc:
-            return f"DROP DATABASE {name}: {exc}"
+            with self.target.connect() as conn:
+                conn.execute(f"SET statement_timeout = '{int(DB_COMMAND_S * 1000)}ms'")
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except psycopg.Error as exc:
+            return f"DROP DATABASE {name}: {exc}\n{self.target.blockers(offset)}"
         return None
 
     def observe_log(self, seconds: float, offset: int) -> str:

@@ -66,6 +66,7 @@ class Escalation:
     why: str
     took_s: float
     ok: bool
+    error: str = ""  # why the step did not work
 
 
 @dataclass(frozen=True)
@@ -180,13 +181,14 @@ class Target(ABC):
     # -- the escalation ladder: its one owner -------------------------------------
     def _escalate(self, step: str, why: str, action: Callable[[], object]) -> bool:
         t0 = time.monotonic()
-        ok = True
+        error = ""
         try:
             action()
-        except (TargetError, WaitTimeout):
-            ok = False
+        except (TargetError, WaitTimeout) as exc:
+            error = str(exc).strip().splitlines()[0][:300]
         took = round(time.monotonic() - t0, 3)
-        self.escalations.append(Escalation(self.current_test, step, why, took, ok))
+        ok = not error
+        self.escalations.append(Escalation(self.current_test, step, why, took, ok, error))
         self._record("escalation", f"{step} ({why}): {'done' if ok else 'failed'} in {took:g}s")
         return ok
 
@@ -210,14 +212,19 @@ class Target(ABC):
         ):
             return
         if not self._escalate("SIGKILL", f"{why}: the server did not stop", self.kill_all):
-            raise TargetError(f"{why}: server processes survived SIGKILL: {self.processes()}")
+            raise TargetError(f"{why}: SIGKILL of every server process failed: {self.escalations[-1].error}")
 
     def kill_all(self) -> None:
         """SIGKILL every process of the server (orphans of a dead postmaster
         included) and wait until none is left."""
         self._drop_connection()
         for proc in self.processes():
-            self.kill(proc.pid, signal.SIGKILL)
+            try:
+                self.kill(proc.pid, signal.SIGKILL)
+            except TargetError:
+                # an exiting process reads with no title for a moment, so kill()
+                # no longer knows it as the server's and refuses: the wait judges
+                pass
         self.wait_until(lambda: not self.processes(), LADDER_STEP_S, what="every server process gone")
 
     def recover(self, why: str, *, escalation: bool = True) -> None:
