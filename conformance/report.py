@@ -279,6 +279,22 @@ window.addEventListener('hashchange',fromHash);document.addEventListener('DOMCon
 """
 
 
+def _escalations(t: dict[str, Any]) -> str:
+    """The escalation ladder's steps this test made necessary: faults the extension caused."""
+    steps = t.get("escalations") or []
+    if not steps:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(s['step'])}</td><td class='{'pass' if s['ok'] else 'fail'}'>{'done' if s['ok'] else 'failed'}"
+        f"</td><td>{s['took_s']:g} s</td><td>{_e(s['why'])}{(' — ' + _e(s['error'])) if s.get('error') else ''}</td></tr>"
+        for s in steps
+    )
+    return (
+        "<h3 class='fault'>escalations: the server had to be forced after this test</h3>"
+        f"<table class='escalations'><tr><th>step</th><th></th><th>took</th><th>why</th></tr>{rows}</table>"
+    )
+
+
 def _timeline(t: dict[str, Any]) -> str:
     """Injected faults against server log events, in seconds from the test's start."""
     rows: list[tuple[float, str, str]] = [
@@ -551,6 +567,7 @@ def render_run(
             else ""
         )
         + (f"<h3>message</h3><pre>{_e(t['message'])}</pre>" if t.get("message") else "")
+        + _escalations(t)
         + _sequences(t)
         + _figures(t)
         + f"<h3>timeline</h3>{_timeline(t)}<h3>server log</h3><pre>{_e(t.get('log_excerpt') or '(empty)')}</pre>"

@@ -102,3 +102,24 @@ def test_a_kill_figure_counts_from_the_kill(target: Target, bgwc_config: KitConf
     assert took >= logged > 0, (
         f"figure {took:.3f}s, yet the crash-restart was logged {logged:.3f}s after the kill"
     )
+
+
+def test_a_server_that_will_not_start_is_rebuilt_fresh(pg_target: Target, bgwc_config: KitConfig) -> None:
+    """The ladder's last rung: a data directory that cannot start (a broken
+    setting) survives a restart and a SIGKILL of what is left, so the server is
+    replaced by a fresh one from the same inputs, which starts; each step is
+    recorded.  On a server of its own, so that no other test sees it."""
+    from conformance.plugin import make_target
+
+    server = make_target(pg_target.name, bgwc_config)
+    try:
+        server.begin_test("test_fresh")
+        server.stop("fast")
+        server.run(["sh", "-c", f"echo 'no_such_setting = 1' >> {server.datadir}/postgresql.auto.conf"])
+        server.recover("a data directory that cannot start")
+        steps = [(e.step, e.ok) for e in server.escalations]
+        assert steps == [("restart", False), ("SIGKILL", True), ("restart", False), ("fresh", True)], steps
+        assert server.generation == 1
+        assert server.scalar("SELECT 1") == 1
+    finally:
+        server.close()

@@ -40,14 +40,17 @@ def _stop(p: Profile) -> float:
 
 
 def _kill(p: Profile) -> float:
-    each = w.CRASH_RECOVERY_S + w.RESTART_SLACK_S + w.DUPLICATE_WATCH_S + w.CRASH_RECOVERY_S
-    return len(_at_rest(p)) * (each + STATEMENT_TIMEOUT_S) + _stays_down_watch(p, "after_crash")
+    # each kind: at rest again, the crash-restart logged, back (or watched down), no duplicate, the canary
+    each = 2 * w.CRASH_RECOVERY_S + w.CRASH_RECOVERY_S + w.RESTART_SLACK_S + w.DUPLICATE_WATCH_S
+    down = sum(w.STAYS_DOWN_S for s in _at_rest(p) if s.after_crash == "stays-down")
+    return len(_at_rest(p)) * (each + STATEMENT_TIMEOUT_S) + down
 
 
 def _cycle(p: Profile) -> float:
-    slowest = max((s.restart_s for s in _at_rest(p)), default=0.0)
+    # each cycle: the crash-restart logged, every kind at rest again, every restartable kind back
+    back = sum(w.CRASH_RECOVERY_S + w.RESTART_SLACK_S for s in _at_rest(p))
     terminations = sum(s.restart_s + w.RESTART_SLACK_S for s in _at_rest(p))
-    return w.CYCLES * (w.CRASH_RECOVERY_S * 2 + slowest + terminations + w.START_S)
+    return w.CYCLES * (w.CRASH_RECOVERY_S + back + terminations + w.START_S)
 
 
 def _slots(p: Profile) -> float:

@@ -140,7 +140,10 @@ def extension(
 
 @pytest.fixture
 def pool(request: pytest.FixtureRequest, pg_target: Target, profile: Profile) -> Pool:
-    _prepare(pg_target, profile)
+    try:
+        _prepare(pg_target, profile)
+    except TargetError as exc:
+        raise NotReached(f"not reached (server could not be restored): {exc}") from exc
     p = Pool(pg_target, make_adapter(profile, pg_target), profile)
     if profile.pool is not None and profile.pool.launcher is not None:
         p.wait_launcher()
