@@ -66,3 +66,9 @@ class HarnessTimeout(BaseException):
 class NotReached(HarnessError):
     """A test that never ran: the server could not be restored to the
     promised state after an earlier test (``not-reached``, never a verdict)."""
+
+
+class ProfileMismatch(HarnessError):
+    """What the extension did contradicts what its profile declares by
+    design (a kind declared to stay down came back): the profile is wrong,
+    which is the harness's input, never a pass nor a product failure."""

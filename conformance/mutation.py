@@ -35,7 +35,7 @@ from typing import Any
 from conformance import images
 from conformance.errors import KitError
 from conformance.paths import reference_ext_dir, suite_dir
-from conformance.suite.harness import CAPACITY_LOST, INV_VIOLATED
+from conformance.suite.pool_under_test import CAPACITY_LOST, INV_VIOLATED
 
 CONTROL = "none"
 #: stop phase 2 after this many failures: enough to name the clauses

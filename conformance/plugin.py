@@ -77,7 +77,7 @@ def is_harness_error(call: pytest.CallInfo[None]) -> bool:
     excinfo = call.excinfo
     if excinfo is None:
         return False
-    from conformance.suite.workers import ProfileMismatch
+    from conformance.errors import ProfileMismatch
 
     if excinfo.errisinstance((docker.errors.DockerException, HarnessTimeout, ProfileMismatch)):
         return True

@@ -32,12 +32,13 @@ from pathlib import Path, PurePosixPath
 import psycopg
 
 from conformance import __version__, expectations, images, majors
+from conformance.census import CRASH_RESTART, Census, title_of
 from conformance.config import OPTIONS, KitConfig
+from conformance.deadlines import CRASH_RECOVERY_S, START_S
 from conformance.errors import ImageBuildError, KitError, NotPackaged
 from conformance.images import Extension, check_source
 from conformance.paths import fixtures_dir
 from conformance.profile import Install, ProcessSpec, Profile, load_profile
-from conformance.suite.workers import CRASH_RECOVERY_S, CRASH_RESTART, START_S, Workers, title_of
 from conformance.targets import Target
 from conformance.waiting import WaitTimeout
 
@@ -237,7 +238,7 @@ def _one_line(text: object) -> str:
 
 
 def _draft(name: str, root: Path, ext: Extension, kinds: Iterable[Kind] = ()) -> Profile:
-    """The profile as known so far (for KitConfig and Workers)."""
+    """The profile as known so far (for KitConfig and Census)."""
     install = Install(ext.packages, ext.source, ext.recipe, ext.make_args, ext.preload)
     return Profile(
         name=name,
@@ -333,7 +334,7 @@ def create_extensions(target: Target, controls: list[str]) -> tuple[list[str], l
     return done, failed
 
 
-def observe(target: Target, workers: Workers) -> list[Seen]:
+def observe(target: Target, workers: Census) -> list[Seen]:
     """The extension's background processes: the OS's, without core's, with their SQL view."""
     procs = [
         p
@@ -348,7 +349,7 @@ def observe(target: Target, workers: Workers) -> list[Seen]:
     )
 
 
-def settle(target: Target, workers: Workers) -> tuple[list[Seen], float]:
+def settle(target: Target, workers: Census) -> tuple[list[Seen], float]:
     """Wait until the extension's processes are unchanged for STABLE_S (within SETTLE_S);
     return them and how long after the call that began."""
     t0 = time.monotonic()
@@ -432,7 +433,7 @@ def kinds_of(seen: list[Seen], known_names: Iterable[str]) -> list[Kind]:
     return kinds
 
 
-def back_at_rest(target: Target, workers: Workers) -> None:
+def back_at_rest(target: Target, workers: Census) -> None:
     """Every kind as seen at rest again: waited for, or after a restart (a probe left one down)."""
     census = workers.census()
     if all(len(census[s.name]) == s.count for s in workers.profile.processes):
@@ -451,7 +452,7 @@ def back_at_rest(target: Target, workers: Workers) -> None:
         ) from None
 
 
-def probe_exit(target: Target, workers: Workers, kind: Kind) -> Probe:
+def probe_exit(target: Target, workers: Census, kind: Kind) -> Probe:
     """Terminate one process of ``kind``; watch BACK_S for a new one."""
     spec = workers.profile.process(kind.name)
     pid = min(workers.census()[kind.name])
@@ -467,7 +468,7 @@ def probe_exit(target: Target, workers: Workers, kind: Kind) -> Probe:
     return Probe("restart", took, f"after {how} of pid {pid}, a new one ran {took:.2f} s later")
 
 
-def probe_crash(target: Target, workers: Workers, kinds: list[Kind]) -> None:
+def probe_crash(target: Target, workers: Census, kinds: list[Kind]) -> None:
     """SIGKILL one process (a crash-restart of the server); watch CRASH_S for each kind."""
     census = workers.census()
     victim = min(census[kinds[0].name])
@@ -508,7 +509,7 @@ def _measure(target: Target, p: Proposal, opts: Options) -> None:
         _say(f"{stmt}: {error}")
     target.restart("fast")  # at rest as the suite sees it: a start with the setup done
     draft = _draft(p.name, opts.root, p.ext)
-    seen, p.settled_s = settle(target, Workers(target, draft))
+    seen, p.settled_s = settle(target, Census(target, draft))
     p.kinds = kinds_of(seen, [p.name, *p.ext.preload, *p.controls])
     if not p.kinds:
         raise KitError(
@@ -517,7 +518,7 @@ def _measure(target: Target, p: Proposal, opts: Options) -> None:
         )
     _say("at rest: " + ", ".join(f"{k.count} x {k.bgw_name!r}" for k in p.kinds))
     p.versions = _versions(target, p.ext.packages_for(p.major))
-    workers = Workers(target, _draft(p.name, opts.root, p.ext, p.kinds))
+    workers = Census(target, _draft(p.name, opts.root, p.ext, p.kinds))
     for kind in p.kinds:
         back_at_rest(target, workers)
         _say(f"terminating one {kind.name!r}, watching up to {BACK_S:g}s")

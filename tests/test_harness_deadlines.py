@@ -10,8 +10,9 @@ import time
 
 import pytest
 
+from conformance.census import CRASH_RESTART, Census
 from conformance.config import KitConfig
-from conformance.suite.workers import CRASH_RECOVERY_S, CRASH_RESTART, Workers
+from conformance.deadlines import CRASH_RECOVERY_S
 from conformance.targets import Target
 from conformance.targets.base import LADDER_STEP_S, LOCK_TIMEOUT_S, STATEMENT_TIMEOUT_S, BlockedStatement
 
@@ -70,7 +71,7 @@ def test_a_wait_measured_from_a_fault_counts_from_the_fault(target: Target, bgwc
     fault = time.monotonic() - 3.0
     took = target.wait_until(lambda: time.monotonic() - fault, 0.0, what="the server's clock")
     assert took >= 3.0
-    workers = Workers(target, bgwc_config.profile)
+    workers = Census(target, bgwc_config.profile)
     if not workers.at_rest():
         pytest.skip("not applicable: the profile promises no process at rest")
     assert workers.wait_at_rest(1.0, since=fault) >= 3.0
@@ -87,7 +88,7 @@ def test_a_wait_measured_from_a_fault_counts_from_the_fault(target: Target, bgwc
 def test_a_kill_figure_counts_from_the_kill(target: Target, bgwc_config: KitConfig) -> None:
     """KILL-1's clock starts at the SIGKILL, not at the end of the wait for the
     crash-restart's log line: the figure holds at least that wait."""
-    workers = Workers(target, bgwc_config.profile)
+    workers = Census(target, bgwc_config.profile)
     if not workers.at_rest():
         pytest.skip("not applicable: the profile promises no process at rest")
     workers.wait_at_rest()

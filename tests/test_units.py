@@ -221,9 +221,9 @@ def test_budgets_follow_the_clauses_deadlines_and_the_profile() -> None:
     kinds it judges, their restart intervals, a stays-down watch."""
     from dataclasses import replace
 
+    from conformance.deadlines import STAYS_DOWN_S
     from conformance.profile import load_profile
     from conformance.suite import budgets
-    from conformance.suite.workers import STAYS_DOWN_S
 
     pool = load_profile("bgw_pool")
     stop = budgets.budget_s(["STOP-1"], pool)

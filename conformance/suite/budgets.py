@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from conformance import deadlines as w
 from conformance.profile import Profile
-from conformance.suite import workers as w
 from conformance.targets.base import LADDER_STEP_S, START_TIMEOUT_S, STATEMENT_TIMEOUT_S
 
 #: bringing a server down by the ladder (fast, immediate, SIGKILL), then starting it

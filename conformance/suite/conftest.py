@@ -23,13 +23,14 @@ from types import FrameType
 import pytest
 
 from conformance.adapters import NotApplicable, make_adapter
+from conformance.census import Census
 from conformance.config import KitConfig
+from conformance.deadlines import SLOT_FREE_S, WORKLOAD_GONE_S
 from conformance.errors import HarnessTimeout, NotReached, TargetError
 from conformance.figures import CLOSEST_WAIT, Figures
 from conformance.profile import TIERS, Profile
 from conformance.suite.budgets import budget_s
-from conformance.suite.harness import CAPACITY_LOST, INV_VIOLATED, SLOT_FREE_S, Pool
-from conformance.suite.workers import WORKLOAD_GONE_S, Workers
+from conformance.suite.pool_under_test import CAPACITY_LOST, INV_VIOLATED, Pool
 from conformance.targets import Target
 from conformance.waiting import last_wait, observed
 
@@ -84,13 +85,13 @@ def profile(bgwc_config: KitConfig) -> Profile:
     return bgwc_config.profile
 
 
-def _prepare(target: Target, profile: Profile) -> Workers:
+def _prepare(target: Target, profile: Profile) -> Census:
     """The target at its baseline with the profile's setup done (once per
     server, and again on a fresh data directory)."""
     if target.cluster_name not in {name for name, _ in _SET_UP}:
         target.set_baseline(**profile.server)
     target.ensure_baseline()
-    workers = Workers(target, profile)
+    workers = Census(target, profile)
     target.pid_namer = workers.name_pid
     if (target.cluster_name, target.generation) not in _SET_UP:
         workers.run_setup()
@@ -98,7 +99,7 @@ def _prepare(target: Target, profile: Profile) -> Workers:
     return workers
 
 
-def _left_as_promised(workers: Workers) -> str | None:
+def _left_as_promised(workers: Census) -> str | None:
     """Why the server is not as a test may assume (the previous test's
     workload still running, a kind short of its promise), or None."""
     try:
@@ -115,7 +116,7 @@ def _left_as_promised(workers: Workers) -> str | None:
 @pytest.fixture
 def extension(
     request: pytest.FixtureRequest, pg_target: Target, profile: Profile
-) -> Generator[Workers, None, None]:
+) -> Generator[Census, None, None]:
     """The server at rest as promised.  What an earlier test left (a worker
     that never came back, workers that ignore the workload's stop, a server
     that will not stop) is undone by the escalation ladder, recorded against

@@ -9,13 +9,14 @@ from collections.abc import Callable
 
 import pytest
 
+from conformance.census import CRASH_RESTART, Census
+from conformance.deadlines import CRASH_RECOVERY_S, CYCLES, RESTART_SLACK_S
 from conformance.suite.checks import PerKind
-from conformance.suite.workers import CRASH_RECOVERY_S, CRASH_RESTART, CYCLES, RESTART_SLACK_S, Workers
 
 
 @pytest.mark.clause("CYCLE-1")
 def test_nothing_accumulates_over_cycles(
-    extension: Workers, record_property: Callable[[str, object], None]
+    extension: Census, record_property: Callable[[str, object], None]
 ) -> None:
     kinds = extension.at_rest_or_skip()
     problems: dict[str, list[str]] = {s.name: [] for s in kinds}

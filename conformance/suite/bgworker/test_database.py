@@ -16,21 +16,22 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from conformance.census import Census
+from conformance.deadlines import DB_COMMAND_S, DB_RETRY_GRACE_S, DB_RETRY_LINES, OBSERVE_S
 from conformance.figures import Figures
 from conformance.suite.checks import Checks
-from conformance.suite.workers import DB_COMMAND_S, DB_RETRY_GRACE_S, DB_RETRY_LINES, OBSERVE_S, Workers
 
 _SERIAL = itertools.count(1)
 
 
-def _fresh_scratch(extension: Workers) -> str:
+def _fresh_scratch(extension: Census) -> str:
     name = f"bgwc_scratch_{os.getpid()}_{next(_SERIAL)}"
     extension.target.sql(f"CREATE DATABASE {name}")
     extension.run_setup(scratch=name)
     return name
 
 
-def _timed(extension: Workers, statement: str) -> tuple[float, str | None]:
+def _timed(extension: Census, statement: str) -> tuple[float, str | None]:
     """Run ``statement`` under the clause's deadline (DB_COMMAND_S): the
     seconds it took, and why it failed (with what blocked it) or None."""
     t0 = time.monotonic()
@@ -48,7 +49,7 @@ def _timed(extension: Workers, statement: str) -> tuple[float, str | None]:
     return time.monotonic() - t0, None
 
 
-def _clean_up(extension: Workers, record_property: Callable[[str, object], None], *names: str) -> None:
+def _clean_up(extension: Census, record_property: Callable[[str, object], None], *names: str) -> None:
     left = [why for name in names if (why := extension.drop_database(name))]
     if left:
         record_property("left_behind", left)
@@ -56,7 +57,7 @@ def _clean_up(extension: Workers, record_property: Callable[[str, object], None]
 
 @pytest.mark.clause("DB-1", "DB-3")
 def test_drop_database_force_is_not_blocked_and_given_up(
-    extension: Workers, record_property: Callable[[str, object], None], figures: Figures
+    extension: Census, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
     checks = Checks(record_property)
     scratch = _fresh_scratch(extension)
@@ -95,7 +96,7 @@ def test_drop_database_force_is_not_blocked_and_given_up(
 
 @pytest.mark.clause("DB-2")
 def test_alter_database_rename_is_not_blocked(
-    extension: Workers, record_property: Callable[[str, object], None], figures: Figures
+    extension: Census, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
     scratch = _fresh_scratch(extension)
     renamed = f"{scratch}_renamed"

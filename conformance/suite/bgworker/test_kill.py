@@ -10,17 +10,11 @@ from collections.abc import Callable
 
 import pytest
 
+from conformance.census import CRASH_RESTART, Census
+from conformance.deadlines import CRASH_RECOVERY_S, DUPLICATE_WATCH_S, RESTART_SLACK_S, STAYS_DOWN_S
+from conformance.errors import ProfileMismatch
 from conformance.figures import Figures
 from conformance.suite.checks import PerKind
-from conformance.suite.workers import (
-    CRASH_RECOVERY_S,
-    CRASH_RESTART,
-    DUPLICATE_WATCH_S,
-    RESTART_SLACK_S,
-    STAYS_DOWN_S,
-    ProfileMismatch,
-    Workers,
-)
 
 #: KILL-1's deadline, from the kill: a crash-restart resets every restart interval
 #: (the postmaster starts its workers again at once: ResetBackgroundWorkerCrashTimes)
@@ -29,7 +23,7 @@ BACK_AFTER_CRASH_S = CRASH_RECOVERY_S + RESTART_SLACK_S
 
 @pytest.mark.clause("KILL-1")
 def test_sigkilled_worker_crash_restarts_and_comes_back(
-    extension: Workers, record_property: Callable[[str, object], None], figures: Figures
+    extension: Census, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
     kinds = extension.at_rest_or_skip()
     verdicts = PerKind("KILL-1", record_property)

@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
+from conformance.census import CRASH_RESTART, STALE_SHMEM, Census
+from conformance.deadlines import OBSERVE_S
 from conformance.suite.checks import Checks
-from conformance.suite.workers import CRASH_RESTART, OBSERVE_S, STALE_SHMEM, Workers
 
 #: log_line_prefix '%m [%p] %b ': the backend type, then the level
 _LEVEL = re.compile(r"^\S+ \S+ \S+ \[\d+\] (?P<type>.*?) (?P<level>ERROR|FATAL|PANIC):")
@@ -18,7 +19,7 @@ _LEVEL = re.compile(r"^\S+ \S+ \S+ \[\d+\] (?P<type>.*?) (?P<level>ERROR|FATAL|P
 
 @pytest.mark.clause("LOG-1", "LOG-2")
 def test_log_is_clean_in_normal_operation(
-    extension: Workers, record_property: Callable[[str, object], None]
+    extension: Census, record_property: Callable[[str, object], None]
 ) -> None:
     checks = Checks(record_property)
     offset = extension.target.log_offset()

@@ -7,14 +7,15 @@ import time
 
 import pytest
 
+from conformance.census import STALE_SHMEM, Census
+from conformance.deadlines import PM_DEATH_S, START_S
 from conformance.errors import TargetError
 from conformance.figures import Figures
-from conformance.suite.workers import PM_DEATH_S, STALE_SHMEM, START_S, Workers
 
 ORPHANS_GONE_S = 5.0
 
 
-def _kill_postmaster_while_running(extension: Workers) -> tuple[set[int], float]:
+def _kill_postmaster_while_running(extension: Census) -> tuple[set[int], float]:
     extension.start_workload()
     if extension.workload_kinds():
         extension.wait_started()
@@ -26,7 +27,7 @@ def _kill_postmaster_while_running(extension: Workers) -> tuple[set[int], float]
 
 
 @pytest.mark.clause("ORPHAN-1")
-def test_every_process_exits_with_the_postmaster(extension: Workers, figures: Figures) -> None:
+def test_every_process_exits_with_the_postmaster(extension: Census, figures: Figures) -> None:
     pids, killed_at = _kill_postmaster_while_running(extension)
     left: list[int] = []
 
@@ -43,7 +44,7 @@ def test_every_process_exits_with_the_postmaster(extension: Workers, figures: Fi
         _kill_orphans(extension)
 
 
-def _kill_orphans(extension: Workers) -> list[str]:
+def _kill_orphans(extension: Census) -> list[str]:
     """SIGKILL whatever outlived the postmaster (so that the server can
     start again) and wait until nothing of the server is left; return what was killed."""
     orphans = extension.target.processes()
@@ -52,7 +53,7 @@ def _kill_orphans(extension: Workers) -> list[str]:
 
 
 @pytest.mark.clause("ORPHAN-2")
-def test_next_start_is_clean(extension: Workers) -> None:
+def test_next_start_is_clean(extension: Census) -> None:
     pids, _ = _kill_postmaster_while_running(extension)
     left: set[int] = set()
 

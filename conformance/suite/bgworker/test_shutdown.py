@@ -8,12 +8,13 @@ import time
 
 import pytest
 
+from conformance.census import Census
+from conformance.deadlines import SHUTDOWN_S, START_S
 from conformance.errors import TargetError
 from conformance.figures import Figures
-from conformance.suite.workers import SHUTDOWN_S, START_S, Workers
 
 
-def _shutdown_while_running(extension: Workers, mode: str, figures: Figures) -> None:
+def _shutdown_while_running(extension: Census, mode: str, figures: Figures) -> None:
     clause = "SHUT-1" if mode == "fast" else "SHUT-2"
     extension.start_workload()
     if extension.workload_kinds():
@@ -37,10 +38,10 @@ def _shutdown_while_running(extension: Workers, mode: str, figures: Figures) -> 
 
 
 @pytest.mark.clause("SHUT-1")
-def test_fast_shutdown_completes(extension: Workers, figures: Figures) -> None:
+def test_fast_shutdown_completes(extension: Census, figures: Figures) -> None:
     _shutdown_while_running(extension, "fast", figures)
 
 
 @pytest.mark.clause("SHUT-2")
-def test_smart_shutdown_completes(extension: Workers, figures: Figures) -> None:
+def test_smart_shutdown_completes(extension: Census, figures: Figures) -> None:
     _shutdown_while_running(extension, "smart", figures)

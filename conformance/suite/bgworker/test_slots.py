@@ -10,14 +10,15 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from conformance.census import Census
+from conformance.deadlines import BUSY_CPU_S, OBSERVE_S, START_S, STORM_LINES
 from conformance.figures import Figures
 from conformance.suite.checks import Checks
-from conformance.suite.workers import BUSY_CPU_S, OBSERVE_S, START_S, STORM_LINES, Workers
 
 
 @pytest.mark.clause("SLOTS-1", "SLOTS-3", "SLOTS-2")
 def test_no_storm_no_spin_without_slots_then_recovery(
-    extension: Workers, record_property: Callable[[str, object], None], figures: Figures
+    extension: Census, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
     checks = Checks(record_property)
     # every slot taken by what runs at rest: nothing is left for dynamic workers

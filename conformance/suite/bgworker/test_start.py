@@ -7,12 +7,13 @@ import time
 
 import pytest
 
+from conformance.census import Census
+from conformance.deadlines import START_S
 from conformance.figures import Figures
-from conformance.suite.workers import START_S, Workers
 
 
 @pytest.mark.clause("START-1")
-def test_promised_processes_run_after_start(extension: Workers, figures: Figures) -> None:
+def test_promised_processes_run_after_start(extension: Census, figures: Figures) -> None:
     extension.at_rest_or_skip()
     extension.target.bring_down("START-1 stops the server to start it")
     started = time.monotonic()
@@ -23,7 +24,7 @@ def test_promised_processes_run_after_start(extension: Workers, figures: Figures
 
 
 @pytest.mark.clause("START-2")
-def test_workload_starts_its_workers(extension: Workers, figures: Figures) -> None:
+def test_workload_starts_its_workers(extension: Census, figures: Figures) -> None:
     if not extension.workload_kinds():
         pytest.skip("not applicable: the profile's workload starts no declared process")
     asked = time.monotonic()

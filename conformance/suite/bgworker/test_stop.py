@@ -9,20 +9,16 @@ from collections.abc import Callable
 
 import pytest
 
+from conformance.census import Census
+from conformance.deadlines import DUPLICATE_WATCH_S, RESTART_SLACK_S, STAYS_DOWN_S
+from conformance.errors import ProfileMismatch
 from conformance.figures import Figures
 from conformance.suite.checks import PerKind
-from conformance.suite.workers import (
-    DUPLICATE_WATCH_S,
-    RESTART_SLACK_S,
-    STAYS_DOWN_S,
-    ProfileMismatch,
-    Workers,
-)
 
 
 @pytest.mark.clause("STOP-1")
 def test_terminated_workers_come_back_once(
-    extension: Workers, record_property: Callable[[str, object], None], figures: Figures
+    extension: Census, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
     kinds = extension.at_rest_or_skip()
     verdicts = PerKind("STOP-1", record_property)
@@ -45,7 +41,7 @@ def test_terminated_workers_come_back_once(
     verdicts.done()
 
 
-def _stay_down(extension: Workers, kinds: list, verdicts: PerKind) -> None:  # type: ignore[type-arg]
+def _stay_down(extension: Census, kinds: list, verdicts: PerKind) -> None:  # type: ignore[type-arg]
     """Kinds declared to stay down after an exit: terminated together, then
     watched together for STAYS_DOWN_S (past the restart intervals extensions
     use): one that comes back contradicts its profile."""

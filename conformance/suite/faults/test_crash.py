@@ -10,8 +10,9 @@ import time
 import psycopg
 import pytest
 
+from conformance.deadlines import CRASH_RECOVERY_S, SLOT_FREE_S
 from conformance.figures import Figures
-from conformance.suite.harness import CRASH_RECOVERY_S, LONG_MS, SLOT_FREE_S, Pool
+from conformance.suite.pool_under_test import LONG_MS, Pool
 
 CRASH_RESTART_LOG = "terminating any other active server processes|reinitializing"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.suite.harness import SLOT_FREE_S, Pool
+from conformance.deadlines import SLOT_FREE_S
+from conformance.suite.pool_under_test import Pool
 
 IGNORE_MS = 3_000
 

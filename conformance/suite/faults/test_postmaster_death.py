@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from conformance.deadlines import CRASH_RECOVERY_S, PM_DEATH_S
 from conformance.figures import Figures
-from conformance.suite.harness import CRASH_RECOVERY_S, LONG_MS, PM_DEATH_S, Pool
+from conformance.suite.pool_under_test import LONG_MS, Pool
 
 #: bgw_pool bounds ignore_sigterm to 30 s (a fast shutdown waits for it)
 IGNORE_MS = 30_000

@@ -30,8 +30,9 @@ from hypothesis.stateful import (
 
 from conformance.adapters import Handle
 from conformance.config import KitConfig
+from conformance.deadlines import CRASH_RECOVERY_S, SLOT_FREE_S
 from conformance.plugin import CONFIG_KEY
-from conformance.suite.harness import CRASH_RECOVERY_S, LONG_MS, SLOT_FREE_S, Pool
+from conformance.suite.pool_under_test import LONG_MS, Pool
 from conformance.workloads import Workload
 
 WORKLOAD = Workload.load()

@@ -13,9 +13,9 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from conformance.deadlines import DB_COMMAND_S, SLOT_FREE_S
 from conformance.figures import Figures
-from conformance.suite.harness import LONG_MS, SLOT_FREE_S, Pool
-from conformance.suite.workers import DB_COMMAND_S
+from conformance.suite.pool_under_test import LONG_MS, Pool
 
 DB = "bgwc_dbc"
 MOVED = "bgwc_dbc_renamed"

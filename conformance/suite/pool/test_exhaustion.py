@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from conformance.adapters import Handle
-from conformance.suite.harness import CAPACITY_BACK_S, LONG_MS, Outcomes, Pool
+from conformance.deadlines import CAPACITY_BACK_S
+from conformance.suite.pool_under_test import LONG_MS, Outcomes, Pool
 
 INSUFFICIENT_RESOURCES = "53000"
 

@@ -9,9 +9,10 @@ import psycopg
 import pytest
 
 from conformance.adapters import Handle
+from conformance.census import Census
+from conformance.deadlines import CAPACITY_BACK_S, SLOT_FREE_S
 from conformance.figures import Figures, percentile
-from conformance.suite.harness import CAPACITY_BACK_S, LONG_MS, SLOT_FREE_S, Pool
-from conformance.suite.workers import Workers
+from conformance.suite.pool_under_test import LONG_MS, Pool
 
 SUBMIT_REFUSED_S = 5.0
 LATENCY_ROUNDS = 20
@@ -107,7 +108,7 @@ def test_finished_job_leaves(pool: Pool, figures: Figures) -> None:
 
 @pytest.mark.clause("JOB-4")
 def test_no_worker_slot_is_a_prompt_53xxx_and_leaves_nothing(pool: Pool, figures: Figures) -> None:
-    at_rest = len(Workers(pool.target, pool.profile).background_workers())
+    at_rest = len(Census(pool.target, pool.profile).background_workers())
     pool.target.set_conf(max_worker_processes=at_rest + 1)
     if pool.profile.pool is not None and pool.profile.pool.launcher is not None:
         pool.wait_launcher()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.suite.harness import LAUNCHER_START_S, LONG_MS, Pool
+from conformance.deadlines import LAUNCHER_START_S
+from conformance.suite.pool_under_test import LONG_MS, Pool
 
 
 @pytest.mark.clause("LIFE-1")

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from conformance.adapters import NotApplicable
-from conformance.suite.harness import LAUNCHER_START_S, LONG_MS, SLOT_FREE_S, Pool, Submitter
+from conformance.deadlines import LAUNCHER_START_S, SLOT_FREE_S
+from conformance.suite.pool_under_test import LONG_MS, Pool, Submitter
 
 #: bgw_pool.startup_timeout_ms of the submitters of RACE-6 onwards, and the
 #: slack a submit has beyond it to return

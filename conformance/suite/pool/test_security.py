@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from conformance.suite.harness import LONG_MS, Pool
+from conformance.suite.pool_under_test import LONG_MS, Pool
 
 ROLE = "bgwc_intruder"
 PRIVATE_DB = "bgwc_private"

@@ -7,8 +7,9 @@ import re
 import pytest
 
 from conformance.adapters import Handle
+from conformance.deadlines import SLOT_FREE_S
 from conformance.figures import Figures
-from conformance.suite.harness import LONG_MS, SLOT_FREE_S, Pool
+from conformance.suite.pool_under_test import LONG_MS, Pool
 
 
 @pytest.mark.clause("TERM-1")

@@ -6,8 +6,9 @@ import psycopg
 import pytest
 
 from conformance.adapters import NotApplicable
+from conformance.deadlines import SLOT_FREE_S
 from conformance.figures import Figures
-from conformance.suite.harness import LONG_MS, SLOT_FREE_S, Pool
+from conformance.suite.pool_under_test import LONG_MS, Pool
 
 #: how long after its startup timeout a submit may take to fail
 STARTUP_SLACK_S = 1.0

@@ -1,6 +1,7 @@
-"""The bgworker tier's view of an extension: its processes, found by the
-profile's title patterns in the OS and by their backend types in
-``pg_stat_activity``, with deadline-bounded waits for what it promises.
+"""The census of an extension: its processes, found by the profile's title
+patterns in the OS and by their backend types in ``pg_stat_activity``, with
+deadline-bounded waits for what it promises.  The bgworker tier's fixture
+(``extension``) and ``bgw-conformance init`` both see an extension through it.
 
 It asks nothing of the extension but what the profile declares, so it
 judges any extension: one from a Debian package as well as the reference pool.
@@ -17,29 +18,10 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from conformance.errors import HarnessError
+from conformance.deadlines import DB_COMMAND_S, START_S
 from conformance.processes import AUXILIARY, Process
 from conformance.profile import ProcessSpec, Profile
 from conformance.targets import Target
-
-#: deadlines of CONTRACT.md's bgworker tier, in seconds
-START_S = 10.0  # START-1: every promised process up after a start
-RESTART_SLACK_S = 5.0  # STOP-1, KILL-1: on top of the promised restart interval
-#: STOP-1, KILL-1: how long a kind declared to stay down is watched: past the longest restart
-#: interval extensions commonly use (60 s) and a margin, so a declaration that is false shows
-STAYS_DOWN_S = 65.0
-DUPLICATE_WATCH_S = 6.0  # STOP-1, KILL-1: at most this long watched for a duplicate once back
-CRASH_RECOVERY_S = 30.0  # KILL-1: crash-restart completed
-PM_DEATH_S = 1.0  # ORPHAN-1
-WORKLOAD_GONE_S = 10.0  # before a test: the previous test's workload workers gone
-SHUTDOWN_S = 10.0  # SHUT-1, SHUT-2
-DB_COMMAND_S = 10.0  # DB-1, DB-2
-OBSERVE_S = 10.0  # the window a retry storm is counted in
-STORM_LINES = 20  # SLOTS-1: at most this many log lines per OBSERVE_S window
-BUSY_CPU_S = 2.0  # SLOTS-3: at most this much CPU time (all its processes) per OBSERVE_S window
-DB_RETRY_GRACE_S = 5.0  # DB-3: after the drop, this long to give up on the database
-DB_RETRY_LINES = 2  # DB-3: at most this many lines naming it in the OBSERVE_S window after that
-CYCLES = 3  # CYCLE-1
 
 SCRATCH = "{scratch}"  # a [[setup]] database: run in the scratch databases the suite creates
 DATABASE = "{database}"  # in workload SQL: the database the workload runs in
@@ -53,12 +35,6 @@ _NOT_BGWORKER = {"postmaster", "client backend", "parallel worker", *AUXILIARY} 
 }
 
 
-class ProfileMismatch(HarnessError):
-    """What the extension did contradicts what its profile declares by
-    design (a kind declared to stay down came back): the profile is wrong,
-    which is the harness's input, never a pass nor a product failure."""
-
-
 def title_of(proc: Process, cluster_name: str) -> str:
     """What a server process's title says after ``postgres: CLUSTER:``."""
     marker = f"postgres: {cluster_name}: "
@@ -66,7 +42,7 @@ def title_of(proc: Process, cluster_name: str) -> str:
 
 
 @dataclass
-class Workers:
+class Census:
     target: Target
     profile: Profile
 

@@ -13,19 +13,18 @@ from typing import Any
 import psycopg
 
 from conformance.adapters import Handle, NotApplicable, PoolAdapter, Slot
+from conformance.deadlines import (
+    ALL_GONE_S,
+    CAPACITY_BACK_S,
+    CRASH_RECOVERY_S,
+    LAUNCHER_START_S,
+    PAUSE_REACH_S,
+    SLOT_FREE_S,
+)
 from conformance.processes import Process
 from conformance.profile import Profile
 from conformance.targets import Target
 
-#: deadlines of CONTRACT.md, in seconds
-SLOT_FREE_S = 2.0
-LAUNCHER_START_S = 10.0
-CRASH_RECOVERY_S = 30.0
-PM_DEATH_S = 1.0
-ALL_GONE_S = 10.0
-CAPACITY_BACK_S = 5.0
-#: a process reaches an armed pause point within this of the act that leads there
-PAUSE_REACH_S = 10.0
 #: a job long enough to outlast any test
 LONG_MS = 60_000
 #: how a test that failed only the after-test invariant check says so

@@ -1,0 +1,33 @@
+"""The deadlines and bounds of CONTRACT.md's clauses, in seconds (or lines,
+CPU seconds, cycles), declared once: the suite's tests, the per-test budgets
+and ``bgw-conformance init`` read them from here."""
+
+from __future__ import annotations
+
+# -- the bgworker tier
+START_S = 10.0  # START-1: every promised process up after a start
+RESTART_SLACK_S = 5.0  # STOP-1, KILL-1: on top of the promised restart interval
+#: STOP-1, KILL-1: how long a kind declared to stay down is watched: past the longest restart
+#: interval extensions commonly use (60 s) and a margin, so a declaration that is false shows
+STAYS_DOWN_S = 65.0
+DUPLICATE_WATCH_S = 6.0  # STOP-1, KILL-1: at most this long watched for a duplicate once back
+CRASH_RECOVERY_S = 30.0  # KILL-1, CYCLE-1, CRASH-*: a crash-restart completed
+PM_DEATH_S = 1.0  # ORPHAN-1, PMD-1: every process gone after the postmaster's death
+WORKLOAD_GONE_S = 10.0  # before a test: the previous test's workload workers gone
+SHUTDOWN_S = 10.0  # SHUT-1, SHUT-2
+DB_COMMAND_S = 10.0  # DB-1, DB-2
+OBSERVE_S = 10.0  # the window a retry storm is counted in
+STORM_LINES = 20  # SLOTS-1: at most this many log lines per OBSERVE_S window
+BUSY_CPU_S = 2.0  # SLOTS-3: at most this much CPU time (all its processes) per OBSERVE_S window
+DB_RETRY_GRACE_S = 5.0  # DB-3: after the drop, this long to give up on the database
+DB_RETRY_LINES = 2  # DB-3: at most this many lines naming it in the OBSERVE_S window after that
+CYCLES = 3  # CYCLE-1
+
+
+# -- the pool and faults tiers
+SLOT_FREE_S = 2.0  # TERM-1, JOB-2, INV-2: a stopped job's slot free
+LAUNCHER_START_S = 10.0  # a pool's launcher up after a start
+ALL_GONE_S = 10.0  # every server process gone after the postmaster was killed
+CAPACITY_BACK_S = 5.0  # INV-3: capacity back for a submit after a worker's exit
+#: a process reaches an armed pause point within this of the act that leads there
+PAUSE_REACH_S = 10.0
