@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -29,6 +30,7 @@ from typing import Any, NoReturn
 from conformance import __version__, doctor, engine, images, majors, scaffold
 from conformance.config import OPTIONS, KitConfig
 from conformance.errors import HarnessError, KitError, NotPackaged
+from conformance.targets.spec import parse_majors
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,7 +80,7 @@ def _kit_config(args: argparse.Namespace, target: str) -> KitConfig:
 
 
 def _cmd_images_build(args: argparse.Namespace) -> int:
-    wanted = majors.parse(args.pg)
+    wanted = parse_majors(args.pg)
     ext = _kit_config(args, ",".join(f"pg{m}" for m in wanted)).extension
     for major in wanted:
         t0 = time.monotonic()
@@ -126,12 +128,13 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
         args, args.target
     )  # options, profile and expectations validated before any server starts
     runnable: list[str] = []
-    for target in kit.targets:  # inputs built (or found cached) before any test: bad input is exit 2
-        if target == "local":
+    for spec in kit.specs:  # inputs built (or found cached) before any test: bad input is exit 2
+        target = spec.name
+        if spec.major is None:  # the host's server: built when it starts
             runnable.append(target)
             continue
         try:
-            images.build_extension(int(target.removeprefix("pg")), kit.extension, kit.base)
+            images.build_extension(spec.major, kit.extension, kit.base)
         except NotPackaged as exc:
             if args.package:  # named on the command line: a bad input
                 raise
@@ -148,7 +151,6 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
         "-p",
         "no:cacheprovider",
         f"--rootdir={suite_dir()}",
-        f"--bgwc-target={','.join(runnable)}",
         f"--html={run_dir / 'pytest.html'}",
         "--self-contained-html",
         f"--junitxml={run_dir / 'junit.xml'}",
@@ -160,9 +162,11 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
     ]
-    values = {**_input_values(args), "seed": args.seed or ""}
-    argv += [f"--bgwc-{k.replace('_', '-')}={v}" for k, v in values.items() if v]
-    code = int(pytest.main([*argv, *pytest_args]))
+    # the validated config goes to pytest as an object: nothing is read or parsed twice
+    from conformance.plugin import HandOff
+
+    handed = dataclasses.replace(kit, targets=tuple(runnable))
+    code = int(pytest.main([*argv, *pytest_args], plugins=[HandOff(handed)]))
     results_file = run_dir / "results.json"
     if not results_file.is_file():
         if code == 2:
@@ -255,7 +259,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from conformance.bench import measure
-    from conformance.plugin import make_target
+    from conformance.targets import make_target
 
     kit = _kit_config(args, args.target)
     if len(kit.targets) != 1:
@@ -276,7 +280,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_mutants(args: argparse.Namespace) -> int:
     from conformance import mutation
 
-    wanted = majors.parse(args.pg)
+    wanted = parse_majors(args.pg)
     mutants = mutation.load_mutants(args.only.split(",") if args.only else None)
     ok = True
     for major in wanted:

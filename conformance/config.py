@@ -29,8 +29,8 @@ from typing import Any
 from conformance.errors import KitError
 from conformance.expectations import Expectations, default_path, load
 from conformance.images import Extension, check_source
-from conformance.majors import SUPPORTED_MAJORS
 from conformance.profile import Profile, load_profile
+from conformance.targets.spec import TargetSpec, parse_list
 
 OPTIONS: dict[str, tuple[str, str]] = {
     "target": (
@@ -91,21 +91,25 @@ class KitConfig:
     seed: int | None
     expectations: Expectations | None = None
 
+    @property
+    def specs(self) -> tuple[TargetSpec, ...]:
+        """What each target name means (``conformance.targets.spec``)."""
+        return tuple(TargetSpec.parse(t) for t in self.targets)
+
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> KitConfig:
-        targets = _csv(values["target"])
-        valid = {f"pg{m}" for m in SUPPORTED_MAJORS} | {"local"}
         profile = load_profile(str(values["profile"] or "bgw_pool"))
-        if list(targets) == ["all"]:  # every supported major the profile runs on, in containers
-            targets = tuple(f"pg{m}" for m in SUPPORTED_MAJORS if profile.runs_on(m))
-        if not targets or not set(targets) <= valid:
-            raise KitError(f"--bgwc-target {values['target']!r}: choose from all, {', '.join(sorted(valid))}")
-        for t in targets:
-            if t != "local" and not profile.runs_on(int(t.removeprefix("pg"))):
+        try:  # ``all``: every supported major the profile runs on, in containers
+            specs = parse_list(values["target"], profile.majors)
+        except KitError as exc:
+            raise KitError(f"--bgwc-target {values['target']!r}: {str(exc).split(': ', 1)[-1]}") from None
+        for spec in specs:
+            if spec.major is not None and not profile.runs_on(spec.major):
                 majors = ", ".join(map(str, profile.majors))
-                raise KitError(f"profile {profile.name} runs on PostgreSQL {majors} only, not {t}")
+                raise KitError(f"profile {profile.name} runs on PostgreSQL {majors} only, not {spec.name}")
+        targets = tuple(s.name for s in specs)
         ext = extension_for(profile, values)
-        if "local" in targets and ext.packages:
+        if any(s.is_local for s in specs) and ext.packages:
             raise KitError("Debian packages (--package) install into container targets only, not local")
         seed = values["seed"]
         if seed not in ("", None) and not str(seed).isdigit():

@@ -36,7 +36,7 @@ import docker.errors
 from conformance import __version__, images
 from conformance.errors import KitError
 from conformance.majors import PRERELEASE, SUITE_FOR_MAJOR, SUPPORTED_MAJORS
-from conformance.majors import parse as parse_majors
+from conformance.targets.spec import parse_majors
 
 Status = Literal["ok", "warn", "FAIL"]
 DOCKER_TIMEOUT_S = 5  # per request to the engine

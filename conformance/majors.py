@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.errors import KitError
-
 SUITE_FOR_MAJOR = {13: "bullseye", 15: "bookworm", 17: "trixie", 18: "forky", 19: "forky"}
 SUPPORTED_MAJORS = tuple(SUITE_FOR_MAJOR)
 
@@ -35,17 +33,6 @@ def suites_of(major: int) -> str:
 
 #: https://www.postgresql.org/support/versioning/
 END_OF_LIFE = {13: "2025-11-13"}
-
-
-def parse(text: str, option: str = "--pg") -> tuple[int, ...]:
-    """``17,18`` (or ``pg17,pg18``), in the order given, each once."""
-    try:
-        majors = [int(p.strip().removeprefix("pg")) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise KitError(f"{option} {text!r}: give majors like 17,18") from None
-    if not majors or any(m not in SUPPORTED_MAJORS for m in majors):
-        raise KitError(f"{option} {text!r}: supported majors are {', '.join(map(str, SUPPORTED_MAJORS))}")
-    return tuple(dict.fromkeys(majors))
 
 
 def release_note(major: int | None, version: str = "") -> str:

@@ -32,10 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance import images
+from conformance import images, verdicts
 from conformance.errors import KitError
 from conformance.paths import reference_ext_dir, suite_dir
-from conformance.suite.pool_under_test import CAPACITY_LOST, INV_VIOLATED
 
 CONTROL = "none"
 #: stop phase 2 after this many failures: enough to name the clauses
@@ -106,16 +105,12 @@ def mutant_source(mutant: Mutant, into: Path) -> Path:
 
 
 def failed_clauses(test: dict[str, Any]) -> set[str]:
-    """The clauses a failing test failed: its own per-clause outcomes where it
-    recorded them, else its clauses; INV-1/INV-2 (INV-3) when the after-test check
-    (capacity witness) failed."""
-    own = (test.get("properties") or {}).get("clause_outcomes") or {}
-    clauses = {c for c, o in own.items() if o in ("fail", "error")} or set(test["clauses"])
-    if INV_VIOLATED in (test.get("message") or ""):
-        clauses |= {"INV-1", "INV-2"}
-    if CAPACITY_LOST in (test.get("message") or ""):
-        clauses |= {"INV-3"}
-    return clauses
+    """The clauses a failing test failed, as it recorded them (``clause_outcomes``):
+    those of its scenario that failed, and INV-1/INV-2 (INV-3) when the pool's
+    after-test check (capacity witness) failed; its own clauses when it recorded
+    no failing clause."""
+    own = verdicts.clause_outcomes(test)
+    return {c for c, o in own.items() if o in ("fail", "error")} or set(test["clauses"])
 
 
 class _Broken(Exception):

@@ -18,8 +18,9 @@ import pytest
 
 from conformance import engine, expectations
 from conformance.config import OPTIONS, KitConfig
-from conformance.errors import HarnessError, HarnessTimeout, KitError, NotReached
-from conformance.targets import ContainerTarget, LocalTarget, Target
+from conformance.errors import HarnessError, HarnessTimeout, KitError, NotReached, ProfileMismatch
+from conformance.results import ESCALATIONS, JUDGED, LIVE, LOG_EXCERPT_CHARS, SERVERS, ResultsRecorder
+from conformance.targets import Target, make_target
 
 CONFIG_KEY = pytest.StashKey[KitConfig]()
 #: the parameter that numbers the repetitions of a test (``--bgwc-repeat``)
@@ -77,7 +78,6 @@ def is_harness_error(call: pytest.CallInfo[None]) -> bool:
     excinfo = call.excinfo
     if excinfo is None:
         return False
-    from conformance.errors import ProfileMismatch
 
     if excinfo.errisinstance((docker.errors.DockerException, HarnessTimeout, ProfileMismatch)):
         return True
@@ -120,14 +120,46 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"expected skip: {skip.reason}"))
 
 
+def _live(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str, object]:
+    """What the test's record needs from its live server and from the call,
+    as plain data: the results read this, never a server."""
+    live: dict[str, object] = {
+        "clauses": clauses_of(item),
+        "harness_error": (
+            f"{call.excinfo.typename}: {str(call.excinfo.value)[:1000]}"
+            if call.excinfo is not None and is_harness_error(call)
+            else None
+        ),
+        "not_reached": is_not_reached(call),
+    }
+    target = getattr(item, "funcargs", {}).get("pg_target")
+    if not isinstance(target, Target):
+        return live
+    live["target"] = target.name
+    servers = item.session.stash.setdefault(SERVERS, {})
+    if target.name not in servers and call.when == "call":
+        servers[target.name] = target.describe()
+    if call.when in ("call", "teardown"):
+        try:
+            live["log_excerpt"] = target.log_since(target.test_log_offset)[-LOG_EXCERPT_CHARS:]
+        except Exception as exc:  # noqa: BLE001 - the server may be gone
+            live["log_excerpt"] = f"(log unavailable: {exc})"
+        live["faults"] = [{"t": t, "what": w, "detail": d} for t, w, d in target.faults]
+        live["started_at"] = target.test_started_wall
+    return live
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    """An expected failure is reported as pytest reports an xfail (skipped, with its
-    reason: so it shows in junit.xml); a test expected to fail that passes fails.
-    The outermost wrapper: results.json records the outcome as it was."""
+    """Hands the record its live data (``LIVE``) and judges the test against
+    the expectations, once (``JUDGED``).  An expected failure is reported as
+    pytest reports an xfail (skipped, with its reason: so it shows in
+    junit.xml); a test expected to fail that passes fails.  The outermost
+    wrapper: results.json records the outcome as it was."""
+    item.stash[LIVE] = _live(item, call)
     report: pytest.TestReport = yield
     kit = item.config.stash.get(CONFIG_KEY, None)
-    if kit is None or kit.expectations is None or report.skipped or is_harness_error(call):
+    if kit is None or report.skipped or is_harness_error(call):
         return report
     if report.failed:
         outcome = "fail" if report.when == "call" else "error"
@@ -147,6 +179,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         clauses_of(item),
         own if isinstance(own, dict) else None,
     )
+    item.stash[JUDGED] = j
     if report.failed and j.entry is not None and j.status in ("expected-fail", "flaky"):
         report.outcome = "skipped"
         report.wasxfail = f"{j.status}: {j.entry.reason}" + (f" ({j.entry.link})" if j.entry.link else "")
@@ -170,16 +203,27 @@ def _read_config(config: pytest.Config) -> KitConfig:
         raise pytest.UsageError(str(exc)) from exc
 
 
+class HandOff:
+    """The kit's validated config handed to pytest as an object (the CLI's
+    way: ``pytest.main(argv, plugins=[HandOff(kit)])``), so that nothing is
+    read or parsed twice; plain ``pytest`` reads the ``--bgwc-*`` options instead."""
+
+    def __init__(self, kit: KitConfig) -> None:
+        self.kit = kit
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.stash[CONFIG_KEY] = self.kit
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    kit = _read_config(session.config)
+    kit = session.config.stash.get(CONFIG_KEY, None) or _read_config(session.config)
     session.config.stash[CONFIG_KEY] = kit
     from pathlib import Path
 
-    from conformance.results import ResultsRecorder
-
     out = session.config.getoption("bgwc_results")
     session.config.pluginmanager.register(ResultsRecorder(Path(out) if out else None, kit), "bgwc-results")
-    if any(t != "local" for t in kit.targets):
+    if any(spec.in_container for spec in kit.specs):
         engine.client()
         engine.sweep_stale()
 
@@ -199,23 +243,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(REPEAT, range(1, repeat + 1), ids=[f"repeat{i}" for i in range(1, repeat + 1)])
 
 
-def make_target(name: str, kit: KitConfig) -> Target:
-    """The one place that creates and starts a target."""
-    from conformance import images
-
-    if name == "local":
-        return LocalTarget(kit.extension, kit.pg_config).setup()
-    major = int(name.removeprefix("pg"))
-    image = images.build_extension(major, kit.extension, kit.base)
-    return ContainerTarget(image.tag, major).setup()
-
-
 @pytest.fixture(scope="session")
 def pg_target(request: pytest.FixtureRequest, bgwc_config: KitConfig) -> Iterator[Target]:
     target = make_target(request.param, bgwc_config)
     try:
         yield target
     finally:
+        # the escalation ladder's steps, as data, for the records of the tests that needed them
+        request.session.stash.setdefault(ESCALATIONS, []).extend(e.as_record() for e in target.escalations)
         target.close()
 
 

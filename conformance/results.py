@@ -25,7 +25,6 @@ import pytest
 
 from conformance import __version__, expectations, figures
 from conformance.config import KitConfig
-from conformance.targets import Target
 
 NOT_APPLICABLE = "not applicable"
 #: a clause (or test) that was never evaluated: an earlier step of its scenario
@@ -49,13 +48,26 @@ def _kit_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+#: what the plugin hands a test's record, as plain data read from the live
+#: server and the call as the report is made (``plugin._live``)
+LIVE = pytest.StashKey[dict[str, Any]]()
+#: the test's status against the expectations, judged once, as it is reported (plugin)
+JUDGED = pytest.StashKey[expectations.Judged]()
+#: per session: each server's description (``Target.describe``), and the escalation ladder's steps
+SERVERS = pytest.StashKey[dict[str, dict[str, Any]]]()
+ESCALATIONS = pytest.StashKey[list[dict[str, Any]]]()
+
+
 class ResultsRecorder:
+    """Builds one record per test from its reports and what the plugin hands
+    over (``LIVE``, ``JUDGED``, ``SERVERS``, ``ESCALATIONS``): it reads
+    records and data, never a server."""
+
     def __init__(self, out_dir: Path | None, kit: KitConfig) -> None:
         self.out_dir = out_dir
         self.kit = kit
         self.records: dict[str, dict[str, Any]] = {}
         self.servers: dict[str, dict[str, Any]] = {}
-        self.targets: dict[str, Target] = {}
         self.started = _now()
         self.collected = 0
         self.repeat = 1
@@ -64,28 +76,11 @@ class ResultsRecorder:
         self.repeat = int(session.config.getoption("bgwc_repeat") or 1)
         self.collected = len(session.items) // self.repeat
 
-    def _server(self, target: Target) -> None:
-        if target.name in self.servers:
-            return
-        info: dict[str, Any] = {"target": target.name, "major": target.major}
-        try:
-            info["version"] = target.scalar("SELECT version()")
-        except Exception as exc:  # noqa: BLE001 - metadata is best effort
-            info["version"] = f"unknown ({exc})"
-        try:
-            info["extensions"] = dict(target.sql("SELECT extname, extversion FROM pg_extension"))
-        except Exception as exc:  # noqa: BLE001
-            info["extensions"] = {"unknown": str(exc)}
-        info["image"] = getattr(target, "image", None)
-        info["start_to_ready_s"] = round(getattr(target, "started_in_s", 0.0), 2)
-        self.servers[target.name] = info
-
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-        from conformance.plugin import clauses_of, is_harness_error, is_not_reached
-
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
+        live = item.stash.get(LIVE, {})
         rec = self.records.setdefault(
             item.nodeid,
             {
@@ -94,7 +89,7 @@ class ResultsRecorder:
                 "family": item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
                 if item.module
                 else "",
-                "clauses": clauses_of(item),
+                "clauses": list(live.get("clauses") or []),
                 "outcome": "pass",
                 "duration": 0.0,
                 "message": None,
@@ -102,11 +97,8 @@ class ResultsRecorder:
                 "faults": [],
             },
         )
-        target = getattr(item, "funcargs", {}).get("pg_target")
-        if target is not None:
-            rec["target"] = target.name
-            self.targets[target.name] = target
-            self._server(target)
+        if live.get("target"):
+            rec["target"] = live["target"]
         rec["duration"] = round(rec["duration"] + report.duration, 3)
         rec["properties"] = dict(item.user_properties)
         if report.skipped:
@@ -119,9 +111,9 @@ class ResultsRecorder:
             crash = getattr(report.longrepr, "reprcrash", None)
             said = crash.message if crash is not None else report.longreprtext.strip()
             rec["summary"] = next((ln.strip() for ln in said.splitlines() if ln.strip()), "")[:300]
-            if is_harness_error(call) and call.excinfo is not None:
-                rec["harness_error"] = f"{call.excinfo.typename}: {str(call.excinfo.value)[:1000]}"
-            if is_not_reached(call):
+            if live.get("harness_error"):
+                rec["harness_error"] = live["harness_error"]
+            if live.get("not_reached"):
                 rec["outcome"] = NOT_REACHED
             elif report.when == "call" and len(rec["clauses"]) > 1:
                 # a scenario judging several clauses: one it failed before reaching was never evaluated
@@ -130,30 +122,26 @@ class ResultsRecorder:
                     own.setdefault(clause, NOT_REACHED)
                 item.user_properties.append(("clause_outcomes", own))  # kept past teardown's report
                 rec["properties"]["clause_outcomes"] = own
-        if report.when in ("call", "teardown") and target is not None and rec["outcome"] != "skip":
-            try:
-                rec["log_excerpt"] = target.log_since(target.test_log_offset)[-LOG_EXCERPT_CHARS:]
-            except Exception as exc:  # noqa: BLE001 - the server may be gone
-                rec["log_excerpt"] = f"(log unavailable: {exc})"
-            rec["faults"] = [{"t": t, "what": w, "detail": d} for t, w, d in target.faults]
-            rec["started_at"] = target.test_started_wall
+        if "log_excerpt" in live and rec["outcome"] != "skip":
+            rec["log_excerpt"] = live["log_excerpt"]
+            rec["faults"] = live.get("faults") or []
+            rec["started_at"] = live.get("started_at")
 
-    def _escalations(self) -> None:
+    def _escalations(self, session: pytest.Session) -> None:
         """Each step of the escalation ladder, on the record of the test that
         left the server in the state that needed it."""
-        for target in self.targets.values():
-            for e in target.escalations:
-                rec = self.records.get(e.test)
-                if rec is not None:
-                    rec.setdefault("escalations", []).append(
-                        {"step": e.step, "why": e.why, "took_s": e.took_s, "ok": e.ok, "error": e.error}
-                    )
+        for e in session.stash.get(ESCALATIONS, []):
+            rec = self.records.get(e["test"])
+            if rec is not None:
+                rec.setdefault("escalations", []).append({k: v for k, v in e.items() if k != "test"})
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         kit = self.kit
-        self._escalations()
+        self._escalations(session)
+        self.servers = session.stash.get(SERVERS, {})
+        judged = {i.nodeid: j for i in session.items if (j := i.stash.get(JUDGED, None)) is not None}
         results = self._results(int(exitstatus))
-        unexpected = expectations.apply(results, kit.expectations)
+        unexpected = expectations.apply(results, kit.expectations, judged)
         results["run"]["unexpected"] = unexpected
         clause_passes = [u for u in unexpected if "clause" in u]
         if clause_passes and session.exitstatus == pytest.ExitCode.OK:

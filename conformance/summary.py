@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from conformance import report
+from conformance import verdicts
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_HARNESS = 0, 1, 2
 CONFORMANT, NOT_CONFORMANT = "CONFORMANT", "NOT CONFORMANT"
@@ -30,7 +30,7 @@ _PYTEST_BROKE = {
 }
 
 
-def _level(clauses: list[str], contract: dict[str, report.Clause]) -> str:
+def _level(clauses: list[str], contract: dict[str, verdicts.Clause]) -> str:
     """MUST when any of the clauses is a MUST (or the test names none: a check of the kit itself)."""
     levels = {contract[c].level for c in clauses if c in contract}
     return "MUST" if "MUST" in levels or not clauses else "SHOULD"
@@ -59,7 +59,7 @@ def _not_reached(tests: list[dict[str, Any]]) -> list[str]:
     reached, or a clause its scenario failed before judging."""
     out = []
     for t in tests:
-        own = (t.get("properties") or {}).get("clause_outcomes") or {}
+        own = verdicts.clause_outcomes(t)
         for c in t["clauses"]:
             if t["outcome"] == "not-reached" or own.get(c) == "not-reached":
                 out.append(f"{c} ({t.get('test') or t['nodeid']})")
@@ -70,12 +70,12 @@ def summarize(
     results: dict[str, Any],
     pytest_code: int,
     run_dir: Path | None = None,
-    contract: dict[str, report.Clause] | None = None,
+    contract: dict[str, verdicts.Clause] | None = None,
 ) -> dict[str, Any]:
-    contract = contract or report.load_contract()
+    contract = contract or verdicts.load_contract()
     run, tests = results["run"], results["tests"]
     broke, cause = _cause(results, pytest_code)
-    verdicts = report.tier_verdicts(results, contract)
+    by_tier = verdicts.tier_verdicts(results, contract)
     unexpected = [{**u, "level": _level(u["clauses"], contract)} for u in run.get("unexpected", [])]
     # a test that both passed and failed gates whatever its level: flaky is never a pass
     gating = [u for u in unexpected if u["level"] == "MUST" or u["status"] == "flaky"]
@@ -93,7 +93,7 @@ def summarize(
             f"{run['profile']} is not packaged for {', '.join(run['targets'])}"
         )
     else:
-        verdict = CONFORMANT if report.verdict(results, contract) else NOT_CONFORMANT
+        verdict = CONFORMANT if verdicts.verdict(results, contract) else NOT_CONFORMANT
         status = EXIT_UNEXPECTED if gating else EXIT_OK
     files = {}
     if run_dir is not None:
@@ -110,7 +110,7 @@ def summarize(
         "expectations": run.get("expectations"),
         "tiers": {
             v.label: {"status": v.status, "text": v.text, "must_failed": v.must_failed}
-            for v in verdicts.values()
+            for v in by_tier.values()
         },
         "counts": dict(Counter(t.get("status") or t["outcome"] for t in tests)),
         "unexpected": unexpected,

@@ -110,7 +110,7 @@ def test_a_server_that_will_not_start_is_rebuilt_fresh(pg_target: Target, bgwc_c
     setting) survives a restart and a SIGKILL of what is left, so the server is
     replaced by a fresh one from the same inputs, which starts; each step is
     recorded.  On a server of its own, so that no other test sees it."""
-    from conformance.plugin import make_target
+    from conformance.targets import make_target
 
     server = make_target(pg_target.name, bgwc_config)
     try:

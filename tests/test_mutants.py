@@ -11,7 +11,7 @@ import pytest
 
 from conformance import mutation
 from conformance.paths import reference_ext_dir
-from conformance.report import load_contract
+from conformance.verdicts import load_contract
 
 
 def test_every_mutant_has_a_patch_and_every_patch_a_mutant() -> None:
@@ -46,11 +46,22 @@ def test_production_sources_carry_no_mutant_switch() -> None:
         assert not re.search(r"MUTANT", path.read_text()), path
 
 
-def test_failed_clauses_attributes_the_after_test_check() -> None:
-    test = {"clauses": ["CRASH-1"], "message": "AssertionError: INV-1/INV-2 violated after the test: [...]"}
-    assert mutation.failed_clauses(test) == {"CRASH-1", "INV-1", "INV-2"}
+def test_failed_clauses_reads_the_recorded_outcomes_not_the_message() -> None:
+    # CRASH-1's scenario passed, then the after-test check failed INV-1/INV-2
+    own = {"CRASH-1": "pass", "INV-1": "fail", "INV-2": "fail"}
+    test = {
+        "clauses": ["CRASH-1"],
+        "message": "AssertionError: whatever",
+        "properties": {"clause_outcomes": own},
+    }
+    assert mutation.failed_clauses(test) == {"INV-1", "INV-2"}
+    own = {"TERM-1": "pass", "INV-1": "pass", "INV-2": "pass", "INV-3": "fail"}
+    assert mutation.failed_clauses({"clauses": ["TERM-1"], "properties": {"clause_outcomes": own}}) == {
+        "INV-3"
+    }
+    # a message that names an invariant is no outcome: the test failed its own clause
     test = {"clauses": ["TERM-1"], "message": "AssertionError: INV-3 violated after the test: 5 + 1 submits"}
-    assert mutation.failed_clauses(test) == {"TERM-1", "INV-3"}
+    assert mutation.failed_clauses(test) == {"TERM-1"}
     test = {
         "clauses": ["SLOTS-1", "SLOTS-2"],
         "properties": {"clause_outcomes": {"SLOTS-1": "pass", "SLOTS-2": "fail"}},

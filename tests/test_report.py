@@ -3,9 +3,11 @@ pages as a person sees them in headless Chromium."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import html
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from conformance import charts, report
+from conformance import charts, report, verdicts
 from conformance import figures as figs
 
 RECORDED = Path(__file__).parent / "data" / "results_pg17.json"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "reports" / "screenshots"
+
+pytest_plugins = ["pytester"]
 
 
 def recorded() -> dict:  # type: ignore[type-arg]
@@ -35,20 +39,20 @@ def failing() -> dict:  # type: ignore[type-arg]
 
 
 def test_clause_status_takes_the_worst_outcome_and_verdict_needs_every_must() -> None:
-    contract = report.load_contract()
+    contract = verdicts.load_contract()
     assert len(contract) >= 25 and all(c.level in ("MUST", "SHOULD") for c in contract.values())
     good, bad = recorded(), failing()
-    assert report.clause_status(bad)["CRASH-3"] == "fail"
-    assert report.verdict(bad, contract) is False
+    assert verdicts.clause_status(bad)["CRASH-3"] == "fail"
+    assert verdicts.verdict(bad, contract) is False
     # an all-pass run without recorded claims is conformant when it tested any clause of the contract
-    assert report.verdict(good, contract) is bool(set(report.clause_status(good)) & set(contract))
+    assert verdicts.verdict(good, contract) is bool(set(verdicts.clause_status(good)) & set(contract))
 
 
 def test_run_page_holds_summary_clauses_tests_and_drilldowns() -> None:
     res = failing()
     page = report.render_run(res)
     assert "NOT CONFORMANT" in page and "1 fail" in page
-    line = report.tier_line(report.tier_verdicts(res, report.load_contract()))
+    line = verdicts.tier_line(verdicts.tier_verdicts(res, verdicts.load_contract()))
     assert f'id="verdict"><b>{html.escape(line)}</b>' in page
     for t in res["tests"]:
         assert f"id='{report.test_anchor(t)}'" in page
@@ -72,8 +76,8 @@ def test_merge_builds_a_matrix_linking_each_run(tmp_path: Path) -> None:
 TIERED = Path(__file__).parent / "data" / "contract_tiers.md"
 
 
-def tiered() -> dict[str, report.Clause]:
-    return report.load_contract(TIERED)
+def tiered() -> dict[str, verdicts.Clause]:
+    return verdicts.load_contract(TIERED)
 
 
 def claiming(*tiers: str, res: dict | None = None) -> dict:  # type: ignore[type-arg]
@@ -98,7 +102,7 @@ def without(res: dict, *clauses: str) -> dict:  # type: ignore[type-arg]
 
 def test_tiered_contract_parses_tiers_families_and_wrapped_clauses() -> None:
     contract = tiered()
-    assert report.load_tiers(TIERED) == {
+    assert verdicts.load_tiers(TIERED) == {
         "bgworker": "any extension that runs background workers",
         "pool": "an SQL API to submit, stop and list work",
         "faults": "job kinds that crash, hang or ignore SIGTERM",
@@ -116,41 +120,41 @@ def test_untiered_contract_still_parses_with_an_empty_tier(tmp_path: Path) -> No
         "# c\n\npreamble\n\n## LIFE: lifecycle\n\n- **LIFE-1 (MUST)** One\n  launcher.\n"
         "- **LIFE-3 (SHOULD)** Slots.\n\n## CRASH: failures\n\n- **CRASH-1 (MUST)** Errors.\n"
     )
-    contract = report.load_contract(old)
-    assert report.load_tiers(old) == {}
+    contract = verdicts.load_contract(old)
+    assert verdicts.load_tiers(old) == {}
     assert [(c.id, c.tier, c.family) for c in contract.values()] == [
         ("LIFE-1", "", "LIFE: lifecycle"),
         ("LIFE-3", "", "LIFE: lifecycle"),
         ("CRASH-1", "", "CRASH: failures"),
     ]
     assert contract["LIFE-1"].text == "One launcher."
-    assert report.verdict(claiming("pool"), contract) is True  # the untiered contract is always claimed
-    assert report.tier_line(report.tier_verdicts(recorded(), contract)) == "contract: CONFORMANT"
+    assert verdicts.verdict(claiming("pool"), contract) is True  # the untiered contract is always claimed
+    assert verdicts.tier_line(verdicts.tier_verdicts(recorded(), contract)) == "contract: CONFORMANT"
 
 
 def test_tier_verdicts_claimed_unclaimed_failed_and_should_only() -> None:
     contract = tiered()
     res = with_outcome(claiming("bgworker", "pool"), "LIFE-1", "fail")
     res = with_outcome(with_outcome(res, "TERM-1", "flaky"), "RACE-2", "error")
-    v = report.tier_verdicts(res, contract)
+    v = verdicts.tier_verdicts(res, contract)
     assert list(v) == ["bgworker", "pool", "faults"]
-    assert v["bgworker"] == report.TierVerdict(
+    assert v["bgworker"] == verdicts.TierVerdict(
         "bgworker", True, "conformant", 0, 1, "CONFORMANT (1 SHOULD failed)"
     )
     assert (v["pool"].status, v["pool"].must_failed, v["pool"].text) == ("failed", 2, "2 MUST failed")
     faults = v["faults"]
     assert (faults.claimed, faults.status, faults.text) == (False, "not claimed", "not claimed")
-    assert report.verdict(res, contract) is False
+    assert verdicts.verdict(res, contract) is False
 
     should_only = with_outcome(claiming("pool"), "LIFE-4", "fail")
-    assert report.tier_verdicts(should_only, contract)["pool"].text == "CONFORMANT (1 SHOULD failed)"
-    assert report.verdict(should_only, contract) is True
+    assert verdicts.tier_verdicts(should_only, contract)["pool"].text == "CONFORMANT (1 SHOULD failed)"
+    assert verdicts.verdict(should_only, contract) is True
 
 
 def test_an_unclaimed_tier_whose_tests_passed_is_still_not_claimed() -> None:
     contract = tiered()
     res = claiming("pool")  # every recorded test passed, the faults and bgworker ones too
-    v = report.tier_verdicts(res, contract)
+    v = verdicts.tier_verdicts(res, contract)
     assert [(t.tier, t.status) for t in v.values()] == [
         ("bgworker", "not claimed"),
         ("pool", "conformant"),
@@ -158,40 +162,40 @@ def test_an_unclaimed_tier_whose_tests_passed_is_still_not_claimed() -> None:
     ]
     assert v["faults"].must_failed == 0 and v["faults"].text == "not claimed"
     # a failure in an unclaimed tier does not fail the run either
-    assert report.verdict(with_outcome(res, "CRASH-3", "fail"), contract) is True
+    assert verdicts.verdict(with_outcome(res, "CRASH-3", "fail"), contract) is True
     # and a run that only passed unclaimed tiers is not conformant
-    assert report.verdict(without(res, "LIFE-1", "LIFE-3", "LIFE-4", "TERM-1"), contract) is False
+    assert verdicts.verdict(without(res, "LIFE-1", "LIFE-3", "LIFE-4", "TERM-1"), contract) is False
 
 
 def test_not_run_tiers_and_missing_must_records() -> None:
     contract = tiered()
     res = without(claiming("bgworker", "pool", "faults"), "CRASH-1", "CRASH-3", "LIFE-1")
-    v = report.tier_verdicts(res, contract)
+    v = verdicts.tier_verdicts(res, contract)
     assert (v["faults"].claimed, v["faults"].status, v["faults"].text) == (True, "not run", "not run")
     assert v["pool"].status == "conformant"  # LIFE-1 has no test record (a -k selection): no failure
-    assert report.verdict(res, contract) is True
+    assert verdicts.verdict(res, contract) is True
     only_skips = with_outcome(with_outcome(res, "TERM-1", "skip"), "LIFE-3", "not-applicable")
     only_skips = with_outcome(only_skips, "LIFE-4", "skip")
-    assert report.tier_verdicts(only_skips, contract)["pool"].status == "not run"
+    assert verdicts.tier_verdicts(only_skips, contract)["pool"].status == "not run"
     nothing = without(res, *contract)
-    assert {t.status for t in report.tier_verdicts(nothing, contract).values()} == {"not run"}
-    assert report.verdict(nothing, contract) is False  # no claimed tier ran
+    assert {t.status for t in verdicts.tier_verdicts(nothing, contract).values()} == {"not run"}
+    assert verdicts.verdict(nothing, contract) is False  # no claimed tier ran
 
 
 def test_a_skipped_must_clause_fails_a_tier_that_ran() -> None:
     contract = tiered()
     res = with_outcome(with_outcome(claiming("pool"), "TERM-1", "skip"), "LIFE-1", "error")
-    pool = report.tier_verdicts(res, contract)["pool"]
+    pool = verdicts.tier_verdicts(res, contract)["pool"]
     assert (pool.status, pool.must_failed, pool.must_skipped) == ("failed", 1, 1)
     assert pool.text == "1 MUST failed, 1 MUST skipped" and pool.short == "✗ 1 1 skipped"
-    assert report.verdict(res, contract) is False
+    assert verdicts.verdict(res, contract) is False
 
 
 def test_results_without_claims_claim_every_tier() -> None:
     contract = tiered()
-    assert {v.claimed for v in report.tier_verdicts(recorded(), contract).values()} == {True}
-    assert report.verdict(recorded(), contract) is True
-    assert report.verdict(failing(), contract) is False
+    assert {v.claimed for v in verdicts.tier_verdicts(recorded(), contract).values()} == {True}
+    assert verdicts.verdict(recorded(), contract) is True
+    assert verdicts.verdict(failing(), contract) is False
 
 
 def test_terminal_summary_ends_with_the_tier_line() -> None:
@@ -206,7 +210,7 @@ def test_terminal_summary_ends_with_the_tier_line() -> None:
 
 def test_run_page_shows_the_tier_table_and_groups_clauses_by_tier() -> None:
     res = with_outcome(claiming("bgworker", "pool"), "LIFE-1", "fail")
-    page = report.render_run(res, tiered(), tiers=report.load_tiers(TIERED))
+    page = report.render_run(res, tiered(), tiers=verdicts.load_tiers(TIERED))
     assert 'id="verdict"><b>bgworker: CONFORMANT · pool: 1 MUST failed · faults: not claimed</b>' in page
     assert "NOT CONFORMANT" in page
     assert (
@@ -231,7 +235,7 @@ def test_matrix_columns_show_tier_verdicts_and_rows_group_by_tier(tmp_path: Path
         [(tmp_path / "a" / "results.json", good), (tmp_path / "b" / "results.json", bad)],
         tiered(),
         out_dir=tmp_path,
-        tiers=report.load_tiers(TIERED),
+        tiers=verdicts.load_tiers(TIERED),
     )
     assert "bgworker ✓" in page and "pool ✓" in page and "faults \u2013" in page  # an en dash: not claimed
     assert "pool ✗ 2" in page and "faults ✓" in page
@@ -292,7 +296,7 @@ def test_pages_render_filter_and_drill_down_in_chromium(tmp_path: Path) -> None:
 
     assert '<tr id="tier-' in dom, "the tier table is missing"
     dom = _browser(f"file://{tmp_path}/matrix.html", "--dump-dom")
-    assert dom.count('class="cell ') >= len(report.load_contract())
+    assert dom.count('class="cell ') >= len(verdicts.load_contract())
     assert 'class="tier-head"' in dom, "the matrix is not grouped by tier"
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -305,7 +309,7 @@ def test_pages_render_filter_and_drill_down_in_chromium(tmp_path: Path) -> None:
 
 
 def test_one_scenario_several_clauses_each_judged_on_its_own() -> None:
-    from conformance.report import clause_status
+    from conformance.verdicts import clause_status
 
     def rec(outcome: str, own: dict[str, str] | None) -> dict[str, object]:
         return {
@@ -437,7 +441,7 @@ def test_a_clause_never_evaluated_is_not_reached_never_failed() -> None:
     rec["outcome"], rec["status"] = "fail", None
     rec["properties"]["clause_outcomes"] = {"DB-1": "fail", "DB-3": "not-reached"}
     res["run"]["unexpected"] = expectations.apply(res, None)
-    status = report.clause_status(res)
+    status = verdicts.clause_status(res)
     assert status["DB-1"] == "fail" and status["DB-3"] == "not-reached"
     page = report.render_run(res)
     assert "not-reached" in page
@@ -448,6 +452,224 @@ def test_a_clause_never_evaluated_is_not_reached_never_failed() -> None:
     rec["outcome"], rec["status"] = "error", None
     res["run"]["unexpected"] = expectations.apply(res, None)
     summ = summary.summarize(res, 1)
-    assert report.clause_status(res)["DB-1"] == "pass"
+    assert verdicts.clause_status(res)["DB-1"] == "pass"
     assert summ["exit_status"] == summary.EXIT_HARNESS, summ
     assert "not reached: DB-3" in summ["cause"], summ["cause"]
+
+
+#: names the verdicts own (``conformance/verdicts.py``): the report renders them, never defines them
+_JUDGING = {
+    "CONTRACT",
+    "Clause",
+    "TierVerdict",
+    "TIER_STATUSES",
+    "tier_label",
+    "load_contract",
+    "load_tiers",
+    "clause_outcomes",
+    "clause_status",
+    "claimed_tiers",
+    "tier_verdicts",
+    "overall",
+    "verdict",
+    "tier_line",
+    "_tier_at",
+    "_tier_verdict",
+    "_overall",
+    "_PRECEDENCE",
+    "_FAILED",
+    "_RAN",
+    "_CLAUSE",
+    "_FAMILY",
+    "_TIER",
+    "_SECTION",
+}
+
+
+def _defined(path: Path) -> set[str]:
+    """The names a module's top level defines (functions, classes, assignments)."""
+    out: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            out |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return out
+
+
+def test_the_report_only_renders_and_the_verdicts_judge() -> None:
+    """The contract model, clause outcomes and tier verdicts live in one place
+    (``conformance.verdicts``): ``report.py`` defines none of them, and nothing
+    reaches them through ``report``."""
+    kit = Path(verdicts.__file__).parent
+    assert _defined(Path(report.__file__)) & _JUDGING == set()
+    assert _JUDGING - {"_overall"} <= _defined(Path(verdicts.__file__))
+    through_report = re.compile(r"\breport\.(" + "|".join(sorted(_JUDGING)) + r")\b")
+    for path in [*kit.rglob("*.py"), *Path(__file__).parent.glob("*.py")]:
+        if path != Path(__file__):
+            assert not through_report.search(path.read_text()), f"{path} judges through report"
+
+
+def test_an_after_test_invariant_is_its_clause_outcome() -> None:
+    """TERM-1's scenario passed, then the after-test check found INV-1/INV-2
+    violated: the test fails; TERM-1 passed, INV-1 and INV-2 failed, whatever
+    the message says and although the test names neither."""
+    from conformance import expectations, mutation, summary
+
+    res = json.loads((Path(__file__).parent / "data" / "results_pg17_tiers.json").read_text())
+    rec = next(t for t in res["tests"] if t["clauses"] == ["TERM-1"])
+    rec["outcome"], rec["message"] = "fail", "AssertionError: the pool was left broken"
+    rec["properties"]["clause_outcomes"] = {"TERM-1": "pass", "INV-1": "fail", "INV-2": "fail"}
+    res["run"]["unexpected"] = expectations.apply(res, None)
+    status = verdicts.clause_status(res)
+    assert (status["TERM-1"], status["INV-1"], status["INV-2"]) == ("pass", "fail", "fail")
+    pool = verdicts.tier_verdicts(res, verdicts.load_contract())["pool"]
+    assert (pool.status, pool.must_failed) == ("failed", 2)
+    assert mutation.failed_clauses(rec) == {"INV-1", "INV-2"}
+    summ = summary.summarize(res, 1)
+    assert (summ["verdict"], summ["exit_status"]) == (summary.NOT_CONFORMANT, summary.EXIT_UNEXPECTED)
+    # a passing test's after-test check counts toward the INV clauses too
+    other = next(t for t in res["tests"] if t["clauses"] == ["EXH-1"])
+    other["properties"]["clause_outcomes"] = {
+        "EXH-1": "pass",
+        "INV-1": "pass",
+        "INV-2": "pass",
+        "INV-3": "pass",
+    }
+    rec["properties"]["clause_outcomes"] = {"TERM-1": "pass", "INV-1": "pass", "INV-2": "pass"}
+    rec["outcome"] = "pass"
+    res["run"]["unexpected"] = expectations.apply(res, None)
+    assert verdicts.clause_status(res)["INV-3"] == "pass"
+    assert verdicts.verdict(res, verdicts.load_contract()) is True
+    # a test expected to fail that passed: its own clause is the unexpected pass, not the invariants
+    rec["status"] = "unexpected-pass"
+    status = verdicts.clause_status(res)
+    assert (status["TERM-1"], status["INV-1"]) == ("unexpected-pass", "pass")
+
+
+AFTER_TEST_CONFTEST = """
+import types
+
+import pytest
+
+from conformance.adapters import NotApplicable
+from conformance.suite.conftest import pytest_runtest_call  # noqa: F401
+
+
+class _Target:
+    def is_running(self):
+        return True
+
+    def ensure_baseline(self):
+        pass
+
+    def wait_until(self, ok, timeout, what=""):
+        if not ok():
+            raise AssertionError(f"timed out waiting for {what}")
+
+
+class _Adapter:
+    def __init__(self, left):
+        self.left = left
+
+    def check(self):
+        return list(self.left)
+
+    def jobs(self):
+        return []
+
+    def busy(self):
+        return False
+
+
+class _Pool:
+    def __init__(self, left=(), lost=None):
+        self.target, self.adapter, self.lost = _Target(), _Adapter(left), lost
+        self.profile = types.SimpleNamespace(pool=None)
+
+    def agreement(self):
+        return []
+
+    def configured_capacity(self):
+        if self.lost is None:
+            raise NotApplicable("no capacity")
+        return 4
+
+    def os_workers(self):
+        return []
+
+    def capacity_witness(self):
+        if self.lost:
+            raise AssertionError("3 of 4 submits ran at once")
+
+
+@pytest.fixture
+def pool(request):
+    return _Pool(**getattr(request, "param", {}))
+"""
+
+AFTER_TEST_TESTS = """
+import pytest
+
+
+@pytest.mark.clause("TERM-1")
+def test_leaves_it_clean(pool):
+    pass
+
+
+@pytest.mark.clause("EXH-1")
+@pytest.mark.parametrize("pool", [{"left": ["slot 3 leaked"]}], indirect=True)
+def test_leaves_a_slot(pool):
+    pass
+
+
+@pytest.mark.clause("TERM-3")
+@pytest.mark.parametrize("pool", [{"lost": True}], indirect=True)
+def test_loses_capacity(pool):
+    pass
+
+
+@pytest.mark.clause("TERM-2")
+@pytest.mark.parametrize("pool", [{"left": ["slot 3 leaked"]}], indirect=True)
+def test_fails_on_its_own(pool):
+    assert False, "its own failure"
+"""
+
+
+def test_the_after_test_checks_record_their_clause_outcomes(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The suite's after-test checks, on a pool that is not a server: each
+    records INV-1 to INV-3 among the test's clause outcomes (its own clause
+    passed) and fails the test on a violation; a test that failed is not checked."""
+    from conformance import mutation
+
+    pytester.makeconftest(AFTER_TEST_CONFTEST)
+    pytester.makepyfile(test_after=AFTER_TEST_TESTS)
+    result = pytester.runpytest_subprocess("--bgwc-target=local", f"--bgwc-results={tmp_path}")
+    result.assert_outcomes(passed=1, failed=3)
+    res = json.loads((tmp_path / "results.json").read_text())
+    tests = {t["name"].split("[")[0]: t for t in res["tests"]}
+    own = {name: verdicts.clause_outcomes(t) for name, t in tests.items()}
+    assert own["test_leaves_it_clean"] == {"TERM-1": "pass", "INV-1": "pass", "INV-2": "pass"}
+    assert own["test_leaves_a_slot"] == {"EXH-1": "pass", "INV-1": "fail", "INV-2": "fail"}
+    assert own["test_loses_capacity"] == {"TERM-3": "pass", "INV-1": "pass", "INV-2": "pass", "INV-3": "fail"}
+    assert own["test_fails_on_its_own"] == {}
+    assert "INV-1/INV-2 violated after the test" in tests["test_leaves_a_slot"]["message"]
+    failed = {name: mutation.failed_clauses(t) for name, t in tests.items() if t["outcome"] == "fail"}
+    assert failed == {
+        "test_leaves_a_slot": {"INV-1", "INV-2"},
+        "test_loses_capacity": {"INV-3"},
+        "test_fails_on_its_own": {"TERM-2"},
+    }
+    status = verdicts.clause_status(res)
+    assert {c: status[c] for c in ("TERM-1", "EXH-1", "TERM-3", "TERM-2", "INV-1", "INV-2", "INV-3")} == {
+        "TERM-1": "pass",
+        "EXH-1": "pass",
+        "TERM-3": "pass",
+        "TERM-2": "fail",
+        "INV-1": "fail",
+        "INV-2": "fail",
+        "INV-3": "fail",
+    }

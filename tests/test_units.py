@@ -236,3 +236,42 @@ def test_budgets_follow_the_clauses_deadlines_and_the_profile() -> None:
     assert budgets.budget_s(["STOP-1"], down) == stop + STAYS_DOWN_S
     assert budgets.budget_s(["DB-1", "DB-3"], pool) == budgets.budget_s(["DB-1"], pool)
     assert budgets.budget_s(["JOB-1"], pool) == budgets.POOL_TEST_S + budgets.LADDER_S + budgets.MARGIN_S
+
+
+def test_a_run_reads_its_profile_and_expectations_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI validates the config and hands it to pytest as an object: the
+    profile and the expectations file are each read once per run."""
+    import conformance.config as config_module
+    from conformance import cli
+
+    reads = {"profile": 0, "expectations": 0}
+    real_profile, real_load = config_module.load_profile, config_module.load
+
+    def profile(name: str):  # type: ignore[no-untyped-def]
+        reads["profile"] += 1
+        return real_profile(name)
+
+    def expectations(path: Path):  # type: ignore[no-untyped-def]
+        reads["expectations"] += 1
+        return real_load(path)
+
+    monkeypatch.setattr(config_module, "load_profile", profile)
+    monkeypatch.setattr(config_module, "load", expectations)
+    exp = tmp_path / "x.expectations.toml"
+    exp.write_text("# nothing expected\n")
+    argv = [
+        "verify",
+        "--repeat",
+        "2",
+        "--target",
+        "local",
+        "--expectations",
+        str(exp),
+        "--reports",
+        str(tmp_path),
+    ]
+    code = cli.main([*argv, "-k", "no_test_has_this_name"])
+    assert code == 2  # no test selected: the harness says so
+    assert reads == {"profile": 1, "expectations": 1}, reads

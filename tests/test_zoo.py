@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from conformance import engine, report
+from conformance import engine, verdicts
 
 ZOO = Path(__file__).parent / "zoo"
 MAJOR = int(os.environ.get("BGWC_ZOO_MAJOR", "17"))
@@ -84,7 +84,7 @@ def _started(names: list[str]) -> None:
 
 def _flagged(results: dict[str, Any]) -> tuple[set[str], set[str]]:
     """The clauses a run failed, and those it never reached, as the report shows them."""
-    status = report.clause_status(results)
+    status = verdicts.clause_status(results)
     return (
         {c for c, s in status.items() if s in _FAILED},
         {c for c, s in status.items() if s == "not-reached"},

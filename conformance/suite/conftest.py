@@ -5,7 +5,8 @@
   setup done, every process it promises at rest up (the ``bgworker`` tier).
 - ``pool``: the same, seen through the profile's pool adapter, with no worker
   left from an earlier test (the ``pool`` and ``faults`` tiers).  After every
-  test that used it, the INV clauses are checked; a violation fails that test.
+  test that used it, the INV clauses are checked: each one's outcome is
+  recorded among the test's ``clause_outcomes``, and a violation fails it.
 
 A test of a tier that the profile does not claim is skipped with a reason
 that starts with "not applicable" (reported as such, never as a pass), before
@@ -197,19 +198,36 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     pool = getattr(item, "funcargs", {}).get("pool")
     if pool is None or outcome.excinfo is not None:
         return
+    judged: dict[str, str] = {}
     try:
-        _settle_then_check(pool)
+        _settle_then_check(pool, judged)
         t0 = time.monotonic()
-        _capacity_after(pool)
+        _capacity_after(pool, judged)
         item.user_properties.append(("capacity_witness_s", round(time.monotonic() - t0, 3)))
     except AssertionError as exc:
         outcome.force_exception(exc)
+    _record_after_test(item, judged)  # not when a check broke: the test fails on its own clauses
 
 
-def _capacity_after(pool: Pool) -> None:
+def _record_after_test(item: pytest.Item, judged: dict[str, str]) -> None:
+    """The after-test checks' outcomes (INV-1 to INV-3) among the test's
+    clause outcomes, where ``verdicts.clause_status`` and
+    ``mutation.failed_clauses`` read them: its scenario passed (so did each
+    of its clauses it did not record on its own), then the checks judged the
+    INV clauses, whatever clauses the test names."""
+    if not judged:
+        return
+    recorded = dict(item.user_properties).get("clause_outcomes")
+    own = dict.fromkeys([c for m in item.iter_markers("clause") for c in m.args], "pass")
+    own |= recorded if isinstance(recorded, dict) else {}
+    item.user_properties.append(("clause_outcomes", own | judged))  # the last value of a key counts
+
+
+def _capacity_after(pool: Pool, judged: dict[str, str]) -> None:
     """INV-3: whatever path the test took to free its slots, exactly the
     configured capacity runs at once afterwards.  What the test left running
-    is stopped first; a pool with no capacity has no such witness."""
+    is stopped first; a pool with no capacity has no such witness.  Its
+    outcome goes into ``judged`` when it was judged."""
     if not pool.target.is_running():
         return
     try:
@@ -230,10 +248,14 @@ def _capacity_after(pool: Pool) -> None:
         )
         pool.capacity_witness()
     except AssertionError as exc:
+        judged["INV-3"] = "fail"
         raise AssertionError(f"{CAPACITY_LOST}: {exc}") from None
+    judged["INV-3"] = "pass"
 
 
-def _settle_then_check(pool: Pool) -> None:
+def _settle_then_check(pool: Pool, judged: dict[str, str]) -> None:
+    """INV-1 and INV-2, once the pool settled: its own check empty, and the
+    OS agreeing with it.  Their outcome goes into ``judged`` when judged."""
     if not pool.target.is_running():
         return
     last: list[str] = []
@@ -251,4 +273,6 @@ def _settle_then_check(pool: Pool) -> None:
     try:
         pool.target.wait_until(clean, SLOT_FREE_S, what="pool invariants (INV-1, INV-2)")
     except AssertionError:
+        judged.update({"INV-1": "fail", "INV-2": "fail"})
         raise AssertionError(f"{INV_VIOLATED}: {last}") from None
+    judged.update({"INV-1": "pass", "INV-2": "pass"})

@@ -1,9 +1,30 @@
 """Targets: where a server under test runs.  ``container`` (one per PostgreSQL
 major, through testcontainers) and ``local`` (the host's server, through
-pytest-postgresql) offer the same fault and observation API."""
+pytest-postgresql) offer the same fault and observation API.  Target names
+mean what ``spec.TargetSpec`` says; ``make_target`` is the one place a
+server is created and started."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from conformance.targets.base import STOP_MODES, Target
 from conformance.targets.container import ContainerTarget
 from conformance.targets.local import LocalTarget
+from conformance.targets.spec import TargetSpec
 
-__all__ = ["STOP_MODES", "ContainerTarget", "LocalTarget", "Target"]
+if TYPE_CHECKING:
+    from conformance.config import KitConfig
+
+__all__ = ["STOP_MODES", "ContainerTarget", "LocalTarget", "Target", "TargetSpec", "make_target"]
+
+
+def make_target(name: str, kit: KitConfig) -> Target:
+    """Create and start the target ``name`` for the kit's extension."""
+    from conformance import images
+
+    spec = TargetSpec.parse(name)
+    if spec.major is None:
+        return LocalTarget(kit.extension, kit.pg_config).setup()
+    image = images.build_extension(spec.major, kit.extension, kit.base)
+    return ContainerTarget(image.tag, spec.major).setup()

@@ -68,6 +68,16 @@ class Escalation:
     ok: bool
     error: str = ""  # why the step did not work
 
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "test": self.test,
+            "step": self.step,
+            "why": self.why,
+            "took_s": self.took_s,
+            "ok": self.ok,
+            "error": self.error,
+        }
+
 
 @dataclass(frozen=True)
 class ExecResult:
@@ -556,6 +566,21 @@ class Target(ABC):
             self.restart()
         elif not self.is_running():
             self.recover("the server was down before the test", escalation=False)
+
+    def describe(self) -> dict[str, Any]:
+        """This server as plain data, for the results: name, major, version,
+        extensions, image, start-to-ready time."""
+        info: dict[str, Any] = {"target": self.name, "major": self.major}
+        try:
+            info["version"] = self.scalar("SELECT version()", idempotent=True)
+            info["extensions"] = dict(
+                self.sql("SELECT extname, extversion FROM pg_extension", idempotent=True)
+            )
+        except (psycopg.Error, TargetError, WaitTimeout) as exc:
+            info["version"] = f"unknown ({exc})"
+        info["image"] = getattr(self, "image", None)
+        info["start_to_ready_s"] = round(getattr(self, "started_in_s", 0.0), 2)
+        return info
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -1,0 +1,218 @@
+"""``bgw-conformance init``: an extension's adoption of the kit, scaffolded.
+
+  bgw-conformance init (--package NAME [--package NAME...] | --extension DIR) [--name NAME]
+                       [--library LIB] [--recipe CMD] [--make-args ARGS] [--pg 17[,18...]]
+                       [--dir DIR] [--force]
+
+Its options are checked before anything starts (``options``); then three steps,
+a module each:
+
+1. probe (``probe.py``): start a real server with the extension preloaded,
+   create the extension, wait until its background processes are stable, and
+   probe each kind: one of its processes terminated (does it come back, how
+   soon?), and one crash-restart of the server (is each kind back after it?).
+   Then build each major's image to see where the extension installs.
+2. propose (``propose.py``): turn what was seen into a ``Proposal``: the library
+   to preload, the profile's name, the kinds of process with their title
+   regexes, and each kind's ``after_exit``, ``restart_s`` and ``after_crash``.
+3. write (``write.py``): the profile, whose comments say what was measured and
+   what is a guess, an empty expectations file, and CI workflows for GitHub and
+   GitLab from ``fixtures/ci/``; then a summary on the terminal.
+
+``make_proposal`` runs the first two (they interleave: the name and library are
+inferred from what the packages install before the extension is measured), and
+``run`` is what the CLI calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from conformance.config import OPTIONS
+from conformance.errors import KitError
+from conformance.images import Extension, check_source
+from conformance.scaffold import probe, propose, write
+from conformance.scaffold.probe import installs_on, measure, package_files, say, server, unowned_controls
+from conformance.scaffold.propose import (
+    PROFILE_DIR,
+    Kind,
+    Options,
+    Probe,
+    Proposal,
+    Seen,
+    kinds_of,
+    package_library,
+    profile_name,
+    promised_restart_s,
+    source_controls,
+)
+from conformance.scaffold.write import (
+    GITHUB,
+    GITLAB,
+    outputs,
+    refuse_existing,
+    render_ci,
+    render_profile,
+    summary,
+)
+from conformance.targets.spec import parse_majors
+
+__all__ = [
+    "GITHUB",
+    "GITLAB",
+    "PROFILE_DIR",
+    "Kind",
+    "Options",
+    "Probe",
+    "Proposal",
+    "Seen",
+    "add_parser",
+    "installs_on",
+    "kinds_of",
+    "make_proposal",
+    "options",
+    "outputs",
+    "package_library",
+    "probe",
+    "promised_restart_s",
+    "propose",
+    "render_ci",
+    "render_profile",
+    "run",
+    "write",
+]
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
+# -- options ------------------------------------------------------------------------
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The ``init`` subcommand and its options."""
+    p = sub.add_parser(
+        "init",
+        help="propose a profile from a real server, with expectations and CI workflows",
+        description="Start a server with the extension, watch its background processes, probe "
+        "what each does after an exit and a crash, and write bgw-conformance/NAME.toml, "
+        "its expectations file and CI workflows (GitHub, GitLab) into --dir.",
+    )
+    p.add_argument(
+        "--package",
+        action="append",
+        default=[],
+        help="a Debian package of the extension, e.g. 'postgresql-{major}-cron' (repeatable)",
+    )
+    p.add_argument("--extension", type=Path, default=None, help=OPTIONS["extension"][1])
+    p.add_argument("--name", default=None, help="the profile's name (default: the extension's control file)")
+    p.add_argument(
+        "--library", default=None, help=OPTIONS["library"][1] + " (default: inferred from what it installs)"
+    )
+    p.add_argument("--recipe", default=None, help=OPTIONS["recipe"][1])
+    p.add_argument("--make-args", default="", help=OPTIONS["make_args"][1])
+    p.add_argument(
+        "--pg", default="17", help="majors to scaffold for, comma-separated; the first is the one probed"
+    )
+    p.add_argument(
+        "--dir", type=Path, default=Path("."), help="root of the extension's repository, where files go"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite the files init writes")
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
+
+
+def options(args: argparse.Namespace) -> Options:
+    """Every option checked before anything starts."""
+    packages = tuple(args.package or ())
+    if packages and args.extension is not None:
+        raise KitError("give --package or --extension, not both")
+    if not packages and args.extension is None:
+        raise KitError("give what to install: --package NAME (repeatable) or --extension DIR")
+    for pkg in packages:
+        if not _DEBIAN_PACKAGE.fullmatch(pkg.replace("{major}", "17")):
+            raise KitError(f"--package {pkg!r}: not a Debian package name ({{major}} is the server's major)")
+    if args.extension is None and (args.recipe or args.make_args):
+        raise KitError("--recipe and --make-args build sources: give --extension DIR")
+    source = check_source(args.extension.resolve(), pgxs=not args.recipe) if args.extension else None
+    if args.name is not None and not _NAME.fullmatch(args.name):
+        raise KitError(f"--name {args.name!r}: use letters, digits, '_', '.' and '-'")
+    library = _csv(args.library)
+    if source is not None and not library and not source_controls(source):
+        raise KitError(f"--extension {source}: no *.control file to name its library after; give --library")
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise KitError(f"--dir {root}: no such directory")
+    return Options(
+        packages,
+        source,
+        args.recipe,
+        args.make_args,
+        library,
+        args.name,
+        parse_majors(args.pg),
+        root,
+        args.force,
+    )
+
+
+def make_proposal(opts: Options) -> Proposal:
+    """Measure the extension on the first major, then build each major's image (the
+    first's is cached by then) to see where it installs."""
+    major = opts.majors[0]
+    controls = source_controls(opts.source) if opts.source else []
+    preload = opts.library or ((controls[0],) if opts.source and len(controls) == 1 else ())
+    if opts.source and not preload:
+        raise KitError(
+            f"--extension {opts.source}: several control files ({', '.join(controls)}); give --library"
+        )
+    ext = Extension(
+        profile_name(opts, controls, preload),
+        preload,
+        opts.source,
+        opts.packages,
+        opts.recipe,
+        opts.make_args,
+    )
+    library_from = "from --library" if opts.library else "named after the control file"
+    if opts.packages and not ext.preload:
+        say(f"pg{major}: installing {', '.join(ext.packages_for(major))} to find its library")
+        with server(major, ext, opts.root) as probe_server:
+            libraries, controls = package_files(probe_server, ext.packages_for(major))
+        ext = replace(ext, preload=(package_library(libraries, controls, opts.packages),))
+        library_from = (
+            f"inferred: the packages install {', '.join(f'{lib}.so' for lib in libraries)} in pkglibdir"
+        )
+        ext = replace(ext, name=profile_name(opts, controls, ext.preload))
+    at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    p = Proposal(ext.name, ext, major, at, library_from=library_from, controls=controls)
+    say(f"pg{major}: starting a server with {p.ext.library} preloaded")
+    with server(major, ext, opts.root) as target:
+        if opts.packages and not p.controls:
+            p.controls = package_files(target, ext.packages_for(major))[1]
+        elif opts.source and not p.controls:
+            p.controls = unowned_controls(target)
+        p.name = profile_name(opts, p.controls, ext.preload)
+        refuse_existing(outputs(opts.root, p.name), opts.force)
+        measure(target, p, opts)
+    p.ext = replace(p.ext, name=p.name)
+    p.majors, p.left_out = installs_on(opts.majors, p.ext)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``bgw-conformance init``: check, measure, write, and say what was written."""
+    opts = options(args)
+    early = opts.name or (
+        profile_name(opts, source_controls(opts.source), opts.library) if opts.source else None
+    )
+    refuse_existing(outputs(opts.root, early), opts.force)
+    proposal = make_proposal(opts)
+    paths = write.write(proposal, opts)
+    print(summary(proposal, paths, opts.root))
+    return 0

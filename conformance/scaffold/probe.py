@@ -1,0 +1,259 @@
+"""The probe step of ``bgw-conformance init``: a real server with the extension,
+and what was measured on it.
+
+It starts a server with the extension preloaded (``server``, through
+``targets.make_target``, the one place servers start), finds what the packages
+install (``package_files``, ``unowned_controls``), creates the extension
+(``create_extensions``), waits until its background processes are stable
+(``observe``, ``settle``), and probes each kind: one of its processes terminated
+(``probe_exit``: does it come back, how soon?) and one crash-restart of the
+server (``probe_crash``: is each kind back after it?).  ``measure`` does all of
+that on one server into a ``Proposal``; ``installs_on`` builds each major's image
+to see where the extension installs.  The deadlines of the probes are here too.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+import psycopg
+
+from conformance import images
+from conformance.census import CRASH_RESTART, Census, title_of
+from conformance.config import KitConfig
+from conformance.deadlines import CRASH_RECOVERY_S, START_S
+from conformance.errors import ImageBuildError, KitError, NotPackaged
+from conformance.images import Extension
+from conformance.scaffold.propose import Kind, Options, Probe, Proposal, Seen, draft_profile, kinds_of
+from conformance.targets import Target
+from conformance.waiting import WaitTimeout
+
+STABLE_S = 3.0  # at rest: the extension's processes unchanged for this long ...
+SETTLE_S = 60.0  # ... within this deadline after a start
+BACK_S = 20.0  # how long a terminated process is watched for coming back
+CRASH_S = CRASH_RECOVERY_S  # how long a kind is watched for coming back after a crash-restart
+#: core's own background workers, by the start of their title (the bgworker view keeps them)
+CORE_BGWORKERS = ("logical replication ", "slotsync worker")
+
+
+def say(line: str) -> None:
+    print(f"[init] {line}", file=sys.stderr, flush=True)
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split()) or "(no message)"
+
+
+@contextmanager
+def server(major: int, ext: Extension, root: Path) -> Iterator[Target]:
+    """A started server with ``ext`` (through make_target), always removed."""
+    from conformance.targets import make_target
+
+    kit = KitConfig((f"pg{major}",), draft_profile(ext.name, root, ext), ext, None, "pg_config", None)
+    target = make_target(f"pg{major}", kit)
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+def package_files(target: Target, packages: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The libraries (in pkglibdir) and control files the packages installed, by ``dpkg -L``."""
+    pkglibdir = PurePosixPath(target.run([target.pg_config, "--pkglibdir"]).strip())
+    extdir = PurePosixPath(target.run([target.pg_config, "--sharedir"]).strip()) / "extension"
+    files = [
+        PurePosixPath(f.strip()) for pkg in packages for f in target.run(["dpkg", "-L", pkg]).splitlines()
+    ]
+    libraries = sorted({f.stem for f in files if f.parent == pkglibdir and f.suffix == ".so"})
+    controls = sorted({f.stem for f in files if f.parent == extdir and f.suffix == ".control"})
+    return libraries, controls
+
+
+def unowned_controls(target: Target) -> list[str]:
+    """Control files in the server's extension directory that no Debian package owns."""
+    script = (
+        f'for f in "$({target.pg_config} --sharedir)"/extension/*.control; do '
+        'dpkg -S "$f" >/dev/null 2>&1 || basename "$f" .control; done'
+    )
+    return sorted(line.strip() for line in target.run(["sh", "-c", script]).splitlines() if line.strip())
+
+
+def _ident(name: str) -> str:
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def create_extensions(target: Target, controls: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """CREATE EXTENSION ... CASCADE for each control file, in postgres, durably: the
+    statements that succeeded, and those that failed with their errors."""
+    done, failed = [], []
+    for control in controls:
+        stmt = f"CREATE EXTENSION IF NOT EXISTS {_ident(control)} CASCADE"
+        try:
+            with target.connect() as conn:
+                conn.execute("SET synchronous_commit = on")
+                conn.execute(stmt)  # type: ignore[arg-type]
+            done.append(stmt)
+        except psycopg.Error as exc:
+            failed.append((stmt, one_line(exc)))
+    return done, failed
+
+
+def observe(target: Target, workers: Census) -> list[Seen]:
+    """The extension's background processes: the OS's, without core's, with their SQL view."""
+    procs = [
+        p
+        for p in workers.background_workers()
+        if not title_of(p, target.cluster_name).startswith(CORE_BGWORKERS)
+    ]
+    rows = target.sql("SELECT pid, backend_type, datname FROM pg_stat_activity", idempotent=True)
+    sql = {pid: (btype, db) for pid, btype, db in rows}
+    return sorted(
+        (Seen(p.pid, title_of(p, target.cluster_name), *sql.get(p.pid, (None, None))) for p in procs),
+        key=lambda s: s.pid,
+    )
+
+
+def settle(target: Target, workers: Census) -> tuple[list[Seen], float]:
+    """Wait until the extension's processes are unchanged for STABLE_S (within SETTLE_S);
+    return them and how long after the call that began."""
+    t0 = time.monotonic()
+    last: list[Seen] | None = None
+    since = t0
+
+    def stable() -> bool:
+        nonlocal last, since
+        seen = observe(target, workers)
+        if seen != last:
+            last, since = seen, time.monotonic()
+        return time.monotonic() - since >= STABLE_S
+
+    try:
+        target.wait_until(stable, SETTLE_S, what=f"the extension's processes unchanged for {STABLE_S:g}s")
+    except WaitTimeout:
+        names = sorted(s.bgw_name for s in last or [])
+        raise KitError(
+            f"the extension's background processes did not settle within {SETTLE_S:g}s "
+            f"(none unchanged for {STABLE_S:g}s); last seen: {names}"
+        ) from None
+    assert last is not None
+    return last, since - t0
+
+
+def back_at_rest(target: Target, workers: Census) -> None:
+    """Every kind as seen at rest again: waited for, or after a restart (a probe left one down)."""
+    census = workers.census()
+    if all(len(census[s.name]) == s.count for s in workers.profile.processes):
+        try:
+            workers.wait_at_rest(START_S)
+            return
+        except AssertionError:
+            pass
+    say("restarting the server to bring every kind back")
+    target.restart("fast")
+    try:
+        workers.wait_at_rest(SETTLE_S)
+    except AssertionError as exc:
+        raise KitError(
+            f"after a restart, the processes seen at rest did not come back as seen: {one_line(exc)[:400]}"
+        ) from None
+
+
+def probe_exit(target: Target, workers: Census, kind: Kind) -> Probe:
+    """Terminate one process of ``kind``; watch BACK_S for a new one."""
+    spec = workers.profile.process(kind.name)
+    pid = min(workers.census()[kind.name])
+    t0 = time.monotonic()
+    how = workers.terminate(spec, pid)
+    try:
+        workers.wait_back(spec, {pid}, BACK_S)
+    except WaitTimeout:
+        if target.pid_alive(pid):
+            return Probe("unknown", None, f"pid {pid} still ran {BACK_S:g} s after {how}")
+        return Probe("stays-down", None, f"after {how} of pid {pid}, none came back within {BACK_S:g} s")
+    took = time.monotonic() - t0
+    return Probe("restart", took, f"after {how} of pid {pid}, a new one ran {took:.2f} s later")
+
+
+def probe_crash(target: Target, workers: Census, kinds: list[Kind]) -> None:
+    """SIGKILL one process (a crash-restart of the server); watch CRASH_S for each kind."""
+    census = workers.census()
+    victim = min(census[kinds[0].name])
+    offset = target.log_offset()
+    t0 = time.monotonic()
+    target.kill(victim, signal.SIGKILL)
+    what = f"SIGKILL of {kinds[0].name} pid {victim}"
+    try:
+        target.wait_for_log(CRASH_RESTART.pattern, offset, timeout=CRASH_S)
+    except WaitTimeout:
+        for kind in kinds:
+            kind.after_crash = Probe("unknown", None, f"{what} caused no crash-restart within {CRASH_S:g} s")
+        return
+    for kind in kinds:
+        left = max(0.5, CRASH_S - (time.monotonic() - t0))
+        try:
+            workers.wait_back(workers.profile.process(kind.name), set(census[kind.name]), left)
+        except WaitTimeout:
+            kind.after_crash = Probe(
+                "stays-down", None, f"after {what} (a crash-restart), not back within {CRASH_S:g} s"
+            )
+            continue
+        took = time.monotonic() - t0
+        kind.after_crash = Probe("restart", took, f"after {what} (a crash-restart), back {took:.2f} s later")
+
+
+def _versions(target: Target, packages: tuple[str, ...]) -> list[str]:
+    out = [f"{p} {target.run(['dpkg-query', '-W', '-f', '${Version}', p]).strip()}" for p in packages]
+    rows = target.sql("SELECT extname, extversion FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1")
+    return out + [f"extension {name} {version}" for name, version in rows]
+
+
+def measure(target: Target, p: Proposal, opts: Options) -> None:
+    """Create the extension, find its processes at rest, and probe each kind."""
+    p.server_version = str(target.scalar("SHOW server_version"))
+    p.setup, p.failed = create_extensions(target, p.controls)
+    for stmt, error in p.failed:
+        say(f"{stmt}: {error}")
+    target.restart("fast")  # at rest as the suite sees it: a start with the setup done
+    draft = draft_profile(p.name, opts.root, p.ext)
+    seen, p.settled_s = settle(target, Census(target, draft))
+    p.kinds = kinds_of(seen, [p.name, *p.ext.preload, *p.controls])
+    if not p.kinds:
+        raise KitError(
+            f"no background process of {p.name} ran at rest on pg{p.major} (after a start with its "
+            f"setup done, unchanged for {STABLE_S:g}s): init proposes the processes it sees"
+        )
+    say("at rest: " + ", ".join(f"{k.count} x {k.bgw_name!r}" for k in p.kinds))
+    p.versions = _versions(target, p.ext.packages_for(p.major))
+    workers = Census(target, draft_profile(p.name, opts.root, p.ext, p.kinds))
+    for kind in p.kinds:
+        back_at_rest(target, workers)
+        say(f"terminating one {kind.name!r}, watching up to {BACK_S:g}s")
+        kind.after_exit = probe_exit(target, workers, kind)
+        say(f"{kind.name}: {kind.after_exit.detail}")
+    back_at_rest(target, workers)
+    say(f"crashing the server (SIGKILL of one {p.kinds[0].name!r}), watching up to {CRASH_S:g}s")
+    probe_crash(target, workers, p.kinds)
+
+
+def installs_on(majors: Iterable[int], ext: Extension) -> tuple[list[int], dict[int, str]]:
+    """Build each major's image; the majors where it built, and why the others did not."""
+    built, left_out = [], {}
+    for major in majors:
+        try:
+            images.build_extension(major, ext)
+            built.append(major)
+        except NotPackaged as exc:
+            left_out[major] = f"not packaged: Debian ({exc.suite}) has no {', '.join(exc.packages)}"
+            say(f"pg{major} left out: {left_out[major]}")
+        except ImageBuildError as exc:
+            lines = [ln.strip(" |") for ln in str(exc).splitlines() if ln.strip(" |")]
+            head = lines[0].removesuffix("; last lines:")
+            left_out[major] = head + (f": {lines[-1]}" if len(lines) > 1 else "")
+            say(f"pg{major} left out: {left_out[major]}")
+    return built, left_out

@@ -1,0 +1,201 @@
+"""The propose step of ``bgw-conformance init``: what a proposal is, and the rules
+that turn what the probe saw into a profile's keys.
+
+The data model: ``Options`` (what init was asked for), ``Seen`` (one background
+process as observed), ``Probe`` (the outcome of one probe), ``Kind`` (one kind of
+process, as seen at rest and as probed: a ``[[process]]`` entry to be) and
+``Proposal`` (everything init will write).  The rules: which library to preload
+(``package_library``), the profile's name (``profile_name``), the kinds and their
+title regexes (``kinds_of``), the whole-second ``restart_s`` a measured comeback
+suggests (``promised_restart_s``), and the draft profile the probes' census uses
+(``draft_profile``).  Nothing here starts a server.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conformance.errors import KitError
+from conformance.images import Extension
+from conformance.profile import Install, ProcessSpec, Profile
+
+PROFILE_DIR = "bgw-conformance"  # where the profile goes, under the extension's repository
+
+#: the postmaster starts a worker up to this long after its bgw_restart_time (its loop's wakeup)
+RESTART_LATENCY_S = 0.25
+
+
+def promised_restart_s(measured: float) -> int:
+    """The whole-second restart interval a measured comeback suggests (1.1 s from a 1 s interval is 1)."""
+    return max(1, math.ceil(measured - RESTART_LATENCY_S))
+
+
+@dataclass(frozen=True)
+class Options:
+    packages: tuple[str, ...]
+    source: Path | None
+    recipe: str | None
+    make_args: str
+    library: tuple[str, ...]
+    name: str | None
+    majors: tuple[int, ...]
+    root: Path
+    force: bool
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One background process of the extension: OS title, and its pg_stat_activity row."""
+
+    pid: int
+    bgw_name: str
+    backend_type: str | None
+    database: str | None
+
+
+@dataclass(frozen=True)
+class Probe:
+    outcome: str  # "restart", "stays-down", or "unknown" (not measured)
+    seconds: float | None  # back after this long (restart)
+    detail: str  # what was done and seen
+
+
+@dataclass
+class Kind:
+    """One kind of background process: as seen at rest, and as probed."""
+
+    name: str
+    title: str  # a regex matched at the start of the bgw_name
+    bgw_name: str  # as seen (the common start of the kind's titles)
+    backend_type: str | None
+    database: str | None
+    count: int
+    databases: tuple[str, ...] = ()  # when its processes are in several databases
+    after_exit: Probe | None = None
+    after_crash: Probe | None = None
+
+    def spec(self) -> ProcessSpec:
+        return ProcessSpec(self.name, self.title, self.backend_type, self.database, self.count)
+
+
+@dataclass
+class Proposal:
+    name: str
+    ext: Extension
+    major: int
+    at: str
+    server_version: str = ""
+    versions: list[str] = field(default_factory=list)
+    library_from: str = ""
+    controls: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    kinds: list[Kind] = field(default_factory=list)
+    settled_s: float = 0.0
+    majors: list[int] = field(default_factory=list)
+    left_out: dict[int, str] = field(default_factory=dict)
+
+
+def draft_profile(name: str, root: Path, ext: Extension, kinds: Iterable[Kind] = ()) -> Profile:
+    """The profile as known so far (for KitConfig and Census)."""
+    install = Install(ext.packages, ext.source, ext.recipe, ext.make_args, ext.preload)
+    return Profile(
+        name=name,
+        path=root / PROFILE_DIR / f"{name}.toml",
+        tiers=("bgworker",),
+        install=install,
+        processes=tuple(k.spec() for k in kinds),
+    )
+
+
+def source_controls(source: Path) -> list[str]:
+    return sorted(p.stem for p in source.glob("*.control"))
+
+
+def package_library(libraries: list[str], controls: list[str], packages: tuple[str, ...]) -> str:
+    """The library to preload: the one the packages install, or the one named as a control file."""
+    if len(libraries) == 1:
+        return libraries[0]
+    named = [lib for lib in libraries if lib in controls]
+    if len(named) == 1:
+        return named[0]
+    what = ", ".join(packages)
+    if not libraries:
+        raise KitError(f"{what} install no library in pkglibdir: nothing to preload; give --library")
+    raise KitError(f"{what} install several libraries ({', '.join(libraries)}): give --library")
+
+
+def profile_name(opts: Options, controls: list[str], preload: tuple[str, ...]) -> str:
+    """--name; else the control file (the one named as the library, if several); else the
+    package without ``postgresql-{major}-``; else the library, or the source directory."""
+    if opts.name:
+        return opts.name
+    if controls:
+        return next((c for c in controls if c in preload), controls[0])
+    if opts.packages:
+        name = opts.packages[0].removeprefix("postgresql-{major}-").replace("{major}", "")
+        return re.sub(r"-+", "-", name).strip("-") or "extension"
+    assert opts.source is not None
+    return preload[0] if preload else opts.source.name
+
+
+def _common_start(names: list[str]) -> str:
+    """The longest string every one of ``names`` starts with."""
+    first, last = min(names), max(names)
+    n = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first))
+    return first[:n]
+
+
+def _common_title(names: list[str]) -> str:
+    """A title regex matching all of ``names`` at their start."""
+    prefix = _common_start(names)
+    if prefix.strip():
+        return re.escape(prefix)
+    return "(?:" + "|".join(re.escape(n) for n in sorted(set(names))) + ")"
+
+
+def _short_name(bgw_name: str, known: Iterable[str]) -> str:
+    """``pg_cron launcher`` -> ``launcher``: the title without the extension's name."""
+    for prefix in sorted(set(known), key=len, reverse=True):
+        if prefix and bgw_name.lower().startswith(prefix.lower()):
+            rest = bgw_name[len(prefix) :].strip(" _-:")
+            if rest:
+                return rest
+    return bgw_name.strip()
+
+
+def kinds_of(seen: list[Seen], known_names: Iterable[str]) -> list[Kind]:
+    """Group processes into kinds: by backend_type where pg_stat_activity shows them,
+    else by title (digits aside).  A title that would also match another kind's
+    processes is anchored at its end too."""
+    groups: dict[tuple[str, str], list[Seen]] = {}
+    for s in seen:
+        key = ("sql", s.backend_type) if s.backend_type else ("os", re.sub(r"\d+", "#", s.bgw_name))
+        groups.setdefault(key, []).append(s)
+    kinds: list[Kind] = []
+    known = list(known_names)
+    for members in groups.values():
+        names = [m.bgw_name for m in members]
+        dbs = sorted({m.database for m in members if m.database is not None})
+        start = _common_start(names)
+        short = _short_name(start.strip() or names[0], known)
+        taken = {k.name for k in kinds}
+        title = _common_title(names)
+        if any(re.match(title, s.bgw_name) for s in seen if s not in members):
+            title += "$"
+        kinds.append(
+            Kind(
+                name=short if short not in taken else f"{short} {len(kinds) + 1}",
+                title=title,
+                bgw_name=start,
+                backend_type=members[0].backend_type,
+                database=dbs[0] if len(dbs) == 1 and all(m.database for m in members) else None,
+                count=len(members),
+                databases=tuple(dbs) if len(dbs) > 1 else (),
+            )
+        )
+    return kinds
