@@ -16,6 +16,7 @@ PM_DEATH_S = 1.0  # ORPHAN-1, PMD-1: every process gone after the postmaster's d
 WORKLOAD_GONE_S = 10.0  # before a test: the previous test's workload workers gone
 SHUTDOWN_S = 10.0  # SHUT-1, SHUT-2
 DB_COMMAND_S = 10.0  # DB-1, DB-2
+BARRIER_S = 10.0  # BARRIER-1: each barrier-emitting command
 OBSERVE_S = 10.0  # the window a retry storm is counted in
 STORM_LINES = 20  # SLOTS-1: at most this many log lines per OBSERVE_S window
 BUSY_CPU_S = 2.0  # SLOTS-3: at most this much CPU time (all its processes) per OBSERVE_S window

@@ -70,6 +70,7 @@ _FAMILY: dict[str, Callable[[Profile], float]] = {
     "SHUT": lambda p: 2 * w.START_S + w.SHUTDOWN_S,
     "SLOTS": _slots,
     "DB": _database,
+    "BARRIER": lambda p: 2 * (3 * w.BARRIER_S + 2 * w.BARRIER_S + 2 * STATEMENT_TIMEOUT_S) + w.START_S,
     "CYCLE": _cycle,
     "LOG": lambda p: w.START_S + 2 * w.OBSERVE_S,
 }

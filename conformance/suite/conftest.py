@@ -100,17 +100,21 @@ def _prepare(target: Target, profile: Profile) -> Census:
     return workers
 
 
-def _left_as_promised(workers: Census) -> str | None:
-    """Why the server is not as a test may assume (the previous test's
-    workload still running, a kind short of its promise), or None."""
+def _left_as_promised(workers: Census) -> tuple[str, str] | None:
+    """Why the server is not as a test may assume, and how to stop it: the
+    previous test's workload still running (its workers ignored the stop, so
+    an immediate stop), a kind short of its promise (a fast stop); or None."""
     try:
         workers.stop_workload()
         workers.target.wait_until(
             lambda: not workers.workload_left(), WORKLOAD_GONE_S, what="the workload's workers gone"
         )
+    except (AssertionError, TargetError) as exc:
+        return str(exc).splitlines()[0][:300], "immediate"
+    try:
         workers.wait_at_rest()
     except (AssertionError, TargetError) as exc:
-        return str(exc).splitlines()[0][:300]
+        return str(exc).splitlines()[0][:300], "fast"
     return None
 
 
@@ -124,9 +128,10 @@ def extension(
     that test; a server that cannot be restored makes this test not reached."""
     try:
         workers = _prepare(pg_target, profile)
-        why = _left_as_promised(workers)
-        if why is not None:
-            pg_target.recover(f"not as promised after the test: {why}")
+        left = _left_as_promised(workers)
+        if left is not None:
+            why, mode = left
+            pg_target.recover(f"not as promised after the test: {why}", mode=mode)
             workers = _prepare(pg_target, profile)
             workers.wait_at_rest()
     except (AssertionError, TargetError) as exc:

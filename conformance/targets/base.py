@@ -237,16 +237,16 @@ class Target(ABC):
                 pass
         self.wait_until(lambda: not self.processes(), LADDER_STEP_S, what="every server process gone")
 
-    def recover(self, why: str, *, escalation: bool = True) -> None:
+    def recover(self, why: str, *, escalation: bool = True, mode: str = "fast") -> None:
         """Bring the server back up whatever state it is in: down by the
         ladder, then a start; if it still will not start, whatever is left
         of it killed and a start again; then a fresh data directory (the
         setup must then run again: ``generation`` counts these).  The
         restart is an escalation (``escalation``: the server is not as the
         last test should have left it), and so is every step past it;
-        ServerLost when none works."""
+        ServerLost when none works.  ``mode``: the ladder's first stop."""
         if self.is_running():
-            self.bring_down(why)
+            self.bring_down(why, mode)
         if escalation:
             if self._escalate("restart", why, self._start_once):
                 return
