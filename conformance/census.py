@@ -172,15 +172,39 @@ class Census:
             raise AssertionError(f"{last}\n{exc}") from None
         return time.monotonic() - t0
 
-    def wait_started(self, timeout: float = START_S, since: float | None = None) -> float:
-        """Wait until the workload's kinds each have a live process, by
-        ``timeout`` seconds after ``since`` (default now); return the seconds since then."""
+    def wait_started(
+        self, timeout: float = START_S, since: float | None = None, database: str | None = None
+    ) -> float:
+        """Wait until the workload's kinds each have a live process that has
+        attached: a kind with a backend type shows in ``pg_stat_activity``
+        (connected to ``database``, when given), so that a fault aimed at
+        the running workers finds them past their start-up and in their
+        work, never still connecting.  By ``timeout`` seconds after
+        ``since`` (default now); return the seconds since then."""
         t0 = time.monotonic() if since is None else since
         kinds = self.workload_kinds()
+
+        def attached() -> bool:
+            census = self.census()
+            if not all(census[k.name] for k in kinds):
+                return False
+            for k in (k for k in kinds if k.backend_type is not None):
+                rows = self.target.sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = %s"
+                    " AND (%s::text IS NULL OR datname = %s)",
+                    k.backend_type,
+                    database,
+                    database,
+                )
+                if not rows[0][0]:
+                    return False
+            return True
+
+        where = f" attached to {database}" if database else " attached"
         self.target.wait_until(
-            lambda: all(self.census()[k.name] for k in kinds),
+            attached,
             max(0.0, timeout - (time.monotonic() - t0)),
-            what=f"the workload's workers ({', '.join(k.name for k in kinds)})",
+            what=f"the workload's workers ({', '.join(k.name for k in kinds)}){where}",
         )
         return time.monotonic() - t0
 
