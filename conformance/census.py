@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import psycopg
 import pytest
 
 from conformance.deadlines import DB_COMMAND_S, START_S
@@ -254,14 +253,7 @@ class Census:
         """Drop a database the suite created, WITH (FORCE), within DB_COMMAND_S:
         None when dropped, else why not (what blocked it).  The suite's own
         clean-up: a failure is recorded, never a verdict."""
-        offset = self.target.log_offset()
-        try:
-            with self.target.connect() as conn:
-                conn.execute(f"SET statement_timeout = '{int(DB_COMMAND_S * 1000)}ms'")
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        except psycopg.Error as exc:
-            return f"DROP DATABASE {name}: {exc}\n{self.target.blockers(offset)}"
-        return None
+        return self.target.try_statement(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", DB_COMMAND_S)[1]
 
     def observe_log(self, seconds: float, offset: int) -> str:
         """The server log written during an observation window of ``seconds``."""

@@ -475,6 +475,24 @@ class Target(ABC):
                         raise
         raise AssertionError("unreachable")
 
+    def try_statement(
+        self, statement: str, timeout: float, dbname: str = "postgres"
+    ) -> tuple[float, str | None]:
+        """Run one statement in a session of its own, under ``timeout`` (its
+        own statement_timeout): the seconds it took, and why it failed
+        (SQLSTATE, message and what blocked it) or None.  For a statement a
+        clause times, or a clean-up that must not hang."""
+        offset = self.log_offset()
+        t0 = time.monotonic()
+        with self.connect(dbname) as conn:
+            conn.execute(f"SET statement_timeout = '{int(timeout * 1000)}ms'")
+            try:
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                took = time.monotonic() - t0
+                return took, f"{statement}: {exc.sqlstate} {exc} after {took:.1f}s\n{self.blockers(offset)}"
+        return time.monotonic() - t0, None
+
     def blockers(self, offset: int) -> str:
         """What a statement that ran out of time waited for: the sessions
         that were not idle (pg_stat_activity, with wait events) and the

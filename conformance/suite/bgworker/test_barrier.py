@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Callable
 
-import psycopg
 import pytest
 
 from conformance.census import Census
@@ -26,26 +24,6 @@ from conformance.suite.checks import Checks
 #: the first major whose DROP DATABASE waits for a ProcSignalBarrier (src/backend/commands/dbcommands.c)
 BARRIER_SINCE = 15
 _SERIAL = itertools.count(1)
-
-
-def _run(census: Census, statement: str, prepare: str = "") -> tuple[float, str | None]:
-    """``statement`` under BARRIER_S: the seconds it took, and why it failed
-    (with the blockers the log names, each mapped to the profile's kind) or None."""
-    offset = census.target.log_offset()
-    t0 = time.monotonic()
-    with census.target.connect() as conn:
-        conn.execute(f"SET statement_timeout = '{int(BARRIER_S * 1000)}ms'")
-        if prepare:
-            conn.execute(prepare)
-        try:
-            conn.execute(statement)
-        except psycopg.Error as exc:
-            took = time.monotonic() - t0
-            return (
-                took,
-                f"{statement}: {exc.sqlstate} {exc} after {took:.1f}s\n{census.target.blockers(offset)}",
-            )
-    return time.monotonic() - t0, None
 
 
 def _invalid_databases(census: Census) -> list[str]:
@@ -80,14 +58,14 @@ def test_barrier_emitting_commands_complete(
             f"DROP DATABASE {db}",
             f"DROP TABLESPACE {space}",
         ):
-            took, failed = _run(extension, command)
+            took, failed = extension.target.try_statement(command, BARRIER_S)
             figures.add("BARRIER-1", f"{command.split(' bgwc')[0]} ({phase})", took, BARRIER_S)
             if failed is not None:
                 problems.append(f"{phase}: {failed}")
                 break  # what follows needs this one done
         # clean-up, bounded: a command held by an unabsorbed barrier is recorded, never waited for
         for what in (f"DROP DATABASE IF EXISTS {db}", f"DROP TABLESPACE IF EXISTS {space}"):
-            if (why := _run(extension, what)[1]) is not None:
+            if (why := extension.target.try_statement(what, BARRIER_S)[1]) is not None:
                 left.append(why.splitlines()[0])
     invalid = _invalid_databases(extension)
     if left or invalid:
