@@ -45,7 +45,9 @@ def test_sigkilled_worker_crash_restarts_and_comes_back(
             extension.target.wait_for_log(CRASH_RESTART.pattern, offset, CRASH_RECOVERY_S)
             if spec.after_crash == "stays-down":
                 extension.target.wait_until(
-                    lambda: extension.target.scalar("SELECT 1"), CRASH_RECOVERY_S, what="the server back"
+                    lambda: extension.target.scalar("SELECT 1", idempotent=True),
+                    CRASH_RECOVERY_S,
+                    what="the server back",
                 )
                 most = extension.hold(spec, STAYS_DOWN_S)
                 if most:
