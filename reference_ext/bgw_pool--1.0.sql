@@ -2,6 +2,26 @@
 
 \echo Use "CREATE EXTENSION bgw_pool" to load this file. \quit
 
+-- The schema is the extension's own: one created beforehand (by a role that
+-- could then replace what is put in it) or holding anything else is refused.
+DO $$
+BEGIN
+  IF (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = 'bgw_pool')
+       OPERATOR(pg_catalog.<>) (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+     OR EXISTS (SELECT 1 FROM pg_catalog.pg_class
+                WHERE relnamespace = 'bgw_pool'::pg_catalog.regnamespace)
+     OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc
+                WHERE pronamespace = 'bgw_pool'::pg_catalog.regnamespace)
+     OR EXISTS (SELECT 1 FROM pg_catalog.pg_type
+                WHERE typnamespace = 'bgw_pool'::pg_catalog.regnamespace)
+  THEN
+    RAISE EXCEPTION 'schema "bgw_pool" already exists and is not the extension''s own'
+      USING ERRCODE = '42P06',
+            HINT = 'Drop or rename that schema, then create the extension.';
+  END IF;
+END
+$$;
+
 CREATE FUNCTION _submit(job text, args_type text, ms text, code text, message text, query text,
                         dbname name)
 RETURNS TABLE (slot int, generation bigint, pid int)
@@ -10,7 +30,9 @@ LANGUAGE C VOLATILE;
 
 -- Start a job in a pool worker; returns its handle (slot, generation) and
 -- pid once the worker runs.
--- The job runs as the caller (its current user, unable to change role).
+-- The job runs as the caller (its current user, unable to change role),
+-- with that role's own settings, once the calling transaction commits: a
+-- job of a transaction or savepoint that rolls back never runs.
 -- Jobs that crash, hang or restart the cluster need a superuser.
 CREATE FUNCTION submit(job text, args jsonb DEFAULT '{}', dbname name DEFAULT current_database())
 RETURNS TABLE (slot int, generation bigint, pid int)
@@ -26,7 +48,8 @@ $$;
 
 -- Ask the worker of a handle to stop; false for a free slot or a stale
 -- generation.  Only roles with the privileges of the job's role may (42501).
-CREATE FUNCTION terminate(slot int, generation bigint DEFAULT NULL)
+-- Both parts of the handle are required: a stop names one job.
+CREATE FUNCTION terminate(slot int, generation bigint)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'bgw_pool_terminate'
 LANGUAGE C VOLATILE;

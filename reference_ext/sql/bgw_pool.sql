@@ -35,12 +35,13 @@ SELECT * FROM bgw_pool.submit('sleep', '{"ms": 10}', 'no_such_database');
 SELECT * FROM bgw_pool.submit('sleep', '{"ms": 10}', 'template0');
 -- ignore_sigterm is bounded: a fast shutdown waits for it
 SELECT * FROM bgw_pool.submit('ignore_sigterm', '{"ms": 30001}');
-SELECT bgw_pool.terminate(NULL);
-SELECT bgw_pool.terminate(-1);
-SELECT bgw_pool.terminate(100000);
+-- a stop names one job: both parts of its handle are required
+SELECT bgw_pool.terminate(NULL, 1);
+SELECT bgw_pool.terminate(0, NULL);
+SELECT bgw_pool.terminate(-1, 1);
+SELECT bgw_pool.terminate(100000, 1);
 SELECT bgw_pool.terminate(0, -5);
 -- a free slot, and a stale generation: no-ops
-SELECT bgw_pool.terminate(0);
 SELECT bgw_pool.terminate(0, 0);
 
 -- an unprivileged role granted the pool: jobs that crash, hang or restart
@@ -83,6 +84,25 @@ BEGIN
 END $$;
 SELECT s.state, s.pid, s.last_exit_code FROM bgw_pool.status s JOIN h USING (slot);
 SELECT * FROM bgw_pool.check();
+
+-- submit is transactional: the job of a rolled-back transaction never runs
+CREATE TABLE bgw_pool_regress_marks (v text);
+BEGIN;
+CREATE TEMP TABLE r AS SELECT * FROM bgw_pool.submit('sql',
+    '{"query": "INSERT INTO public.bgw_pool_regress_marks VALUES (''rolled back'')"}');
+SELECT slot AS r_slot, generation AS r_generation FROM r \gset
+ROLLBACK;
+CREATE TEMP TABLE r AS SELECT :r_slot AS slot;
+DO $$
+BEGIN
+  FOR i IN 1..300 LOOP
+    EXIT WHEN (SELECT s.state = 'free' FROM bgw_pool.status s JOIN r USING (slot));
+    PERFORM pg_sleep(0.02);
+  END LOOP;
+END $$;
+SELECT s.state, s.last_exit_code FROM bgw_pool.status s JOIN r USING (slot);
+SELECT count(*) AS rows_of_the_rolled_back_job FROM bgw_pool_regress_marks;
+DROP TABLE bgw_pool_regress_marks;
 
 DROP OWNED BY regress_bgw_pool_user;
 DROP ROLE regress_bgw_pool_user;

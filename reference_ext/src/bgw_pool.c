@@ -31,6 +31,7 @@ void		_PG_init(void);
 int			bgw_pool_max_workers = 8;
 int			bgw_pool_launcher_restart_s = 1;
 int			bgw_pool_startup_timeout_ms = 10000;
+bool		bgw_pool_pause_points_enabled = false;
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -104,6 +105,13 @@ _PG_init(void)
 							10000, 100, 600000,
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("bgw_pool.pause_points",
+							 "Lets a superuser arm the pool's pause points (test servers only).",
+							 "An armed point holds every process that reaches it, shutdown included.",
+							 &bgw_pool_pause_points_enabled,
+							 false,
+							 PGC_POSTMASTER, 0,
+							 NULL, NULL, NULL);
 	BGWP_RESERVE_GUC_PREFIX("bgw_pool");
 
 #ifdef BGWP_HAVE_SHMEM_REQUEST_HOOK

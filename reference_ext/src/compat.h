@@ -75,6 +75,35 @@
 	(BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION)
 #endif
 
+/*
+ * 17+: a worker may connect as a role that cannot log in
+ * (BGWORKER_BYPASS_ROLELOGINCHECK).  Before 17 core refuses such a role to
+ * a background worker as to a client, so submit refuses it first (sql.c).
+ */
+#if PG_VERSION_NUM >= 170000
+#define BGWP_CONNECT_FLAGS BGWORKER_BYPASS_ROLELOGINCHECK
+#define BGWP_CONNECTS_AS_NOLOGIN 1
+#else
+#define BGWP_CONNECT_FLAGS 0
+#endif
+
+/* 14+: the predefined role pg_signal_backend has its own OID symbol. */
+#if PG_VERSION_NUM >= 140000
+#define BGWP_ROLE_SIGNAL_BACKEND ROLE_PG_SIGNAL_BACKEND
+#else
+#define BGWP_ROLE_SIGNAL_BACKEND DEFAULT_ROLE_SIGNAL_BACKENDID
+#endif
+
+/* 16+: object_aclcheck for tablespaces too. */
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_tablespace.h"
+#define BGWP_TABLESPACE_ACLCHECK(spcoid, roleid, mode) \
+	object_aclcheck(TableSpaceRelationId, (spcoid), (roleid), (mode))
+#else
+#define BGWP_TABLESPACE_ACLCHECK(spcoid, roleid, mode) \
+	pg_tablespace_aclcheck((spcoid), (roleid), (mode))
+#endif
+
 /* 14+: ProcessUtility_hook takes readOnlyTree. */
 #if PG_VERSION_NUM >= 140000
 #define BGWP_UTILITY_PARAMS \

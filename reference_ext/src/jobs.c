@@ -5,21 +5,24 @@
  *
  * NOTES
  *		sleep {"ms"}: waits, interruptibly, then exits 0.
- *		sql {"query"}: runs one statement through SPI in its own transaction.
+ *		sql {"query"}: runs one statement through SPI in its own transaction,
+ *			as the job's role and unable to change role: the identity is
+ *			switched only inside that transaction, as core does.
  *		exit {"code"}: proc_exit(code); codes other than 0 and 1 make the
  *			postmaster treat the exit as a crash and restart the cluster.
  *		error {"message"}: ereport(ERROR), which ends a worker as FATAL (1).
  *		fatal {"message"}: ereport(FATAL), exit code 1.
  *		crash: abort(); the postmaster crash-restarts the cluster.
  *		ignore_sigterm {"ms"}: ignores SIGTERM while it waits ms (default
- *			one hour); it still exits when the postmaster dies.
+ *			10 s, at most 30 s: see sql.c); it still exits when the
+ *			postmaster dies.
  *		exit_at_once: exits 0 right after attaching, without connecting, so
  *			it is usually gone before the launcher's startup wait returns.
  *		fail_to_start: exits 1 before attaching, like a worker whose start
  *			failed after its registration succeeded: submit must fail and the
  *			slot must be freed.
- *		The worker is connected to its database (but for exit_at_once) when
- *		a job starts.
+ *		The worker is connected to its database as the job's role (but for
+ *		exit_at_once) when a job starts, and its submitter has committed.
  *		Every wait is WaitLatch with WL_EXIT_ON_PM_DEATH.
  *
  *-------------------------------------------------------------------------
@@ -69,10 +72,16 @@ job_wait(int64 ms)
 }
 
 static void
-job_sql(const char *query)
+job_sql(const char *query, Oid userid)
 {
+	Oid			save_userid;
+	int			save_sec_context;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* SET ROLE and SET SESSION AUTHORIZATION are refused under this flag */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(userid, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, query);
@@ -82,6 +91,7 @@ job_sql(const char *query)
 				 errmsg("bgw_pool sql job failed: %s", query)));
 	SPI_finish();
 	PopActiveSnapshot();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -95,7 +105,7 @@ pool_run_job(PoolJob *job)
 			job_wait(job->ms);
 			break;
 		case JOB_SQL:
-			job_sql(job->text);
+			job_sql(job->text, job->userid);
 			break;
 		case JOB_EXIT:
 			proc_exit(job->code);

@@ -15,8 +15,8 @@ typedef struct PoolJob
 {
 	PoolJobKind kind;
 	Oid			dboid;
-	Oid			session_userid;
 	Oid			userid;
+	TransactionId submit_xid;
 	int64		ms;
 	int			code;
 	char		text[BGW_POOL_TEXT_LEN];

@@ -25,6 +25,16 @@
  *		whose worker has not attached has neither handle nor pid here: it is
  *		its submitter's, which frees it when it stops waiting (see sql.c).
  *
+ *		A worker frees its pool slot in its exit callback, before the
+ *		postmaster has reaped it and freed its bgworker slot.  So the
+ *		launcher keeps every handle until GetBackgroundWorkerPid says
+ *		BGWH_STOPPED (a handle whose pool slot has moved on is "retiring"),
+ *		and a registration refused while one of its own workers is still
+ *		retiring is retried when the postmaster reports that worker gone:
+ *		a slot the status view shows free can be used at once.  Only a
+ *		refusal with none retiring fails the request.  Every handle is freed
+ *		exactly once, when it is stopped.
+ *
  *-------------------------------------------------------------------------
  */
 #include "compat.h"
@@ -32,6 +42,7 @@
 #include <signal.h>
 
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -49,6 +60,69 @@ PGDLLEXPORT void bgw_pool_launcher_main(Datum main_arg);
 /* Handles of the workers this launcher registered, by slot. */
 static BackgroundWorkerHandle **handles = NULL;
 static uint64 *handle_generation = NULL;
+
+/* Handles whose pool slot moved on, until the postmaster has reaped them. */
+static List *retiring = NIL;
+
+/* Keep 'handle' until its worker is reaped, or free it if it already is. */
+static void
+retire(BackgroundWorkerHandle *handle)
+{
+	pid_t		pid;
+	MemoryContext oldcxt;
+
+	if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
+	{
+		pfree(handle);
+		return;
+	}
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	retiring = lappend(retiring, handle);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Free the retiring handles of reaped workers; how many are still alive. */
+static int
+prune_retiring(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, retiring)
+	{
+		BackgroundWorkerHandle *handle = (BackgroundWorkerHandle *) lfirst(lc);
+		pid_t		pid;
+
+		if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(handle);
+			retiring = foreach_delete_current(retiring, lc);
+		}
+	}
+	return list_length(retiring);
+}
+
+/*
+ * Retire the handles whose pool slot has moved on since the last reap;
+ * how many of our workers the postmaster has not reaped yet.
+ */
+static int
+retiring_workers(void)
+{
+	LWLockAcquire(BgwPool->lock, LW_SHARED);
+	for (int i = 0; i < BgwPool->capacity; i++)
+	{
+		PoolSlot   *slot = &BgwPool->slots[i];
+
+		if (handles[i] != NULL &&
+			(slot->state == SLOT_FREE || slot->generation != handle_generation[i]))
+		{
+			retire(handles[i]);
+			handles[i] = NULL;
+		}
+	}
+	LWLockRelease(BgwPool->lock);
+	return prune_retiring();
+}
 
 static void
 launcher_exit_cleanup(int code, Datum arg)
@@ -105,8 +179,12 @@ launcher_reconcile(void)
 	ConditionVariableBroadcast(&BgwPool->cv);
 }
 
-/* Register the worker of a STARTING slot and wait for it to start. */
-static void
+/*
+ * Register the worker of a STARTING slot and wait for it to start.  Returns
+ * false when the registration was refused while a worker of ours is still
+ * retiring: the slot stays pending, to be retried once that one is reaped.
+ */
+static bool
 launch(int id, uint64 generation)
 {
 	BackgroundWorker worker;
@@ -116,6 +194,7 @@ launch(int id, uint64 generation)
 	PoolSlot   *slot;
 	pid_t		pid;
 	bool		ok;
+	int			unreaped;
 
 	pool_init_worker(&worker, BGWP_WORKER_FLAGS,
 					 BGW_NEVER_RESTART, "bgw_pool_worker_main", "bgw_pool worker");
@@ -126,9 +205,14 @@ launch(int id, uint64 generation)
 	worker.bgw_notify_pid = MyProcPid;
 
 	pool_pause(PAUSE_LAUNCHER_BEFORE_REGISTER);
+	/* counted before registering: each of them signals us once reaped */
+	unreaped = retiring_workers();
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	ok = RegisterDynamicBackgroundWorker(&worker, &handle);
 	MemoryContextSwitchTo(oldcxt);
+
+	if (!ok && unreaped > 0)
+		return false;			/* retried when the postmaster signals a reap */
 
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
 	slot = pool_slot_if_current(id, generation);
@@ -143,7 +227,7 @@ launch(int id, uint64 generation)
 				(errmsg("bgw_pool: could not register a worker for slot %d: out of background worker slots",
 						id),
 				 errhint("You might need to increase \"%s\".", "max_worker_processes")));
-		return;
+		return true;
 	}
 	BgwPool->launched++;
 	if (slot != NULL)
@@ -153,6 +237,8 @@ launch(int id, uint64 generation)
 	}
 	LWLockRelease(BgwPool->lock);
 
+	if (handles[id] != NULL)
+		retire(handles[id]);	/* an earlier occupant's, not reaped yet */
 	handles[id] = handle;
 	handle_generation[id] = generation;
 
@@ -177,9 +263,10 @@ launch(int id, uint64 generation)
 	}
 	LWLockRelease(BgwPool->lock);
 	ConditionVariableBroadcast(&BgwPool->cv);
+	return true;
 }
 
-/* Register every slot waiting for a worker. */
+/* Register every slot waiting for a worker, until one must wait for a reap. */
 static void
 launch_pending(void)
 {
@@ -202,15 +289,14 @@ launch_pending(void)
 			}
 		}
 		LWLockRelease(BgwPool->lock);
-		if (id < 0)
+		if (id < 0 || !launch(id, generation))
 			return;
-		launch(id, generation);
 	}
 }
 
 /*
- * Read every handle: publish its status, forget the handles of workers that
- * are gone, and free the slot of a worker that died without its cleanup.
+ * Read every handle: publish its status, retire the handles whose slot has
+ * moved on, and free the slot of a worker that died without its cleanup.
  * Then act on termination requests.
  */
 static void
@@ -247,9 +333,12 @@ reap_and_terminate(void)
 						(status == BGWH_NOT_YET_STARTED) ? HANDLE_NOT_YET_STARTED :
 						HANDLE_POSTMASTER_DIED;
 			}
-			if (!current || status == BGWH_STOPPED || slot->state == SLOT_FREE)
-			{
+			if (status == BGWH_STOPPED)
 				pfree(handle);
+			else if (!current || slot->state == SLOT_FREE)
+				retire(handle);
+			if (status == BGWH_STOPPED || !current || slot->state == SLOT_FREE)
+			{
 				handles[i] = NULL;
 				handle = NULL;
 			}
@@ -272,6 +361,7 @@ reap_and_terminate(void)
 	}
 	LWLockRelease(BgwPool->lock);
 	ConditionVariableBroadcast(&BgwPool->cv);
+	(void) prune_retiring();
 }
 
 void

@@ -215,11 +215,21 @@ pause_set(PausePoint point, bool armed)
 	return was;
 }
 
-/* bgw_pool.pause_arm(point text): every process reaching it waits there */
+/*
+ * bgw_pool.pause_arm(point text): every process reaching it waits there.
+ * Refused unless the server was started with bgw_pool.pause_points = on.
+ */
 Datum
 bgw_pool_pause_arm(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(!pause_set(point_arg(fcinfo), true));
+	PausePoint	point = point_arg(fcinfo);
+
+	if (!bgw_pool_pause_points_enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("bgw_pool pause points are disabled"),
+				 errhint("Start a test server with \"%s\" = on.", "bgw_pool.pause_points")));
+	PG_RETURN_BOOL(!pause_set(point, true));
 }
 
 /* bgw_pool.pause_release(point text): disarm it and wake its waiters */

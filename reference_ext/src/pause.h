@@ -10,10 +10,15 @@
  *		it (terminate the launcher, signal the worker, drop its database,
  *		cancel the submitter) and release it: the race becomes deterministic.
  *		Core's injection points exist only in builds configured with them;
- *		these work in every build.  Only a superuser arms them
- *		(bgw_pool.pause_arm); when none is armed a point costs one atomic
- *		read.  A waiting process is listed by bgw_pool.pause_points() and
- *		still answers SIGTERM, cancel and postmaster death.
+ *		these work in every build, but only on a server started with
+ *		bgw_pool.pause_points = on, a setting for test servers: an armed
+ *		point holds whoever reaches it, and the first one does so with
+ *		signals still blocked, so it holds a shutdown too.  With the setting
+ *		off (the default) no point can be armed and none ever waits.  Only a
+ *		superuser arms them (bgw_pool.pause_arm); when none is armed a point
+ *		costs one atomic read.  A waiting process is listed by
+ *		bgw_pool.pause_points() and, but at that first point, still answers
+ *		SIGTERM, cancel and postmaster death.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,6 +41,8 @@ typedef enum PausePoint
 
 /* how many processes can wait at one point at once */
 #define PAUSE_MAX_WAITERS 8
+
+extern bool bgw_pool_pause_points_enabled;
 
 extern Size pause_shmem_size(void);
 extern void pause_shmem_init(void);

@@ -67,7 +67,6 @@ pool_shmem_init(void)
 			slot->id = i;
 			slot->state = SLOT_FREE;
 			slot->generation = base;
-			slot->generation_hwm = base;
 			dlist_push_tail(&BgwPool->free_list, &slot->node);
 		}
 	}
@@ -115,9 +114,9 @@ pool_claim_slot(void)
 
 		slot->state = SLOT_STARTING;
 		slot->generation++;
-		if (slot->generation > slot->generation_hwm)
-			slot->generation_hwm = slot->generation;
 		slot->dboid = InvalidOid;
+		slot->userid = InvalidOid;
+		slot->submit_xid = InvalidTransactionId;
 		slot->pid = 0;
 		slot->started_at = 0;
 		slot->registered = false;

@@ -15,6 +15,10 @@
  *		across a crash-restart (it starts from the clock), so a stale handle
  *		can never act on a later occupant of its slot.
  *
+ *		No catalog is read and no heavyweight lock is taken while pool->lock
+ *		is held: a caller copies what it needs, releases the lock, checks
+ *		privileges, and retakes the lock to act on the same generation.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef BGW_POOL_POOL_H
@@ -22,6 +26,7 @@
 
 #include "compat.h"
 
+#include "access/transam.h"
 #include "fmgr.h"
 #include "lib/ilist.h"
 #include "postmaster/bgworker.h"
@@ -37,7 +42,8 @@ typedef enum PoolSlotState
 {
 	SLOT_FREE = 0,				/* on the free list */
 	SLOT_STARTING,				/* claimed; worker not attached yet */
-	SLOT_RUNNING,				/* worker attached */
+	SLOT_RUNNING,				/* worker attached: runs its job once the
+								 * submitting transaction has committed */
 	SLOT_STOPPING				/* termination asked, worker still alive */
 } PoolSlotState;
 
@@ -79,10 +85,11 @@ typedef struct PoolSlot
 	int			id;				/* index in PoolShared.slots, fixed */
 	PoolSlotState state;		/* see PoolSlotState */
 	uint64		generation;		/* incremented at every claim */
-	uint64		generation_hwm; /* highest generation ever given out */
 	Oid			dboid;			/* database the worker connects to */
-	Oid			session_userid; /* the submitter's session user: connects */
-	Oid			userid;			/* the submitter's current user: runs the job */
+	Oid			userid;			/* the submitter's current user: the worker
+								 * connects as it and runs the job as it */
+	TransactionId submit_xid;	/* the (sub)transaction that submitted: the
+								 * job runs only if it commits */
 	pid_t		pid;			/* worker pid once attached, else 0 */
 	PoolJobKind job;			/* what the worker runs */
 	int64		arg_ms;			/* sleep, ignore_sigterm */

@@ -11,6 +11,16 @@
  *		pool's condition variable for its own outcome; its slot is not reused
  *		before it has read that outcome (PoolSlot.awaiting_ack).
  *
+ *		Submit is transactional: the slot records the submitting
+ *		(sub)transaction, whose xid is assigned here, and the worker runs the
+ *		job only once that has committed (worker.c).  An error later in the
+ *		statement, a ROLLBACK or a rollback to a savepoint taken before the
+ *		submit leaves a worker that exits without running anything.
+ *
+ *		No catalog is read under the pool lock: terminate() copies the job's
+ *		role and generation, releases the lock to check privileges, and
+ *		acts only if the slot still holds that generation.
+ *
  *-------------------------------------------------------------------------
  */
 #include "compat.h"
@@ -19,6 +29,8 @@
 #include <limits.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
@@ -81,9 +93,8 @@ submit_database(Name dbname)
 				 errmsg("database \"%s\" does not exist", NameStr(*dbname))));
 	allowconn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
 	ReleaseSysCache(tup);
-	/* the worker connects as our session user and runs as our current user */
-	if (BGWP_DATABASE_ACLCHECK(dboid, GetUserId(), ACL_CONNECT) != ACLCHECK_OK ||
-		BGWP_DATABASE_ACLCHECK(dboid, GetSessionUserId(), ACL_CONNECT) != ACLCHECK_OK)
+	/* the worker connects as our current user, and runs as it */
+	if (BGWP_DATABASE_ACLCHECK(dboid, GetUserId(), ACL_CONNECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for database %s", NameStr(*dbname)),
@@ -94,6 +105,29 @@ submit_database(Name dbname)
 				 errmsg("database \"%s\" is not accepting connections", NameStr(*dbname)),
 				 errhint("A pool worker cannot run in a database with datallowconn = false.")));
 	return dboid;
+}
+
+/*
+ * Before 17 core lets a background worker connect only as a role that may
+ * log in (compat.h): refuse any other now rather than fail in the worker.
+ */
+static void
+submit_role(void)
+{
+#ifndef BGWP_CONNECTS_AS_NOLOGIN
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	bool		canlogin;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for role %u", GetUserId());
+	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	if (!canlogin)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" cannot run bgw_pool jobs", GetUserNameFromId(GetUserId(), false)),
+				 errdetail("A job's worker connects as the role that submits it, and before PostgreSQL 17 only a role with LOGIN can connect.")));
+#endif
 }
 
 /* Kinds that crash, hang or restart the cluster: superusers only. */
@@ -194,6 +228,7 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 	int			code = 0;
 	char	   *textarg = NULL;
 	Oid			dboid;
+	TransactionId xid;
 	PoolSlot   *slot;
 	SubmitRequest request;
 	PoolOutcome outcome;
@@ -201,6 +236,8 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 	Tuplestorestate *store;
 	TupleDesc	tupdesc;
 
+	/* a call that cannot take the answer starts nothing */
+	tupdesc = pool_begin_materialize(fcinfo, &store);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -273,6 +310,9 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 						kind == JOB_EXIT ? psprintf(" with code %d", code) : ""),
 				 errdetail("Only superusers may submit jobs that crash, hang or restart the cluster.")));
 	dboid = submit_database(PG_GETARG_NAME(6));
+	submit_role();
+	/* the job runs only if this (sub)transaction commits */
+	xid = GetCurrentTransactionId();
 
 	/* claim a slot */
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
@@ -295,8 +335,8 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 				 errhint("Wait for a worker to finish, or raise \"%s\".", "bgw_pool.max_workers")));
 	}
 	slot->dboid = dboid;
-	slot->session_userid = GetSessionUserId();
 	slot->userid = GetUserId();
+	slot->submit_xid = xid;
 	slot->job = kind;
 	slot->arg_ms = ms;
 	slot->arg_code = code;
@@ -346,7 +386,9 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 					 errmsg("could not register a background worker for bgw_pool slot %d", request.id),
-					 errhint("All background worker slots are in use; you might need to increase \"%s\".",
+					 errdetail("Every one of the server's %d background worker slots is taken, and none by a worker of the pool that is about to exit.",
+							   max_worker_processes),
+					 errhint("Increase \"%s\" (it counts the pool's launcher and workers, and every other background worker).",
 							 "max_worker_processes")));
 			break;
 		case OUTCOME_NOT_STARTED:
@@ -365,7 +407,6 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 					 errhint("Check that the bgw_pool launcher runs; the slot has been released.")));
 			break;
 	}
-	tupdesc = pool_begin_materialize(fcinfo, &store);
 	{
 		Datum		values[3];
 		bool		nulls[3] = {false, false, false};
@@ -378,42 +419,56 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* bgw_pool.terminate(slot int, generation bigint default null) */
+/*
+ * bgw_pool.terminate(slot int, generation bigint): ask the job of that
+ * handle to stop.  A handle names one job: a stop never acts on whatever
+ * holds the slot now.  The job's role is checked outside the pool lock.
+ */
 Datum
 bgw_pool_terminate(PG_FUNCTION_ARGS)
 {
 	int			id;
+	uint64		generation;
 	PoolSlot   *slot;
+	Oid			role = InvalidOid;
 	bool		result = false;
 
-	if (PG_ARGISNULL(0))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("slot must not be null")));
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "slot" : "generation"),
+				 errhint("A job is named by its handle (slot, generation), as submit returns it.")));
 	id = PG_GETARG_INT32(0);
 	if (id < 0 || id >= BgwPool->capacity)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("slot %d is out of range", id),
 				 errdetail("Slots are numbered from 0 to %d.", BgwPool->capacity - 1)));
-	if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) < 0)
+	if (PG_GETARG_INT64(1) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("generation must not be negative")));
+	generation = (uint64) PG_GETARG_INT64(1);
+
+	LWLockAcquire(BgwPool->lock, LW_SHARED);
+	slot = pool_slot_if_current(id, generation);
+	if (slot != NULL)
+		role = slot->userid;
+	LWLockRelease(BgwPool->lock);
+	if (!OidIsValid(role))
+		PG_RETURN_BOOL(false);
+
+	/* reads pg_auth_members: never under the pool lock */
+	if (!has_privs_of_role(GetUserId(), role))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to terminate the job in bgw_pool slot %d", id),
+				 errdetail("Only roles with the privileges of the role that submitted it may.")));
 
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
-	slot = &BgwPool->slots[id];
-	if (slot->state != SLOT_FREE &&
-		(PG_ARGISNULL(1) || (uint64) PG_GETARG_INT64(1) == slot->generation))
+	slot = pool_slot_if_current(id, generation);
+	if (slot != NULL)
 	{
-		if (!has_privs_of_role(GetUserId(), slot->userid))
-		{
-			LWLockRelease(BgwPool->lock);
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to terminate the job in bgw_pool slot %d", id),
-					 errdetail("Only roles with the privileges of the role that submitted it may.")));
-		}
 		pool_request_stop(slot);
 		result = true;
 	}
@@ -585,10 +640,15 @@ bgw_pool_check(PG_FUNCTION_ARGS)
 			if (s->pid != 0 && copy[j].pid == s->pid)
 				violation(store, tupdesc, "no pid appears twice",
 						  psprintf("slots %d and %d both hold pid %d", j, i, (int) s->pid));
-		if (s->generation < s->generation_hwm)
-			violation(store, tupdesc, "generations never go backwards",
-					  psprintf("slot %d is at generation " UINT64_FORMAT " after " UINT64_FORMAT,
-							   i, s->generation, s->generation_hwm));
+		if (s->state != SLOT_FREE &&
+			s->attached != (s->state == SLOT_RUNNING || s->state == SLOT_STOPPING))
+			violation(store, tupdesc, "a slot is running or stopping exactly when its worker attached",
+					  psprintf("slot %d is %s, its worker %s", i, pool_state_name(s->state),
+							   s->attached ? "attached" : "not attached"));
+		if (s->state != SLOT_FREE && s->attached != (s->pid != 0))
+			violation(store, tupdesc, "an attached worker's pid is known",
+					  psprintf("slot %d: worker %s, pid %d", i,
+							   s->attached ? "attached" : "not attached", (int) s->pid));
 	}
 	return (Datum) 0;
 }

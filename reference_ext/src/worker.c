@@ -11,9 +11,17 @@
  *		slot that has moved on to another occupant.
  *
  *		The worker reads its job, sets its SIGTERM handling before unblocking
- *		signals, connects to its database as the submitter, and only then
- *		attaches: a submit returns a worker that is connected (visible in
- *		pg_stat_activity).  A worker that dies before attaching (its database
+ *		signals, connects to its database as the role the job runs as (so
+ *		that role's own settings apply, and never those of a session user
+ *		it was submitted under), and only then attaches: a submit returns a
+ *		worker that is connected (visible in pg_stat_activity).  A stop asked
+ *		before the worker attached is honoured at attach: it exits without
+ *		running its job.
+ *
+ *		Submit is transactional: once attached, the worker waits for the
+ *		submitting (sub)transaction to end, and runs its job only if it
+ *		committed.  A worker whose submitter rolled back exits, having done
+ *		nothing.  A worker that dies before attaching (its database
  *		was dropped, it was terminated while starting) leaves the slot to the
  *		launcher, which sees it stopped without attaching and fails the
  *		request, or to its submitter, which frees it when it stops waiting.
@@ -26,11 +34,14 @@
 
 #include <signal.h>
 
+#include "access/transam.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/timestamp.h"
 
@@ -91,8 +102,8 @@ worker_read_job(int id, uint64 generation, PoolJob *job)
 	{
 		job->kind = slot->job;
 		job->dboid = slot->dboid;
-		job->session_userid = slot->session_userid;
 		job->userid = slot->userid;
+		job->submit_xid = slot->submit_xid;
 		job->ms = slot->arg_ms;
 		job->code = slot->arg_code;
 		strlcpy(job->text, slot->arg_text, sizeof(job->text));
@@ -104,10 +115,11 @@ worker_read_job(int id, uint64 generation, PoolJob *job)
 /*
  * Attach to the slot given by the launcher, if it still belongs to our
  * generation, and tell the submitter the worker runs.  Returns false when
- * the slot moved on (we then exit without touching it).
+ * the slot moved on (we then exit without touching it).  *stop_asked says
+ * whether terminate() asked for a stop before we attached.
  */
 static bool
-worker_attach(int id, uint64 generation)
+worker_attach(int id, uint64 generation, bool *stop_asked)
 {
 	PoolSlot   *slot;
 
@@ -122,8 +134,8 @@ worker_attach(int id, uint64 generation)
 	slot->attached = true;
 	slot->handle_status = HANDLE_STARTED;	/* attaching proves it */
 	slot->started_at = GetCurrentTimestamp();
-	if (slot->state == SLOT_STARTING)
-		slot->state = SLOT_RUNNING;
+	*stop_asked = slot->terminate_requested;
+	slot->state = *stop_asked ? SLOT_STOPPING : SLOT_RUNNING;
 	if (slot->outcome == OUTCOME_PENDING)
 	{
 		slot->outcome = OUTCOME_RUNNING;
@@ -137,12 +149,33 @@ worker_attach(int id, uint64 generation)
 	return true;
 }
 
+/*
+ * Wait until the (sub)transaction that submitted the job has ended; true if
+ * it committed.  XactLockTableWait follows a subtransaction to its parent,
+ * and returns at once for a submitter that has already ended (also one
+ * that died: it then neither committed nor aborted, and counts as aborted).
+ */
+static bool
+worker_submitter_committed(TransactionId xid)
+{
+	bool		committed;
+
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "waiting for the submitting transaction to end");
+	XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	committed = TransactionIdDidCommit(xid);
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return committed;
+}
+
 void
 bgw_pool_worker_main(Datum main_arg)
 {
 	int			id = DatumGetInt32(main_arg);
 	uint64		generation;
 	PoolJob		job;
+	bool		stop_asked = false;
 
 	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
 
@@ -159,19 +192,30 @@ bgw_pool_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	pool_pause(PAUSE_WORKER_BEFORE_CONNECT);
+
 	/*
-	 * Connect as the submitter's session user and run as its current user,
-	 * unable to change role: a job never has more rights than its submitter.
+	 * Connect as the role the job runs as: its own settings apply, as at a
+	 * login of it.  The job's transaction also forbids changing role
+	 * (jobs.c), so a job never has more rights than its submitter had.
 	 */
 	if (job.kind != JOB_EXIT_AT_ONCE)
-	{
-		BackgroundWorkerInitializeConnectionByOid(job.dboid, job.session_userid, 0);
-		SetUserIdAndSecContext(job.userid, SECURITY_LOCAL_USERID_CHANGE);
-	}
+		BackgroundWorkerInitializeConnectionByOid(job.dboid, job.userid, BGWP_CONNECT_FLAGS);
 
 	pool_pause(PAUSE_WORKER_BEFORE_ATTACH);
-	if (!worker_attach(id, generation))
+	if (!worker_attach(id, generation, &stop_asked))
 		proc_exit(1);
+	if (stop_asked)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("terminating bgw_pool worker for slot %d: stopped before it started its job", id)));
+
+	/* exit_at_once is not connected: its job is to exit, at once */
+	if (job.kind != JOB_EXIT_AT_ONCE && !worker_submitter_committed(job.submit_xid))
+	{
+		ereport(DEBUG1,
+				(errmsg("bgw_pool worker for slot %d: the submitting transaction did not commit", id)));
+		proc_exit(0);
+	}
 
 	pool_run_job(&job);
 	proc_exit(0);
