@@ -237,8 +237,7 @@ launch(int id, uint64 generation)
 	}
 	LWLockRelease(BgwPool->lock);
 
-	if (handles[id] != NULL)
-		retire(handles[id]);	/* an earlier occupant's, not reaped yet */
+	Assert(handles[id] == NULL);	/* an earlier occupant's was retired */
 	handles[id] = handle;
 	handle_generation[id] = generation;
 
