@@ -561,6 +561,7 @@ class World:
     utf8: bool
     databases: dict[str, tuple[bool, bool]]  # name: (datallowconn, the role may connect)
     points: tuple[str, ...]
+    pause_points_on: bool  # bgw_pool.pause_points: arming is refused (55000) when off
     launcher_pid: int
     launcher_restarts: int
     generations: dict[int, int] = field(default_factory=dict)  # highest seen per slot
@@ -732,16 +733,16 @@ def terminate_expected(
         return frozenset({"22003"}), False  # the cast to int
     if generation is not None and not INT64[0] <= generation <= INT64[1]:
         return frozenset({"22003"}), False  # the cast to bigint
-    if slot is None:
+    if slot is None or generation is None:
         return frozenset({"22004"}), False
     if not 0 <= slot < w.capacity:
         return frozenset({"22023"}), False
-    if generation is not None and generation < 0:
+    if generation < 0:
         return frozenset({"22023"}), False
     if w.claimed is None:  # unknown who holds what: a superuser's job is not ours to stop
         return frozenset({OK} if su else {OK, "42501"}), False
     h = w.claimed.get(slot)
-    stale = h is None or (generation is not None and generation != h.generation)
+    stale = h is None or generation != h.generation
     if stale or su or not h.by_superuser:
         return frozenset({OK}), stale
     return frozenset({OK, "42501"}), False
@@ -771,6 +772,8 @@ class TerminateCall:
             if self.form == "slot_only":
                 gen = None
             expected, must_be_false = terminate_expected(w, self.su, slot, gen)
+            if self.form == "slot_only":  # the handle is required: no such function
+                expected, must_be_false = frozenset({"42883"}), False
         query, params = {
             "both": ("SELECT bgw_pool.terminate(%s::int, %s::bigint)", (slot, gen)),
             "slot_only": ("SELECT bgw_pool.terminate(%s::int)", (slot,)),
@@ -823,6 +826,8 @@ class PauseCall:
             expected = frozenset({"22004"})
         elif self.point not in w.points:
             expected = frozenset({"22023"})
+        elif self.arm and not w.pause_points_on:
+            expected = frozenset({"55000"})
         else:
             expected = frozenset({OK})
         fn = "pause_arm" if self.arm else "pause_release"
@@ -907,15 +912,19 @@ SQL_CASES: tuple[SqlCase, ...] = (
     SqlCase("terminate", "SELECT bgw_pool.terminate(1, 2, 3)", _sets("42883"), _sets("42883")),
     SqlCase("terminate", "SELECT bgw_pool.terminate(generation => 1)", _sets("42883"), _sets("42883")),
     SqlCase("terminate", "SELECT bgw_pool.terminate('{1}'::int[])", _sets("42883"), _sets("42883")),
-    SqlCase("terminate", "SELECT bgw_pool.terminate('abc')", _sets("22P02"), _sets("22P02")),
-    SqlCase("terminate", "SELECT bgw_pool.terminate('2147483648')", _sets("22003"), _sets("22003")),
+    # a stop names one job: terminate(slot) alone is no function
+    SqlCase("terminate", "SELECT bgw_pool.terminate('abc')", _sets("42883"), _sets("42883")),
+    SqlCase("terminate", "SELECT bgw_pool.terminate(0)", _sets("42883"), _sets("42883")),
+    SqlCase("terminate", "SELECT bgw_pool.terminate('abc', 0)", _sets("22P02"), _sets("22P02")),
+    SqlCase("terminate", "SELECT bgw_pool.terminate('2147483648', 0)", _sets("22003"), _sets("22003")),
     SqlCase("terminate", "SELECT bgw_pool.terminate(0, 'x')", _sets("22P02"), _sets("22P02")),
-    SqlCase("terminate", "SELECT bgw_pool.terminate(NULL)", _sets("22004"), _sets("22004")),
+    SqlCase("terminate", "SELECT bgw_pool.terminate(NULL)", _sets("42883"), _sets("42883")),
+    SqlCase("terminate", "SELECT bgw_pool.terminate(0, NULL)", _sets("22004"), _sets("22004")),
     SqlCase("terminate", "SELECT bgw_pool.terminate(NULL, NULL)", _sets("22004"), _sets("22004")),
     SqlCase("terminate", "SELECT bgw_pool.terminate(0::smallint, 0::smallint)", S_OK, S_OK),
     SqlCase(
         "terminate",
-        "SELECT bgw_pool.terminate(s) FROM generate_series(-1, 0) s",
+        "SELECT bgw_pool.terminate(s, 0) FROM generate_series(-1, 0) s",
         _sets("22023"),
         _sets("22023"),
     ),
@@ -1233,6 +1242,7 @@ def test_reference_fuzz(
             utf8=su.execute("SHOW server_encoding").fetchone() == ("UTF8",),
             databases=databases,
             points=tuple(r[0] for r in su.execute("SELECT point FROM bgw_pool.pause_points()").fetchall()),
+            pause_points_on=su.execute("SHOW bgw_pool.pause_points").fetchone() == ("on",),
             launcher_pid=launcher[0],
             launcher_restarts=before["launcher_restarts"],
         )
