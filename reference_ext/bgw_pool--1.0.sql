@@ -2,12 +2,17 @@
 
 \echo Use "CREATE EXTENSION bgw_pool" to load this file. \quit
 
--- The schema is the extension's own: one created beforehand (by a role that
--- could then replace what is put in it) or holding anything else is refused.
+-- The schema is the extension's own: one that another role owns, that
+-- anyone but its owner may create objects in, or that holds anything already
+-- is refused (such a role could put look-alikes beside what this script
+-- creates, and a superuser calling the pool would run them).
 DO $$
 BEGIN
   IF (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = 'bgw_pool')
        OPERATOR(pg_catalog.<>) (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+     OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+                WHERE n.nspname = 'bgw_pool' AND a.privilege_type = 'CREATE'
+                  AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner)
      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class
                 WHERE relnamespace = 'bgw_pool'::pg_catalog.regnamespace)
      OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc

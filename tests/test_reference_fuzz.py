@@ -531,6 +531,8 @@ def submit_model(a: SubmitArgs, su: bool, world: World) -> Verdict:
     if db is None:
         return only("3D000")
     allowconn, fuzz_may_connect = db
+    if not su and clip_name(a.dbname, world.utf8) != world.current_db:
+        return only("42501")  # pg_hba.conf never sees a worker's connection
     if not su and not fuzz_may_connect:
         return only("42501")
     if not allowconn:
@@ -560,6 +562,7 @@ class World:
     capacity: int
     utf8: bool
     databases: dict[str, tuple[bool, bool]]  # name: (datallowconn, the role may connect)
+    current_db: str  # the fuzzing sessions' database: the only one a non-superuser may submit in
     points: tuple[str, ...]
     pause_points_on: bool  # bgw_pool.pause_points: arming is refused (55000) when off
     launcher_pid: int
@@ -1241,6 +1244,7 @@ def test_reference_fuzz(
             capacity=before["capacity"],
             utf8=su.execute("SHOW server_encoding").fetchone() == ("UTF8",),
             databases=databases,
+            current_db=fz.execute("SELECT current_database()").fetchone()[0],
             points=tuple(r[0] for r in su.execute("SELECT point FROM bgw_pool.pause_points()").fetchall()),
             pause_points_on=su.execute("SHOW bgw_pool.pause_points").fetchone() == ("on",),
             launcher_pid=launcher[0],

@@ -60,20 +60,15 @@
 #endif
 
 /*
- * 19: a worker that declares BGWORKER_INTERRUPTIBLE is terminated by core
- * when its database is dropped, renamed, moved or copied as a template
- * (CountOtherDBBackends calls TerminateBackgroundWorkersForDatabase).
- * Before 19 such a worker blocks those commands, so bgw_pool stops its own
- * workers itself (dbcommands.c).
+ * A pool worker's flags, the same on every major.  19's
+ * BGWORKER_INTERRUPTIBLE is not declared: core would then terminate a job
+ * for anyone who may drop, rename, move or copy its database, a
+ * superuser's job for a database owner too, whom core's own rule for
+ * terminating a process (TerminateOtherDBBackends) would refuse.  The
+ * pool's utility hook stops its jobs itself, by that rule (dbcommands.c).
  */
-#if PG_VERSION_NUM >= 190000
-#define BGWP_WORKER_FLAGS \
-	(BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION | BGWORKER_INTERRUPTIBLE)
-#define BGWP_CORE_TERMINATES_FOR_DATABASE 1
-#else
 #define BGWP_WORKER_FLAGS \
 	(BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION)
-#endif
 
 /*
  * 17+: a worker may connect as a role that cannot log in

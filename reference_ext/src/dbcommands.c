@@ -1,22 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * dbcommands.c
- *		Before PostgreSQL 19: stop the pool's workers attached to a database
- *		that a command is about to drop, rename, move to another tablespace
- *		or copy as a template.
+ *		Stop the pool's workers attached to a database that a command is
+ *		about to drop, rename, move to another tablespace or copy as a
+ *		template.
  *
  * NOTES
  *		Those commands refuse to run while other processes are connected to
  *		the database: core waits 5 s for them to leave, then fails with
- *		55006 (CountOtherDBBackends).  From 19 on, core terminates the
- *		background workers that declare BGWORKER_INTERRUPTIBLE, as bgw_pool's
- *		do (compat.h), and this file is not built in.  Before 19 a utility
- *		hook does the same for the pool's own workers: it asks the launcher
- *		to stop each job in that database, exactly as terminate() does, and
- *		waits up to DBCOMMAND_WAIT_MS for their workers to exit.  Their exit
- *		cleanup frees the slots, so nothing leaks; a worker still starting
- *		fails to connect to a dropped database and frees its slot the same
- *		way.
+ *		55006 (CountOtherDBBackends).  19 can terminate background workers
+ *		for them (BGWORKER_INTERRUPTIBLE), but for anyone who may run the
+ *		command, so bgw_pool's workers do not declare it (compat.h): on every
+ *		major a utility hook asks the launcher to stop each job in that
+ *		database, exactly as terminate() does, and waits up to
+ *		DBCOMMAND_WAIT_MS for their workers to exit.  Their exit cleanup
+ *		frees the slots, so nothing leaks; a worker still starting fails to
+ *		connect to a dropped database, and the launcher frees its slot.
  *
  *		The hook stops jobs only for a command that will get past core's own
  *		checks of existence and permission (it makes them first: the
@@ -52,8 +51,6 @@
 #include "utils/timestamp.h"
 
 #include "pool.h"
-
-#ifndef BGWP_CORE_TERMINATES_FOR_DATABASE
 
 /* as long as core itself waits for other sessions to leave a database */
 #define DBCOMMAND_WAIT_MS 5000
@@ -108,20 +105,19 @@ exclusive_database(Node *parsetree, DbCommand *cmd)
 			}
 			return false;
 		case T_CreatedbStmt:
+			/* every CREATE DATABASE copies a template: template1 by default */
+			cmd->name = "CREATE DATABASE";
+			cmd->dbname = "template1";
+			cmd->newname = ((CreatedbStmt *) parsetree)->dbname;
+			cmd->copy = true;
 			foreach(lc, ((CreatedbStmt *) parsetree)->options)
 			{
 				DefElem    *option = (DefElem *) lfirst(lc);
 
 				if (strcmp(option->defname, "template") == 0 && option->arg != NULL)
-				{
-					cmd->name = "CREATE DATABASE";
 					cmd->dbname = defGetString(option);
-					cmd->newname = ((CreatedbStmt *) parsetree)->dbname;
-					cmd->copy = true;
-					return true;
-				}
 			}
-			return false;
+			return true;
 		default:
 			return false;
 	}
@@ -194,16 +190,6 @@ passes_core_checks(const DbCommand *cmd, Oid dboid)
 	}
 }
 
-/* Whether core would let the current user terminate a process of 'role'. */
-static bool
-may_stop(Oid role)
-{
-	if (superuser_arg(role))
-		return superuser();
-	return has_privs_of_role(GetUserId(), role) ||
-		has_privs_of_role(GetUserId(), BGWP_ROLE_SIGNAL_BACKEND);
-}
-
 /* A job in the database, as copied from its slot. */
 typedef struct DbJob
 {
@@ -240,7 +226,7 @@ stop_jobs_in(Oid dboid)
 	LWLockRelease(BgwPool->lock);
 
 	for (int j = 0; j < njobs; j++)
-		if (!may_stop(jobs[j].role))
+		if (!pool_may_stop(jobs[j].role))
 			return 0;			/* as core: all or none */
 	if (njobs == 0)
 		return 0;
@@ -334,13 +320,3 @@ pool_install_dbcommand_hook(void)
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = bgw_pool_ProcessUtility;
 }
-
-#else							/* BGWP_CORE_TERMINATES_FOR_DATABASE */
-
-void
-pool_install_dbcommand_hook(void)
-{
-	/* core terminates the workers, which declare BGWORKER_INTERRUPTIBLE */
-}
-
-#endif

@@ -5,16 +5,19 @@
  *
  * NOTES
  *		sleep {"ms"}: waits, interruptibly, then exits 0.
- *		sql {"query"}: runs one statement through SPI in its own transaction,
- *			as the job's role and unable to change role: the identity is
- *			switched only inside that transaction, as core does.
+ *		sql {"query"}: runs a query string (one statement or several)
+ *			through SPI in one transaction of its own, as the job's role and
+ *			unable to change role: the identity is switched only inside that
+ *			transaction, as core does.  The role's statement_timeout bounds
+ *			it, as it would bound the same query sent by a client.
  *		exit {"code"}: proc_exit(code); codes other than 0 and 1 make the
  *			postmaster treat the exit as a crash and restart the cluster.
  *		error {"message"}: ereport(ERROR), which ends a worker as FATAL (1).
  *		fatal {"message"}: ereport(FATAL), exit code 1.
  *		crash: abort(); the postmaster crash-restarts the cluster.
- *		ignore_sigterm {"ms"}: ignores SIGTERM while it waits ms (default
- *			10 s, at most 30 s: see sql.c); it still exits when the
+ *		ignore_sigterm {"ms"}: ignores SIGTERM until ms after it attached
+ *			(default 10 s, at most 30 s: see sql.c), its wait for the
+ *			submitting transaction included; it still exits when the
  *			postmaster dies.
  *		exit_at_once: exits 0 right after attaching, without connecting, so
  *			it is usually gone before the launcher's startup wait returns.
@@ -39,8 +42,10 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "jobs.h"
@@ -85,10 +90,15 @@ job_sql(const char *query, Oid userid)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, query);
+	/* a client's statement is bounded by postgres.c; a worker's by us */
+	if (StatementTimeout > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
 	if (SPI_execute(query, false, 0) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("bgw_pool sql job failed: %s", query)));
+	if (StatementTimeout > 0)
+		disable_timeout(STATEMENT_TIMEOUT, false);
 	SPI_finish();
 	PopActiveSnapshot();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
@@ -125,7 +135,7 @@ pool_run_job(PoolJob *job)
 			break;
 		case JOB_IGNORE_SIGTERM:
 			/* SIGTERM is ignored since before signals were unblocked */
-			job_wait(job->ms);
+			job_wait(Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), job->until), 0));
 			break;
 		case JOB_EXIT_AT_ONCE:
 			proc_exit(0);

@@ -18,6 +18,7 @@ typedef struct PoolJob
 	Oid			userid;
 	TransactionId submit_xid;
 	int64		ms;
+	TimestampTz until;			/* ignore_sigterm: when it ends */
 	int			code;
 	char		text[BGW_POOL_TEXT_LEN];
 } PoolJob;

@@ -127,6 +127,8 @@ retiring_workers(void)
 static void
 launcher_exit_cleanup(int code, Datum arg)
 {
+	/* a FATAL may come while we hold it: these callbacks run before core releases it */
+	LWLockReleaseAll();
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
 	if (BgwPool->launcher_pid == MyProcPid)
 	{
@@ -315,16 +317,20 @@ reap_and_terminate(void)
 
 			if (current && slot->state != SLOT_FREE)
 			{
-				if (status == BGWH_STOPPED)
+				if (status == BGWH_STOPPED && slot->attached)
 				{
-					/* gone without freeing its slot */
+					/* gone without freeing its slot: it died without its cleanup */
 					slot->has_exit = true;
 					slot->last_exit_crash = true;
 					slot->last_exit_at = GetCurrentTimestamp();
-					if (slot->attached)
-						BgwPool->crashed++;
-					else
-						BgwPool->failed++;
+					BgwPool->crashed++;
+					fail_request(slot, OUTCOME_NOT_STARTED);
+				}
+				else if (status == BGWH_STOPPED)
+				{
+					/* ended before it attached: it never started its job */
+					slot->has_exit = false;
+					BgwPool->failed++;
 					fail_request(slot, OUTCOME_NOT_STARTED);
 				}
 				else

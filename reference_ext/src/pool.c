@@ -14,10 +14,12 @@
 
 #include <signal.h>
 
+#include "catalog/pg_authid.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include "utils/acl.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -50,7 +52,8 @@ pool_shmem_init(void)
 		 * Generations start from the clock, not from zero: a handle taken
 		 * before a crash-restart must not match a worker started after it.
 		 * Each claim takes far longer than the microsecond a generation
-		 * stands for, so later pools always start above earlier ones.
+		 * stands for, so later pools start above earlier ones, as long as
+		 * the system clock is not set back across a crash-restart.
 		 */
 		uint64		base = (uint64) GetCurrentTimestamp();
 
@@ -189,6 +192,23 @@ pool_slot_if_current(int id, uint64 generation)
 	if (slot->generation != generation || slot->state == SLOT_FREE)
 		return NULL;
 	return slot;
+}
+
+/*
+ * Whether the current user may stop a job of 'role': core's rule for
+ * terminating a process (pg_terminate_backend, TerminateOtherDBBackends).
+ * A superuser's job only for a superuser; any other for a role with the
+ * privileges of the job's role or of pg_signal_backend.  Reads
+ * pg_auth_members: never call it under the pool lock.
+ */
+bool
+pool_may_stop(Oid role)
+{
+	Assert(!LWLockHeldByMe(BgwPool->lock));
+	if (superuser_arg(role))
+		return superuser();
+	return has_privs_of_role(GetUserId(), role) ||
+		has_privs_of_role(GetUserId(), BGWP_ROLE_SIGNAL_BACKEND);
 }
 
 /* Wake the launcher, if one runs.  Takes the lock in shared mode. */

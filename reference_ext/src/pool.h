@@ -144,6 +144,7 @@ extern PoolSlot *pool_claim_slot(void);
 extern void pool_release_slot(PoolSlot *slot);
 extern void pool_request_stop(PoolSlot *slot);
 extern PoolSlot *pool_slot_if_current(int id, uint64 generation);
+extern bool pool_may_stop(Oid role);
 extern void pool_wake_launcher(void);
 extern void pool_init_worker(BackgroundWorker *worker, int flags, int restart_time,
 							 const char *function, const char *type);

@@ -55,7 +55,8 @@ PG_FUNCTION_INFO_V1(bgw_pool_check);
 PG_FUNCTION_INFO_V1(bgw_pool_direct_launch_us);
 
 /*
- * ignore_sigterm is bounded: a fast shutdown waits for it to end, and must
+ * ignore_sigterm is bounded, from its attach, its wait for the submitting
+ * transaction included: a fast shutdown waits for it to end, and must
  * still end well within pg_ctl's default wait of 60 s.
  */
 #define DEFAULT_IGNORE_MS INT64CONST(10000)
@@ -93,6 +94,17 @@ submit_database(Name dbname)
 				 errmsg("database \"%s\" does not exist", NameStr(*dbname))));
 	allowconn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
 	ReleaseSysCache(tup);
+
+	/*
+	 * A background worker's connection is not checked against pg_hba.conf:
+	 * only a superuser may have a job run in a database other than the one
+	 * it is connected to (as pg_hba.conf let it).
+	 */
+	if (dboid != MyDatabaseId && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to submit a job in database \"%s\"", NameStr(*dbname)),
+				 errdetail("Only a superuser may submit a job in another database than its own: a worker's connection is not checked against pg_hba.conf.")));
 	/* the worker connects as our current user, and runs as it */
 	if (BGWP_DATABASE_ACLCHECK(dboid, GetUserId(), ACL_CONNECT) != ACLCHECK_OK)
 		ereport(ERROR,
@@ -232,6 +244,7 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 	PoolSlot   *slot;
 	SubmitRequest request;
 	PoolOutcome outcome;
+	bool		no_launcher = false;
 	pid_t		pid;
 	Tuplestorestate *store;
 	TupleDesc	tupdesc;
@@ -368,6 +381,7 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 	if (slot->outcome == OUTCOME_PENDING)
 	{
 		Assert(!slot->attached);
+		no_launcher = BgwPool->launcher_pid == 0 && !slot->registered;
 		slot->outcome = OUTCOME_ABANDONED;
 		if (slot->state != SLOT_FREE)
 			pool_release_slot(slot);
@@ -399,6 +413,11 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 			break;
 		case OUTCOME_PENDING:
 		case OUTCOME_ABANDONED:
+			if (no_launcher)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("bgw_pool launcher exited before it started the worker for slot %d", request.id),
+						 errhint("The postmaster restarts it within bgw_pool.launcher_restart_s; retry then. The slot has been released.")));
 			pool_wake_launcher();
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -458,12 +477,12 @@ bgw_pool_terminate(PG_FUNCTION_ARGS)
 	if (!OidIsValid(role))
 		PG_RETURN_BOOL(false);
 
-	/* reads pg_auth_members: never under the pool lock */
-	if (!has_privs_of_role(GetUserId(), role))
+	/* core's rule, as pg_terminate_backend; never under the pool lock */
+	if (!pool_may_stop(role))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to terminate the job in bgw_pool slot %d", id),
-				 errdetail("Only roles with the privileges of the role that submitted it may.")));
+				 errdetail("A superuser's job only a superuser may stop; any other, a role with the privileges of the job's role or of pg_signal_backend.")));
 
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
 	slot = pool_slot_if_current(id, generation);

@@ -42,6 +42,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/timestamp.h"
 
@@ -68,6 +69,8 @@ worker_exit_cleanup(int code, Datum arg)
 	if (MySlot == NULL)
 		return;
 
+	/* a FATAL may come while we hold it: these callbacks run before core releases it */
+	LWLockReleaseAll();
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
 	slot = pool_slot_if_current(MySlot->id, MyGeneration);
 	if (slot != NULL && slot->pid == MyProcPid)
@@ -154,16 +157,30 @@ worker_attach(int id, uint64 generation, bool *stop_asked)
  * it committed.  XactLockTableWait follows a subtransaction to its parent,
  * and returns at once for a submitter that has already ended (also one
  * that died: it then neither committed nor aborted, and counts as aborted).
+ * A worker that ignores SIGTERM waits only until 'deadline' (it is not
+ * interruptible then): past it, the job counts as not committed.
  */
 static bool
-worker_submitter_committed(TransactionId xid)
+worker_submitter_committed(TransactionId xid, TimestampTz deadline)
 {
-	bool		committed;
+	bool		committed = false;
 
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, "waiting for the submitting transaction to end");
-	XactLockTableWait(xid, NULL, NULL, XLTW_None);
-	committed = TransactionIdDidCommit(xid);
+	if (deadline == 0)
+		XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	else
+	{
+		while (TransactionIdIsInProgress(xid) && GetCurrentTimestamp() < deadline)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 10L, BGWP_WAIT_EVENT);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	if (!TransactionIdIsInProgress(xid))
+		committed = TransactionIdDidCommit(xid);
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return committed;
@@ -209,8 +226,17 @@ bgw_pool_worker_main(Datum main_arg)
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
 				 errmsg("terminating bgw_pool worker for slot %d: stopped before it started its job", id)));
 
-	/* exit_at_once is not connected: its job is to exit, at once */
-	if (job.kind != JOB_EXIT_AT_ONCE && !worker_submitter_committed(job.submit_xid))
+	/*
+	 * exit_at_once is not connected: its job is to exit, at once.
+	 * ignore_sigterm's bound counts from here, its wait included.
+	 */
+	if (job.kind == JOB_IGNORE_SIGTERM)
+	{
+		job.until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), job.ms);
+		if (!worker_submitter_committed(job.submit_xid, job.until))
+			proc_exit(0);
+	}
+	else if (job.kind != JOB_EXIT_AT_ONCE && !worker_submitter_committed(job.submit_xid, 0))
 	{
 		ereport(DEBUG1,
 				(errmsg("bgw_pool worker for slot %d: the submitting transaction did not commit", id)));
