@@ -32,3 +32,6 @@ ALL_GONE_S = 10.0  # every server process gone after the postmaster was killed
 CAPACITY_BACK_S = 5.0  # INV-3: capacity back for a submit after a worker's exit
 #: a process reaches an armed pause point within this of the act that leads there
 PAUSE_REACH_S = 10.0
+#: TXN-1: the slot of a job free after its submitting transaction ended (an aborted one's worker
+#: exits without running it; a committed one's short job has run), as a stopped job's (SLOT_FREE_S)
+TXN_END_S = SLOT_FREE_S

@@ -57,6 +57,8 @@ Schema (every table and key; ``?`` marks optional ones)::
     startup_timeout? = "ext.startup_timeout_ms"   # the session setting (ms) bounding a submit's wait
     startup_timeout_sqlstate? = "55000"           # what a submit that timed out fails with
     direct_launch_ms? = "SELECT ..."  # the floor of a submit (ms): a backend starting a worker itself
+    submit_mode? = "transactional"    # a job runs only if its submitting transaction commits (TXN-1),
+                                      # or "autonomous": it runs whatever that transaction does, by design
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ from conformance.paths import fixtures_dir, reference_ext_dir
 
 TIERS = ("bgworker", "pool", "faults")
 RESTART_POLICIES = ("restart", "stays-down")
+SUBMIT_MODES = ("transactional", "autonomous")
 REFERENCE = "@reference"
 
 
@@ -126,6 +129,9 @@ class PoolSpec:
     startup_timeout: str | None = None  # a session setting, in ms
     startup_timeout_sqlstate: str | None = None
     direct_launch_ms: str | None = None  # SQL: one direct worker launch, in ms (the latency floor)
+    submit_mode: str = (
+        "transactional"  # or "autonomous": a job runs whatever its submitter's transaction does
+    )
 
 
 @dataclass(frozen=True)
@@ -347,6 +353,7 @@ def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
             startup_timeout=p.get("startup_timeout", str),
             startup_timeout_sqlstate=p.get("startup_timeout_sqlstate", str),
             direct_launch_ms=p.get("direct_launch_ms", str),
+            submit_mode=p.choice("submit_mode", SUBMIT_MODES, "transactional"),
         )
         if (pool.startup_timeout is None) != (pool.startup_timeout_sqlstate is None):
             p.fail(p.key("startup_timeout"), "startup_timeout and startup_timeout_sqlstate go together")

@@ -40,6 +40,12 @@ def test_every_shipped_profile_loads(name: str) -> None:
         assert spec.after_exit == "stays-down" or spec.count == 0 or spec.restart_s >= 0
 
 
+def test_submit_mode_is_transactional_unless_declared_autonomous() -> None:
+    bgw_pool, pg_background = load_profile("bgw_pool").pool, load_profile("pg_background").pool
+    assert bgw_pool is not None and bgw_pool.submit_mode == "transactional"
+    assert pg_background is not None and pg_background.submit_mode == "autonomous"
+
+
 def test_minimal_profile_and_package_substitution(tmp_path: Path) -> None:
     profile = load_profile(str(_write(tmp_path, MINIMAL)))
     ext = extension_for(profile, {})
@@ -67,6 +73,10 @@ def test_minimal_profile_and_package_substitution(tmp_path: Path) -> None:
             "needs the submit, stop and list templates",
         ),
         (lambda t: t + "[pool]\nadapter = 'sql'\n", "key 'pool.worker': missing"),
+        (
+            lambda t: t + "[pool]\nadapter = 'm:C'\nworker = 'main'\nsubmit_mode = 'sometimes'\n",
+            "key 'pool.submit_mode': 'sometimes' is not one of transactional, autonomous",
+        ),
         (lambda t: t + "[[", "not valid TOML"),
     ],
 )

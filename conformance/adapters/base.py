@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,12 @@ class Handle:
     slot: int | None
     generation: int | None
     pid: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Handle:
+        """The handle in a row (or JSON object) with ``slot``, ``generation``
+        (or ``cookie``) and ``pid`` keys, each where the pool has it."""
+        return cls(row.get("slot"), row.get("generation", row.get("cookie")), row.get("pid"))
 
     @property
     def os_pid(self) -> int:
@@ -116,8 +123,22 @@ class PoolAdapter(ABC):
         """Grant ``role`` what it needs to submit, terminate and list jobs."""
         raise NotApplicable("the profile does not say how to grant the pool to a role")
 
+    def submit_sql(self, query: str) -> str:
+        """The SQL text of a query that submits an ``sql`` job running
+        ``query`` into the current database and returns one row, its handle
+        (columns ``slot``, ``generation`` or ``cookie``, ``pid``, as
+        ``Handle.from_row`` reads them): for a submit made from SQL, e.g. in a
+        function's body (SEC-6)."""
+        raise NotApplicable("the adapter gives no SQL text of a submit")
+
+    def test_only_settings(self) -> tuple[str, ...]:
+        """The server settings that exist only to enable the pool's test hooks
+        (its pause points): a production server runs without them (SEC-7)."""
+        return ()
+
     # -- pause points: a pool that offers them makes its handshake races
-    # deterministic (the RACE clauses from RACE-6 on); others are not judged
+    # deterministic (the RACE clauses from RACE-6 on, TERM-6) and is judged
+    # on what they can do to a production server (SEC-7); others are not judged
     def pause_arm(self, point: str) -> None:
         """Make every process that reaches ``point`` wait there."""
         raise NotApplicable("the pool offers no pause points")

@@ -69,6 +69,13 @@ class BgwPoolAdapter(PoolAdapter):
         )
         self.target.sql(f"GRANT SELECT ON bgw_pool.status TO {ident}", idempotent=True)
 
+    def submit_sql(self, query: str) -> str:
+        args = psycopg.sql.Literal(json.dumps({"query": query})).as_string(None)
+        return f"SELECT slot, generation, pid FROM bgw_pool.submit('sql', {args}::jsonb)"
+
+    def test_only_settings(self) -> tuple[str, ...]:
+        return ("bgw_pool.pause_points",)
+
     def pause_arm(self, point: str) -> None:
         self.target.sql("SELECT bgw_pool.pause_arm(%s)", point, idempotent=True)
 

@@ -38,11 +38,6 @@ def job_sql(kind: str, args: dict[str, Any]) -> str:
     raise NotApplicable(f"the SQL adapter has no job kind {kind!r} (SQL cannot express it)")
 
 
-def _handle(row: dict[str, Any]) -> Handle:
-    generation = row.get("generation", row.get("cookie"))
-    return Handle(row.get("slot"), generation, row.get("pid"))
-
-
 class SqlAdapter(PoolAdapter):
     def __init__(self, profile: Profile, target: Target) -> None:
         super().__init__(profile, target)
@@ -81,7 +76,7 @@ class SqlAdapter(PoolAdapter):
         )
         if not rows or "pid" not in rows[0]:
             raise AssertionError(f"the submit template returned {rows!r}: one row with a pid column expected")
-        return _handle(rows[0])
+        return Handle.from_row(rows[0])
 
     def terminate(self, handle: Handle, conn: psycopg.Connection[Any] | None = None) -> bool:
         assert self.profile.pool is not None
@@ -100,7 +95,7 @@ class SqlAdapter(PoolAdapter):
     def jobs(self) -> list[Job]:
         assert self.profile.pool is not None
         return [
-            Job(_handle(r), str(r.get("state", "running")))
+            Job(Handle.from_row(r), str(r.get("state", "running")))
             for r in self._rows(self.profile.pool.list, {}, self._session())
         ]
 

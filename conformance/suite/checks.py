@@ -32,11 +32,16 @@ class Checks:
 class PerKind:
     """One clause judged on every process kind: each kind gets its own
     outcome and detail (``kinds``), a failing kind does not stop the others
-    from being judged, and the clause fails naming every kind that failed."""
+    from being judged, and the clause fails naming every kind that failed.
+    ``noun`` names what is judged in the failure's first line, for a clause
+    judged per case rather than per kind (TXN-1)."""
 
-    def __init__(self, clause: str, record_property: Callable[[str, object], None]) -> None:
+    def __init__(
+        self, clause: str, record_property: Callable[[str, object], None], noun: str = "kinds"
+    ) -> None:
         self.clause = clause
         self._record = record_property
+        self.noun = noun
         self.kinds: dict[str, dict[str, str]] = {}
 
     @contextmanager
@@ -60,7 +65,7 @@ class PerKind:
         if failed:
             passed = [k for k, v in self.kinds.items() if v["outcome"] == "pass"]
             raise AssertionError(
-                f"{self.clause}: {len(failed)} of {len(self.kinds)} kinds failed"
+                f"{self.clause}: {len(failed)} of {len(self.kinds)} {self.noun} failed"
                 + (f" (passed: {', '.join(passed)})" if passed else "")
                 + "".join(f"\n- {k}: {why}" for k, why in failed.items())
             )

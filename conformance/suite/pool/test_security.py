@@ -8,11 +8,16 @@ code run by a superuser through the search_path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
+from conformance.adapters import Handle
+from conformance.deadlines import SHUTDOWN_S, SLOT_FREE_S
+from conformance.errors import TargetError
+from conformance.figures import Figures
 from conformance.suite.pool_under_test import LONG_MS, Pool
 
 ROLE = "bgwc_intruder"
@@ -26,15 +31,28 @@ ESCAPES = [
 ]
 
 
+#: SEC-6: a superuser's SECURITY DEFINER wrapper that submits, the function its
+#: job calls unqualified, and the table each look-alike of it writes its name into
+WRAPPER = "public.bgwc_sec_wrap"
+REPORT = "bgwc_report"
+CALLS = "public.bgwc_sec_calls"
+#: SEC-7: the point whose waiter has its signals blocked, in the pool that has one
+BLOCKING_POINT = "worker-before-exit-hook"
+
+
 def _drop_role(pool: Pool) -> None:
     t = pool.target
     if t.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %s", ROLE, idempotent=True):
         for job in pool.adapter.jobs():
             pool.adapter.terminate(job.handle)
-        pool.wait_all_free()
+        # by the jobs the pool lists, not its slots: a pool without slots is cleaned up too
+        t.wait_until(lambda: not pool.adapter.jobs(), SLOT_FREE_S, what="every job stopped")
         t.sql("DROP SCHEMA IF EXISTS bgwc_sec, bgwc_evil CASCADE", idempotent=True)
         t.sql(f"DROP OWNED BY {ROLE}", idempotent=True)
         t.sql(f"DROP ROLE {ROLE}", idempotent=True)
+    # SEC-6's superuser-owned objects, whether the role was there or not
+    t.sql(f"DROP FUNCTION IF EXISTS {WRAPPER}(), public.{REPORT}()", idempotent=True)
+    t.sql(f"DROP TABLE IF EXISTS {CALLS}", idempotent=True)
 
 
 @pytest.fixture
@@ -156,3 +174,104 @@ def test_only_the_jobs_role_may_stop_it(pool: Pool, intruder: psycopg.Connection
     assert pool.adapter.terminate(mine, conn=intruder) is True
     pool.wait_freed(mine)
     pool.stop_all([theirs])
+
+
+@pytest.mark.clause("SEC-6")
+def test_job_settings_come_from_the_role_it_runs_as(
+    pool: Pool, intruder: psycopg.Connection, record_property: Callable[[str, object], None]
+) -> None:
+    """A superuser's SECURITY DEFINER wrapper (with its own safe search_path)
+    submits an sql job that calls a function unqualified; the intruder may
+    call the wrapper and has set its own role's search_path to a schema of
+    its own, where a look-alike of that function makes it superuser.  The
+    job runs as the wrapper's owner, so with that role's settings: never
+    with those of the intruder's session."""
+    t = pool.target
+    submit = pool.adapter.submit_sql(f"SELECT {REPORT}()")  # NotApplicable: no SQL text of a submit
+    t.sql(f"CREATE TABLE {CALLS} (fn text NOT NULL)")
+    t.sql(f"GRANT INSERT ON {CALLS} TO PUBLIC")
+    t.sql(
+        f"CREATE FUNCTION public.{REPORT}() RETURNS void LANGUAGE sql"
+        f" AS $$ INSERT INTO {CALLS} VALUES ('public.{REPORT}') $$"
+    )
+    t.sql(
+        f"CREATE FUNCTION {WRAPPER}() RETURNS jsonb LANGUAGE sql SECURITY DEFINER"
+        f" SET search_path = pg_catalog, public AS $$ SELECT to_jsonb(s) FROM ({submit}) AS s $$"
+    )
+    t.sql(f"REVOKE ALL ON FUNCTION {WRAPPER}() FROM PUBLIC")
+    t.sql(f"GRANT EXECUTE ON FUNCTION {WRAPPER}() TO {ROLE}")
+    t.sql(f"CREATE SCHEMA bgwc_evil AUTHORIZATION {ROLE}")
+    intruder.execute(
+        f"CREATE FUNCTION bgwc_evil.{REPORT}() RETURNS void LANGUAGE plpgsql AS $$ BEGIN"
+        f" EXECUTE 'ALTER ROLE {ROLE} SUPERUSER'; INSERT INTO {CALLS} VALUES ('bgwc_evil.{REPORT}'); END $$"
+    )
+    intruder.execute(f"ALTER ROLE {ROLE} SET search_path = bgwc_evil, public")
+    with t.connect(user=ROLE) as session:  # a role's settings apply at the next login
+        path = session.execute("SHOW search_path").fetchone()
+        assert path is not None and path[0] == "bgwc_evil, public", f"the intruder's search_path is {path}"
+        try:
+            row = session.execute(f"SELECT {WRAPPER}()").fetchone()
+        except psycopg.Error as exc:
+            row = None
+            record_property("wrapper_submit", f"refused: {exc.sqlstate} {exc}")
+    if row is not None:
+        h = Handle.from_row(row[0])
+        record_property("wrapper_submit", str(h))
+        pool.wait_freed(h)
+    calls = [fn for (fn,) in t.sql(f"SELECT fn FROM {CALLS}")]
+    record_property("called", calls)
+    assert not _superuser(pool), (
+        "a job submitted through a superuser's SECURITY DEFINER wrapper ran with the intruder's "
+        "session-user settings (search_path = bgwc_evil, public): the intruder became SUPERUSER "
+        f"(the job's unqualified {REPORT}() ran {', '.join(calls) or 'nothing recorded'})"
+    )
+
+
+@pytest.mark.clause("SEC-7")
+def test_no_pause_point_holds_a_production_server(
+    pool: Pool, record_property: Callable[[str, object], None], figures: Figures
+) -> None:
+    """Restarted without the settings that exist only for tests (the
+    adapter's ``test_only_settings``), the pool refuses to arm a pause
+    point; one that accepts must not let the point, with a worker waiting
+    there with its signals blocked, hold a fast shutdown."""
+    t = pool.target
+    pool.adapter.paused_at(BLOCKING_POINT)  # NotApplicable for a pool without pause points
+    settings = pool.adapter.test_only_settings()
+    record_property("production_without", list(settings))
+    try:
+        postmaster = t.postmaster_pid()
+        t.set_conf(**dict.fromkeys(settings))
+        if t.postmaster_pid() == postmaster:  # set_conf only reloaded: a setting it does not know
+            t.restart()
+        pool.wait_launcher()
+        try:
+            pool.adapter.pause_arm(BLOCKING_POINT)
+        except psycopg.Error as exc:
+            record_property("pause_arm", f"refused: {exc.sqlstate} {exc}")
+            # and nothing waits at the point: a job's worker passes it
+            h = pool.adapter.submit("sleep", {"ms": 10})
+            pool.wait_freed(h)
+            assert pool.adapter.paused_at(BLOCKING_POINT) == []
+            return
+        record_property("pause_arm", "accepted")
+        sub = pool.submit_in_background("sleep", {"ms": 10})
+        worker = pool.wait_paused(BLOCKING_POINT)
+        t0 = time.monotonic()
+        try:
+            t.stop("fast", timeout=SHUTDOWN_S)
+            held = False
+        except TargetError:
+            held = True
+        name = "fast shutdown, a worker waiting at a pause point"
+        figures.add("SEC-7", name, time.monotonic() - t0, SHUTDOWN_S)
+        if held:
+            t.bring_down(f"a fast shutdown held by worker {worker} at {BLOCKING_POINT}", "fast", tried=True)
+            pytest.fail(
+                f"a pause point armed on a production configuration held a fast shutdown for more than "
+                f"{SHUTDOWN_S:g} s: worker {worker} waited at {BLOCKING_POINT} with its signals blocked "
+                f"(server started without {', '.join(settings) or 'any test setting'})"
+            )
+        sub.wait(pool, SHUTDOWN_S)
+    finally:
+        t.ensure_baseline()  # the suite's own settings back, its pause points with them

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 
 from conformance.adapters import Handle
-from conformance.deadlines import SLOT_FREE_S
+from conformance.deadlines import LAUNCHER_START_S, SLOT_FREE_S
 from conformance.figures import Figures
 from conformance.suite.pool_under_test import LONG_MS, Pool
+
+#: the table TERM-6's job writes into, if it ever runs
+TERM6_MARKS = "bgwc_term6_marks"
+#: TERM-6's submitter waits far longer than the scenario holds its worker:
+#: a submit that timed out would free the slot, and the job not run for that reason
+TERM6_STARTUP_TIMEOUT_MS = 30_000
 
 
 @pytest.mark.clause("TERM-1")
@@ -80,3 +87,51 @@ def test_terminated_launcher_returns_and_reconciles(pool: Pool, figures: Figures
     for h in running:
         pool.wait_freed(h)
     pool.wait_gone({h.os_pid for h in running}, SLOT_FREE_S, "workers of the old launcher")
+
+
+@pytest.mark.clause("TERM-6")
+def test_stop_before_attach_is_honoured(pool: Pool, record_property: Callable[[str, object], None]) -> None:
+    """A stop asked while the job's worker stands before attaching (held at
+    worker-before-attach) is honoured: released, the worker never runs the
+    job.  The launcher is held before it reads its handles meanwhile (at
+    launcher-before-reap), as a restarting or busy launcher would be: the
+    stop must be honoured by the pool's own record of it, not only by a
+    signal the launcher may send in time or not."""
+    t = pool.target
+    t.sql(f"DROP TABLE IF EXISTS public.{TERM6_MARKS}")
+    t.sql(f"CREATE TABLE public.{TERM6_MARKS} (mark text NOT NULL)")
+    spec = pool.profile.pool
+    settings = {spec.startup_timeout: TERM6_STARTUP_TIMEOUT_MS} if spec and spec.startup_timeout else {}
+    try:
+        with pool.paused("worker-before-attach"):
+            sub = pool.submit_in_background(
+                "sql", {"query": f"INSERT INTO public.{TERM6_MARKS} VALUES ('ran')"}, **settings
+            )
+            worker = pool.wait_paused("worker-before-attach")
+            with pool.paused("launcher-before-reap"):
+                pool.wait_paused("launcher-before-reap", LAUNCHER_START_S)
+                starting = [s for s in pool.adapter.slots() if s.state == "starting"]
+                assert len(starting) == 1, (
+                    f"one slot starting expected while worker {worker} stands: {starting}"
+                )
+                h = Handle(starting[0].slot, starting[0].generation, None)
+                assert pool.adapter.terminate(h) is True, (
+                    f"terminate of slot {h.slot} gen {h.generation}, whose worker {worker} has not attached, "
+                    "was not taken"
+                )
+                pool.adapter.pause_release("worker-before-attach")
+                # with the launcher held, the worker ends by itself: its job run or not
+                pool.wait_gone({worker}, SLOT_FREE_S, f"worker {worker}, stopped before it attached, to end")
+                pool.wait_freed(h)
+                ran = int(t.scalar(f"SELECT count(*) FROM public.{TERM6_MARKS}"))
+        sub.wait(pool, SLOT_FREE_S)
+        record_property(
+            "submit", f"returned {sub.handle}" if sub.handle is not None else f"raised {sub.error!r}"
+        )
+        assert ran == 0, (
+            f"a stop asked before the worker attached was ignored: worker {worker} of slot {h.slot} "
+            f"gen {h.generation} ran its job once released (its INSERT is in {TERM6_MARKS}; "
+            f"the submit {'returned ' + str(sub.handle) if sub.handle else 'raised ' + repr(sub.error)})"
+        )
+    finally:
+        t.sql(f"DROP TABLE IF EXISTS public.{TERM6_MARKS}")
