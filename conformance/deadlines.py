@@ -32,3 +32,18 @@ ALL_GONE_S = 10.0  # every server process gone after the postmaster was killed
 CAPACITY_BACK_S = 5.0  # INV-3: capacity back for a submit after a worker's exit
 #: a process reaches an armed pause point within this of the act that leads there
 PAUSE_REACH_S = 10.0
+#: LOCK-1: the pool answers (status, submit) within this while a session holds a catalog lock
+LOCK_ANSWER_S = 5.0
+#: LOCK-1: once that lock is released, every session of the scenario is done within this
+LOCK_UNWIND_S = 10.0
+#: MEM-1: batches of short jobs after the warm-up one, each this long, submitted back to back
+MEM_BATCHES = 3
+MEM_BATCH_S = 4.0
+#: MEM-1: every submitter of a batch has returned within this after the batch's end
+MEM_BATCH_END_S = 10.0
+#: MEM-1: the launcher reports its memory (in the log, or /proc on 13) within this
+MEM_REPORT_S = 5.0
+#: MEM-1: at most this much growth of the launcher's memory from after the warm-up to the last batch
+MEM_GROWTH_BYTES = 16 * 1024
+#: EXH-6: its submits (EXH6_SUBMITS at most) are made within this
+EXH6_WITHIN_S = 60.0
