@@ -36,9 +36,10 @@ PAUSE_REACH_S = 10.0
 LOCK_ANSWER_S = 5.0
 #: LOCK-1: once that lock is released, every session of the scenario is done within this
 LOCK_UNWIND_S = 10.0
-#: MEM-1: batches of short jobs after the warm-up one, each this long, submitted back to back
+#: MEM-1: a warm-up batch of short jobs submitted back to back, then MEM_BATCHES batches
+MEM_WARMUP_S = 2.0
 MEM_BATCHES = 3
-MEM_BATCH_S = 4.0
+MEM_BATCH_S = 6.0
 #: MEM-1: every submitter of a batch has returned within this after the batch's end
 MEM_BATCH_END_S = 10.0
 #: MEM-1: the launcher reports its memory (in the log, or /proc on 13) within this

@@ -25,6 +25,7 @@ from conformance.deadlines import (
     MEM_BATCHES,
     MEM_GROWTH_BYTES,
     MEM_REPORT_S,
+    MEM_WARMUP_S,
     SLOT_FREE_S,
 )
 from conformance.figures import Figures
@@ -65,12 +66,12 @@ def _meter(pool: Pool, pid: int) -> tuple[str, Callable[[], int]]:
     return "TopMemoryContext used bytes (pg_log_backend_memory_contexts)", top_context
 
 
-def _batch(pool: Pool, submitters: int) -> Counter[str]:
+def _batch(pool: Pool, submitters: int, seconds: float = MEM_BATCH_S) -> Counter[str]:
     """``submitters`` sessions each submit short jobs back to back for
-    MEM_BATCH_S; what the submits got: ``ok``, or an SQLSTATE and message."""
+    ``seconds``; what the submits got: ``ok``, or an SQLSTATE and message."""
     got: Counter[str] = Counter()
     lock = threading.Lock()
-    end = time.monotonic() + MEM_BATCH_S
+    end = time.monotonic() + seconds
 
     def submit() -> None:
         try:
@@ -92,9 +93,9 @@ def _batch(pool: Pool, submitters: int) -> Counter[str]:
         th.start()
     pool.target.wait_until(
         lambda: not any(th.is_alive() for th in threads),
-        MEM_BATCH_S + MEM_BATCH_END_S,
+        seconds + MEM_BATCH_END_S,
         what=f"{submitters} submitters to finish their batch",
-        expected=MEM_BATCH_S,
+        expected=seconds,
     )
     # the batch's jobs all exit at once: once none is listed, the launcher has little left to do
     pool.target.wait_until(lambda: not pool.adapter.jobs(), SLOT_FREE_S, what="the batch's jobs gone")
@@ -115,7 +116,7 @@ def test_launcher_memory_does_not_grow_over_batches_of_jobs(
         submitters = 2
     what, measure = _meter(pool, launcher)
     record_property("measured", what)
-    warm = _batch(pool, submitters)  # caches, free lists and the handles' array filled once
+    warm = _batch(pool, submitters, MEM_WARMUP_S)  # caches, free lists and the handles' array filled once
     readings = [measure()]
     batches = [warm]
     for _ in range(MEM_BATCHES):
