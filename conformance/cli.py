@@ -287,6 +287,10 @@ def _cmd_mutants(args: argparse.Namespace) -> int:
         out_dir = Path(args.reports) / f"mutants-{time.strftime('%Y%m%d-%H%M%S')}-pg{major}"
         t0 = time.monotonic()
         results = mutation.run_all(mutants, major, out_dir, args.parallel)
+        for m in mutants:
+            if not m.applies_to(major):
+                only = ", ".join(f"pg{x}" for x in m.majors)
+                print(f"--  pg{major} {m.name:<26} not applicable (changes {only} only)")
         for r in results:
             clauses = sorted({c for k in r.killed_by for c in k["clauses"]})
             mark = "ok " if r.as_expected else "BAD"

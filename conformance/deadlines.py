@@ -35,3 +35,19 @@ PAUSE_REACH_S = 10.0
 #: TXN-1: the slot of a job free after its submitting transaction ended (an aborted one's worker
 #: exits without running it; a committed one's short job has run), as a stopped job's (SLOT_FREE_S)
 TXN_END_S = SLOT_FREE_S
+#: LOCK-1: the pool answers (status, submit) within this while a session holds a catalog lock
+LOCK_ANSWER_S = 5.0
+#: LOCK-1: once that lock is released, every session of the scenario is done within this
+LOCK_UNWIND_S = 10.0
+#: MEM-1: a warm-up batch of short jobs submitted back to back, then MEM_BATCHES batches
+MEM_WARMUP_S = 2.0
+MEM_BATCHES = 3
+MEM_BATCH_S = 6.0
+#: MEM-1: every submitter of a batch has returned within this after the batch's end
+MEM_BATCH_END_S = 10.0
+#: MEM-1: the launcher reports its memory (in the log, or /proc on 13) within this
+MEM_REPORT_S = 5.0
+#: MEM-1: at most this much growth of the launcher's memory from after the warm-up to the last batch
+MEM_GROWTH_BYTES = 16 * 1024
+#: EXH-6: its submits (EXH6_SUBMITS at most) are made within this
+EXH6_WITHIN_S = 60.0

@@ -52,6 +52,11 @@ class Mutant:
     bug: str
     precedent: str
     kill: tuple[str, ...]
+    #: the majors whose build the patch changes (empty: all); on the others it is not run
+    majors: tuple[int, ...] = ()
+
+    def applies_to(self, major: int) -> bool:
+        return not self.majors or major in self.majors
 
     @property
     def patch(self) -> Path | None:
@@ -74,7 +79,10 @@ class MutantResult:
 
 def load_mutants(only: list[str] | None = None) -> list[Mutant]:
     data = tomllib.loads((mutants_dir() / "mutants.toml").read_text())
-    mutants = [Mutant(m["name"], m["bug"], m["precedent"], tuple(m["kill"])) for m in data["mutant"]]
+    mutants = [
+        Mutant(m["name"], m["bug"], m["precedent"], tuple(m["kill"]), tuple(m.get("majors", ())))
+        for m in data["mutant"]
+    ]
     if only:
         unknown = set(only) - {m.name for m in mutants}
         if unknown:
@@ -216,10 +224,13 @@ def _judge(result: MutantResult, source: Path, run_dir: Path) -> None:
 
 def run_all(mutants: list[Mutant], major: int, out_dir: Path, parallel: int = 2) -> list[MutantResult]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    elsewhere = [m for m in mutants if not m.applies_to(major)]
+    mutants = [m for m in mutants if m.applies_to(major)]
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         results = list(pool.map(lambda m: run_mutant(m, major, out_dir), mutants))
     summary = {
         "major": major,
+        "not_applicable": [{"name": m.name, "majors": list(m.majors)} for m in elsewhere],
         "kill_ratio": kill_ratio(results),
         "mutants": [
             {

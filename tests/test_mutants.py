@@ -41,6 +41,16 @@ def test_every_mutant_names_clauses_of_the_contract() -> None:
         assert set(m.kill) <= set(contract), f"{m.name}: unknown clauses {set(m.kill) - set(contract)}"
 
 
+def test_a_mutant_limited_to_some_majors_names_supported_ones() -> None:
+    from conformance.majors import SUPPORTED_MAJORS as MAJORS
+
+    limited = [m for m in mutation.load_mutants() if m.majors]
+    assert limited, "the pre-19 database-command hook's mutants are limited to the majors that build it"
+    for m in limited:
+        assert set(m.majors) < set(MAJORS), f"{m.name}: majors {m.majors} must be a strict subset of {MAJORS}"
+        assert all(m.applies_to(x) == (x in m.majors) for x in MAJORS)
+
+
 def test_production_sources_carry_no_mutant_switch() -> None:
     for path in [*(reference_ext_dir() / "src").iterdir(), reference_ext_dir() / "Makefile"]:
         assert not re.search(r"MUTANT", path.read_text()), path

@@ -99,7 +99,10 @@ class PoolAdapter(ABC):
         False for a stale handle."""
 
     @abstractmethod
-    def slots(self) -> list[Slot]: ...
+    def slots(self, conn: psycopg.Connection[Any] | None = None) -> list[Slot]:
+        """Every slot of the pool, as its status view shows them (read in
+        ``conn`` where given: a probe that may block must not hold the
+        target's kept session)."""
 
     @abstractmethod
     def launcher_pid(self) -> int | None: ...

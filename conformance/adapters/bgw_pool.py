@@ -38,11 +38,12 @@ class BgwPoolAdapter(PoolAdapter):
             return bool(row and row[0])
         return bool(self.target.scalar(query, handle.slot, handle.generation))
 
-    def slots(self) -> list[Slot]:
-        rows = self.target.sql(
+    def slots(self, conn: psycopg.Connection[Any] | None = None) -> list[Slot]:
+        query = (
             "SELECT slot, state, generation, database, pid, handle_status, job, last_exit_code"
             " FROM bgw_pool.status ORDER BY slot"
         )
+        rows = conn.execute(query).fetchall() if conn is not None else self.target.sql(query)
         return [Slot(*r) for r in rows]
 
     def launcher_pid(self) -> int | None:

@@ -105,7 +105,7 @@ class SqlAdapter(PoolAdapter):
         self._conn = self.target.live(self._conn)
         return self._conn
 
-    def slots(self) -> list[Slot]:
+    def slots(self, conn: psycopg.Connection[Any] | None = None) -> list[Slot]:
         raise NotApplicable("the SQL adapter lists jobs, not slots")
 
     def capacity(self) -> int:

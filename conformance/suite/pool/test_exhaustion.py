@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -10,8 +11,10 @@ import psycopg
 import pytest
 
 from conformance.adapters import Handle
-from conformance.deadlines import CAPACITY_BACK_S
+from conformance.census import Census
+from conformance.deadlines import CAPACITY_BACK_S, EXH6_WITHIN_S, SLOT_FREE_S
 from conformance.suite.pool_under_test import LONG_MS, Outcomes, Pool
+from conformance.waiting import wait_until
 
 INSUFFICIENT_RESOURCES = "53000"
 
@@ -170,3 +173,68 @@ def test_concurrent_submitters_never_oversubscribe(
         for c in pair:
             c.close()
     record_property("attempts", {"barrage": 1, "pairs": EXH5_PAIRS})
+
+
+#: EXH-6: how many times a slot shown free is used at once (as many as EXH6_WITHIN_S allows)
+EXH6_SUBMITS = 100
+#: EXH-6 polls the pool's status this often: a slot is used as soon as it is shown free
+EXH6_POLL_S = 0.001
+
+
+def _shown_free(pool: Pool, h: Handle) -> bool:
+    """The status shows the slot of ``h`` no longer holding its job."""
+    slot = pool.slot(h.slot)
+    return slot.state == "free" or slot.generation != h.generation
+
+
+@pytest.mark.clause("EXH-6")
+def test_a_slot_shown_free_can_be_used_at_once(
+    pool: Pool, record_property: Callable[[str, object], None]
+) -> None:
+    """With exactly one background-worker slot for each pool slot, and every
+    pool slot but one taken by a long job, a short job is submitted on the
+    last one, the status polled until it shows that slot free, and the next
+    submitted at once, EXH6_SUBMITS times (or as many as EXH6_WITHIN_S
+    allows): every submit succeeds."""
+    capacity = pool.configured_capacity()
+    pool.adapter.slots()  # NotApplicable for a pool without slots, before any restart
+    census = Census(pool.target, pool.profile)
+    at_rest = len(census.background_workers())
+    pool.target.set_conf(max_worker_processes=capacity + at_rest)
+    pool.wait_launcher()
+    again = len(census.background_workers())
+    assert again == at_rest, f"{again} background workers at rest after the restart, {at_rest} before"
+    record_property("max_worker_processes", capacity + at_rest)
+    fillers = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(capacity - 1)]
+    failed: Counter[str] = Counter()
+    made = 0
+    end = time.monotonic() + EXH6_WITHIN_S
+    try:
+        while made < EXH6_SUBMITS and time.monotonic() < end:
+            made += 1
+            try:
+                h = pool.adapter.submit("exit_at_once")
+            except psycopg.Error as exc:
+                failed[f"{exc.sqlstate} {str(exc).splitlines()[0]} (hint: {exc.diag.message_hint})"] += 1
+                pool.target.wait_until(
+                    lambda: len(pool.adapter.busy()) == capacity - 1,
+                    CAPACITY_BACK_S,
+                    what="the refused slot shown free",
+                )
+                continue
+            wait_until(
+                lambda h=h: _shown_free(pool, h),
+                SLOT_FREE_S,
+                what=f"slot {h.slot} gen {h.generation} shown free",
+                context=pool.target.log_tail,
+                interval=EXH6_POLL_S,
+            )
+        record_property("submits", made)
+        record_property("refused", dict(failed))
+        assert not failed, (
+            f"a slot shown free could not be used at once: {sum(failed.values())} of {made} "
+            f"submits made as soon as the status showed the slot free failed: "
+            + "; ".join(f"{n} x {why}" for why, n in failed.most_common())
+        )
+    finally:
+        pool.stop_all(fillers)
