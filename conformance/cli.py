@@ -290,7 +290,7 @@ def _cmd_mutants(args: argparse.Namespace) -> int:
         for m in mutants:
             if not m.applies_to(major):
                 only = ", ".join(f"pg{x}" for x in m.majors)
-                print(f"--  pg{major} {m.name:<26} not applicable (changes {only} only)")
+                print(f"--  pg{major} {m.name:<26} not applicable (its clauses judge on {only} only)")
         for r in results:
             clauses = sorted({c for k in r.killed_by for c in k["clauses"]})
             mark = "ok " if r.as_expected else "BAD"

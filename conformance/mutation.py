@@ -52,7 +52,7 @@ class Mutant:
     bug: str
     precedent: str
     kill: tuple[str, ...]
-    #: the majors whose build the patch changes (empty: all); on the others it is not run
+    #: the majors where its clauses judge it (empty: all); on the others it is not run
     majors: tuple[int, ...] = ()
 
     def applies_to(self, major: int) -> bool:

@@ -45,7 +45,7 @@ def test_a_mutant_limited_to_some_majors_names_supported_ones() -> None:
     from conformance.majors import SUPPORTED_MAJORS as MAJORS
 
     limited = [m for m in mutation.load_mutants() if m.majors]
-    assert limited, "the pre-19 database-command hook's mutants are limited to the majors that build it"
+    assert limited, "DBC-6's mutant is limited to the majors where DBC-6 judges"
     for m in limited:
         assert set(m.majors) < set(MAJORS), f"{m.name}: majors {m.majors} must be a strict subset of {MAJORS}"
         assert all(m.applies_to(x) == (x in m.majors) for x in MAJORS)
