@@ -123,8 +123,8 @@ OWNED_MOVED = "bgwc_owned2"
 NO_SUCH_SPACE = "bgwc_no_such_space"
 #: the first major whose core terminates background workers that declare
 #: BGWORKER_INTERRUPTIBLE for these commands: CountOtherDBBackends calls
-#: TerminateBackgroundWorkersForDatabase (postmaster/bgworker.h of 19;
-#: reference_ext/src/compat.h), whoever runs the command
+#: TerminateBackgroundWorkersForDatabase (postmaster/bgworker.h of 19), whoever
+#: runs the command; the clause cannot tell such a stop from the pool's own
 CORE_TERMINATES_SINCE = 19
 
 
