@@ -121,6 +121,7 @@ OWNER = "bgwc_dbowner"
 OWNED = "bgwc_owned"
 OWNED_MOVED = "bgwc_owned2"
 NO_SUCH_SPACE = "bgwc_no_such_space"
+SUPERUSER = "the kit's superuser"
 #: the first major whose core terminates background workers that declare
 #: BGWORKER_INTERRUPTIBLE for these commands: CountOtherDBBackends calls
 #: TerminateBackgroundWorkersForDatabase (postmaster/bgworker.h of 19), whoever
@@ -166,10 +167,15 @@ def _superusers_job(pool: Pool) -> Handle:
     return job
 
 
-def _as_owner(pool: Pool, command: str) -> tuple[float, psycopg.Error | None]:
-    """Run ``command`` as OWNER (from the postgres database), under
-    DB_COMMAND_S: the seconds it took and the error it failed with, if any."""
-    with pool.target.connect(user=OWNER) as conn:
+def _as_superuser(pool: Pool, command: str) -> tuple[float, psycopg.Error | None]:
+    return _as_owner(pool, command, user=None)
+
+
+def _as_owner(pool: Pool, command: str, user: str | None = OWNER) -> tuple[float, psycopg.Error | None]:
+    """Run ``command`` as OWNER (or ``user``; None: the kit's superuser), from
+    the postgres database, under DB_COMMAND_S: the seconds it took and the
+    error it failed with, if any."""
+    with pool.target.connect(**({"user": user} if user else {})) as conn:
         conn.execute(f"SET statement_timeout = '{int(DB_COMMAND_S * 1000)}ms'")
         t0 = time.monotonic()
         try:
@@ -201,31 +207,39 @@ def _still_running(pool: Pool, job: Handle) -> str | None:
 
 @pytest.mark.clause("DBC-5")
 @pytest.mark.parametrize(
-    ("command", "sqlstate"),
+    ("command", "by", "sqlstate"),
     [
-        (f"ALTER DATABASE {OWNED} RENAME TO {OWNED_MOVED}", "42501"),
-        (f"ALTER DATABASE {OWNED} SET TABLESPACE {NO_SUCH_SPACE}", "42704"),
+        (f"ALTER DATABASE {OWNED} RENAME TO {OWNED_MOVED}", OWNER, "42501"),
+        (f"ALTER DATABASE {OWNED} SET TABLESPACE {NO_SUCH_SPACE}", OWNER, "42704"),
+        # a superuser may stop the job, so only the command's own checks stand between
+        (f"ALTER DATABASE {OWNED} SET TABLESPACE {NO_SUCH_SPACE}", SUPERUSER, "42704"),
+        (f"ALTER DATABASE {OWNED} RENAME TO template1", SUPERUSER, "42P04"),
     ],
-    ids=["rename-without-createdb", "set-tablespace-missing"],
+    ids=[
+        "rename-without-createdb",
+        "set-tablespace-missing",
+        "superuser-set-tablespace-missing",
+        "superuser-rename-to-a-taken-name",
+    ],
 )
 def test_command_bound_to_fail_stops_no_job(
-    pool: Pool, owned: str, command: str, sqlstate: str, figures: Figures
+    pool: Pool, owned: str, command: str, by: str, sqlstate: str, figures: Figures
 ) -> None:
-    """The owner (no CREATEDB) runs a command that core refuses on its own
-    checks: it fails with core's error, and the superuser's job attached to
-    the database still runs, with the same pid."""
+    """The owner (no CREATEDB), or a superuser, runs a command that core
+    refuses on its own checks: it fails with core's error, and the
+    superuser's job attached to the database still runs, with the same pid."""
     job = _superusers_job(pool)
-    took, err = _as_owner(pool, command)
+    took, err = _as_owner(pool, command) if by == OWNER else _as_superuser(pool, command)
     figures.add("DBC-5", command, took, DB_COMMAND_S)
     stopped = _still_running(pool, job)
     assert stopped is None, (
-        f"a database command bound to fail stopped a job: {command} by its owner {OWNER} "
+        f"a database command bound to fail stopped a job: {command} by {by} "
         f"({'failed with ' + str(err.sqlstate) if err else 'succeeded'}) stopped the superuser's job "
         f"{job}: {stopped}"
     )
-    assert err is not None, f"{command} by {OWNER} (NOCREATEDB) succeeded; core refuses it with {sqlstate}"
+    assert err is not None, f"{command} by {by} succeeded; core refuses it with {sqlstate}"
     assert err.sqlstate == sqlstate, (
-        f"{command} by {OWNER} failed with {err.sqlstate} {err}, not core's own {sqlstate}"
+        f"{command} by {by} failed with {err.sqlstate} {err}, not core's own {sqlstate}"
     )
 
 

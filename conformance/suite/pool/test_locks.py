@@ -25,30 +25,39 @@ from conformance.figures import Figures
 from conformance.suite.pool_under_test import LONG_MS, Pool
 
 ROLE = "bgwc_member"
+#: another unprivileged role granted the pool: whether ROLE may stop its job
+#: is a question only pg_auth_members answers (a superuser's job is not:
+#: only a superuser may stop it, which needs no membership read)
+OTHER = "bgwc_other"
 #: the catalog a privilege check between roles reads (has_privs_of_role)
 CATALOG = "pg_catalog.pg_auth_members"
 
 
-def _drop_role(pool: Pool) -> None:
+def _drop_roles(pool: Pool) -> None:
     t = pool.target
-    if t.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %s", ROLE, idempotent=True):
+    roles = (ROLE, OTHER)
+    if t.scalar("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", list(roles), idempotent=True):
         for job in pool.adapter.jobs():
             pool.adapter.terminate(job.handle)
         t.wait_until(lambda: not pool.adapter.jobs(), SLOT_FREE_S, what="the scenario's jobs stopped")
-        t.sql(f"DROP OWNED BY {ROLE}", idempotent=True)
-        t.sql(f"DROP ROLE {ROLE}", idempotent=True)
+        for role in roles:
+            if t.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %s", role, idempotent=True):
+                t.sql(f"DROP OWNED BY {role}", idempotent=True)
+                t.sql(f"DROP ROLE {role}", idempotent=True)
 
 
 @pytest.fixture
 def member(pool: Pool) -> Iterator[str]:
-    """An unprivileged role granted the pool."""
-    _drop_role(pool)
-    pool.target.sql(f"CREATE ROLE {ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+    """An unprivileged role granted the pool (and OTHER, another)."""
+    _drop_roles(pool)
+    for role in (ROLE, OTHER):
+        pool.target.sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
     try:
-        pool.adapter.grant_submit(ROLE)  # NotApplicable for a pool that cannot be granted
+        for role in (ROLE, OTHER):
+            pool.adapter.grant_submit(role)  # NotApplicable for a pool that cannot be granted
         yield ROLE
     finally:
-        _drop_role(pool)
+        _drop_roles(pool)
 
 
 @dataclass
@@ -81,7 +90,8 @@ def test_pool_answers_while_a_catalog_lock_is_held(
     pool: Pool, member: str, figures: Figures, record_property: Callable[[str, object], None]
 ) -> None:
     t = pool.target
-    theirs = pool.adapter.submit("sleep", {"ms": LONG_MS})  # a superuser's job
+    with t.connect(user=OTHER) as other:
+        theirs = pool.adapter.submit("sleep", {"ms": LONG_MS}, conn=other)  # another role's job
     own = t.connect(user=member)
     # a fresh session of the role: no role membership of it cached yet
     fresh = t.connect(user=member)
@@ -92,9 +102,9 @@ def test_pool_answers_while_a_catalog_lock_is_held(
         handles.append(pool.adapter.submit("sleep", {"ms": LONG_MS}, conn=own))  # the role's own job
         holder.execute("BEGIN")
         holder.execute(f"LOCK TABLE {CATALOG} IN ACCESS EXCLUSIVE MODE")
-        # the role asks to stop the superuser's job: its privilege check reads
+        # the role asks to stop the other role's job: its privilege check reads
         # the locked catalog, and may wait for the lock (without the pool's)
-        stopper = _Call("the role's terminate of the superuser's job")
+        stopper = _Call("the role's terminate of another role's job")
         threads.append(stopper.start(lambda c: pool.adapter.terminate(theirs, conn=fresh)))
         fresh_pid = fresh.info.backend_pid
         t.wait_until(
