@@ -31,9 +31,13 @@
  *		BGWH_STOPPED (a handle whose pool slot has moved on is "retiring"),
  *		and a registration refused while one of its own workers is still
  *		retiring is retried when the postmaster reports that worker gone:
- *		a slot the status view shows free can be used at once.  Only a
- *		refusal with none retiring fails the request.  Every handle is freed
- *		exactly once, when it is stopped.
+ *		a slot the status view shows free can be used at once.  Workers
+ *		adopted from an earlier launcher have no handle here: their pids are
+ *		kept until the processes are gone, and one that has left its pool
+ *		slot but still exists (not reaped yet) counts as retiring too; the
+ *		postmaster does not signal us about it, so that retry comes at the
+ *		next wake, within a second.  Only a refusal with none retiring fails
+ *		the request.  Every handle is freed exactly once, when it is stopped.
  *
  *-------------------------------------------------------------------------
  */
@@ -63,6 +67,9 @@ static uint64 *handle_generation = NULL;
 
 /* Handles whose pool slot moved on, until the postmaster has reaped them. */
 static List *retiring = NIL;
+
+/* Pids of adopted workers, by slot (0: none), until the processes are gone. */
+static pid_t *adopted_pids = NULL;
 
 /* Keep 'handle' until its worker is reaped, or free it if it already is. */
 static void
@@ -103,11 +110,14 @@ prune_retiring(void)
 
 /*
  * Retire the handles whose pool slot has moved on since the last reap;
- * how many of our workers the postmaster has not reaped yet.
+ * how many of our workers the postmaster has not reaped yet, adopted ones
+ * that left their slot but still exist included.
  */
 static int
 retiring_workers(void)
 {
+	int			adopted = 0;
+
 	LWLockAcquire(BgwPool->lock, LW_SHARED);
 	for (int i = 0; i < BgwPool->capacity; i++)
 	{
@@ -119,9 +129,16 @@ retiring_workers(void)
 			retire(handles[i]);
 			handles[i] = NULL;
 		}
+		if (adopted_pids[i] != 0)
+		{
+			if (kill(adopted_pids[i], 0) != 0)
+				adopted_pids[i] = 0;	/* gone, reaped */
+			else if (slot->state == SLOT_FREE || slot->pid != adopted_pids[i])
+				adopted++;		/* left the pool, not reaped yet */
+		}
 	}
 	LWLockRelease(BgwPool->lock);
-	return prune_retiring();
+	return prune_retiring() + adopted;
 }
 
 static void
@@ -176,6 +193,7 @@ launcher_reconcile(void)
 		/* registered by the old launcher: adopt it */
 		slot->adopted = true;
 		slot->terminate_sent = false;
+		adopted_pids[i] = slot->pid;	/* 0 until it attaches: see reap */
 	}
 	LWLockRelease(BgwPool->lock);
 	ConditionVariableBroadcast(&BgwPool->cv);
@@ -349,6 +367,9 @@ reap_and_terminate(void)
 			}
 		}
 
+		if (slot->state != SLOT_FREE && slot->adopted && slot->pid != 0)
+			adopted_pids[i] = slot->pid;
+
 		if (slot->state != SLOT_FREE && slot->terminate_requested && !slot->terminate_sent)
 		{
 			if (handle != NULL)
@@ -385,6 +406,7 @@ bgw_pool_launcher_main(Datum main_arg)
 									 sizeof(BackgroundWorkerHandle *) * BgwPool->capacity);
 	handle_generation = MemoryContextAllocZero(TopMemoryContext,
 											   sizeof(uint64) * BgwPool->capacity);
+	adopted_pids = MemoryContextAllocZero(TopMemoryContext, sizeof(pid_t) * BgwPool->capacity);
 
 	if (BgwPool->capacity + 1 > max_worker_processes)
 		ereport(WARNING,
