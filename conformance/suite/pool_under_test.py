@@ -293,6 +293,29 @@ class Pool:
         for h in handles:
             self.wait_freed(h)
 
+    def stop_every_job(self, timeout: float = SLOT_FREE_S) -> None:
+        """Terminate every job the pool lists and wait until it lists none (by
+        its jobs, not its slots: a pool without slots is stopped too)."""
+        for job in self.adapter.jobs():
+            self.adapter.terminate(job.handle)
+        self.target.wait_until(lambda: not self.adapter.jobs(), timeout, what="every job stopped")
+
+    def drop_roles(self, *roles: str) -> None:
+        """Drop the roles a test made, and what they own, once every job is
+        stopped (a role whose job runs may hold objects); nothing if none exists."""
+        t = self.target
+        present = [
+            r
+            for r in roles
+            if t.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %s", r, idempotent=True)
+        ]
+        if not present:
+            return
+        self.stop_every_job()
+        for role in present:
+            t.sql(f"DROP OWNED BY {role}", idempotent=True)
+            t.sql(f"DROP ROLE {role}", idempotent=True)
+
     def wait_all_gone(self, timeout: float = ALL_GONE_S) -> None:
         """Every process of the server gone from the OS (after it was killed)."""
         self.target.wait_until(lambda: not self.target.processes(), timeout, what="every server process gone")

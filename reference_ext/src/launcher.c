@@ -225,14 +225,18 @@ launch(int id, uint64 generation)
 	worker.bgw_notify_pid = MyProcPid;
 
 	pool_pause(PAUSE_LAUNCHER_BEFORE_REGISTER);
-	/* counted before registering: each of them signals us once reaped */
+	/*
+	 * Counted before registering: each worker we registered signals us once
+	 * reaped (bgw_notify_pid); an adopted one is looked at again at the next
+	 * wake, within a second.
+	 */
 	unreaped = retiring_workers();
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	ok = RegisterDynamicBackgroundWorker(&worker, &handle);
 	MemoryContextSwitchTo(oldcxt);
 
 	if (!ok && unreaped > 0)
-		return false;			/* retried when the postmaster signals a reap */
+		return false;			/* retried at the next wake */
 
 	LWLockAcquire(BgwPool->lock, LW_EXCLUSIVE);
 	slot = pool_slot_if_current(id, generation);

@@ -167,15 +167,11 @@ def _superusers_job(pool: Pool) -> Handle:
     return job
 
 
-def _as_superuser(pool: Pool, command: str) -> tuple[float, psycopg.Error | None]:
-    return _as_owner(pool, command, user=None)
-
-
-def _as_owner(pool: Pool, command: str, user: str | None = OWNER) -> tuple[float, psycopg.Error | None]:
-    """Run ``command`` as OWNER (or ``user``; None: the kit's superuser), from
-    the postgres database, under DB_COMMAND_S: the seconds it took and the
-    error it failed with, if any."""
-    with pool.target.connect(**({"user": user} if user else {})) as conn:
+def _run_as(pool: Pool, command: str, user: str = OWNER) -> tuple[float, psycopg.Error | None]:
+    """Run ``command`` as ``user`` (SUPERUSER: the kit's own session), from the
+    postgres database, under DB_COMMAND_S: the seconds it took and the error it
+    failed with, if any."""
+    with pool.target.connect(**({} if user == SUPERUSER else {"user": user})) as conn:
         conn.execute(f"SET statement_timeout = '{int(DB_COMMAND_S * 1000)}ms'")
         t0 = time.monotonic()
         try:
@@ -229,7 +225,7 @@ def test_command_bound_to_fail_stops_no_job(
     refuses on its own checks: it fails with core's error, and the
     superuser's job attached to the database still runs, with the same pid."""
     job = _superusers_job(pool)
-    took, err = _as_owner(pool, command) if by == OWNER else _as_superuser(pool, command)
+    took, err = _run_as(pool, command, by)
     figures.add("DBC-5", command, took, DB_COMMAND_S)
     stopped = _still_running(pool, job)
     assert stopped is None, (
@@ -262,7 +258,7 @@ def test_command_stops_only_jobs_its_role_may_stop(
         )
     job = _superusers_job(pool)
     command = f"ALTER DATABASE {OWNED} RENAME TO {OWNED_MOVED}"
-    took, err = _as_owner(pool, command)
+    took, err = _run_as(pool, command)
     figures.add("DBC-6", command, took, DB_COMMAND_S)
     record_property("command_outcome", f"{err.sqlstate} {err}".strip() if err else "succeeded")
     stopped = _still_running(pool, job)

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from conformance.adapters import Handle
-from conformance.deadlines import LOCK_ANSWER_S, LOCK_UNWIND_S, SLOT_FREE_S
+from conformance.deadlines import LOCK_ANSWER_S, LOCK_UNWIND_S
 from conformance.figures import Figures
 from conformance.suite.pool_under_test import LONG_MS, Pool
 
@@ -33,23 +33,10 @@ OTHER = "bgwc_other"
 CATALOG = "pg_catalog.pg_auth_members"
 
 
-def _drop_roles(pool: Pool) -> None:
-    t = pool.target
-    roles = (ROLE, OTHER)
-    if t.scalar("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", list(roles), idempotent=True):
-        for job in pool.adapter.jobs():
-            pool.adapter.terminate(job.handle)
-        t.wait_until(lambda: not pool.adapter.jobs(), SLOT_FREE_S, what="the scenario's jobs stopped")
-        for role in roles:
-            if t.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %s", role, idempotent=True):
-                t.sql(f"DROP OWNED BY {role}", idempotent=True)
-                t.sql(f"DROP ROLE {role}", idempotent=True)
-
-
 @pytest.fixture
 def member(pool: Pool) -> Iterator[str]:
     """An unprivileged role granted the pool (and OTHER, another)."""
-    _drop_roles(pool)
+    pool.drop_roles(ROLE, OTHER)
     for role in (ROLE, OTHER):
         pool.target.sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
     try:
@@ -57,7 +44,7 @@ def member(pool: Pool) -> Iterator[str]:
             pool.adapter.grant_submit(role)  # NotApplicable for a pool that cannot be granted
         yield ROLE
     finally:
-        _drop_roles(pool)
+        pool.drop_roles(ROLE, OTHER)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from conformance.adapters import Handle
-from conformance.deadlines import SHUTDOWN_S, SLOT_FREE_S
+from conformance.deadlines import SHUTDOWN_S
 from conformance.errors import TargetError
 from conformance.figures import Figures
 from conformance.suite.pool_under_test import LONG_MS, Pool
@@ -43,13 +43,9 @@ BLOCKING_POINT = "worker-before-exit-hook"
 def _drop_role(pool: Pool) -> None:
     t = pool.target
     if t.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %s", ROLE, idempotent=True):
-        for job in pool.adapter.jobs():
-            pool.adapter.terminate(job.handle)
-        # by the jobs the pool lists, not its slots: a pool without slots is cleaned up too
-        t.wait_until(lambda: not pool.adapter.jobs(), SLOT_FREE_S, what="every job stopped")
+        pool.stop_every_job()
         t.sql("DROP SCHEMA IF EXISTS bgwc_sec, bgwc_evil CASCADE", idempotent=True)
-        t.sql(f"DROP OWNED BY {ROLE}", idempotent=True)
-        t.sql(f"DROP ROLE {ROLE}", idempotent=True)
+        pool.drop_roles(ROLE)
     # SEC-6's superuser-owned objects, whether the role was there or not
     t.sql(f"DROP FUNCTION IF EXISTS {WRAPPER}(), public.{REPORT}()", idempotent=True)
     t.sql(f"DROP TABLE IF EXISTS {CALLS}", idempotent=True)

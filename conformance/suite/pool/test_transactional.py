@@ -59,11 +59,16 @@ def _error_later(pool: Pool, conn: Conn, mark: str) -> Handle:
     return h
 
 
-def _rollback(pool: Pool, conn: Conn, mark: str) -> Handle:
-    conn.execute("BEGIN")
-    h = _submit(pool, conn, mark)
-    conn.execute("ROLLBACK")
-    return h
+def _ended_by(end: str) -> Callable[[Pool, Conn, str], Handle]:
+    """A transaction that submits, then ends with ``end`` (COMMIT, ROLLBACK)."""
+
+    def transaction(pool: Pool, conn: Conn, mark: str) -> Handle:
+        conn.execute("BEGIN")
+        h = _submit(pool, conn, mark)
+        conn.execute(end)
+        return h
+
+    return transaction
 
 
 def _savepoint(pool: Pool, conn: Conn, mark: str) -> Handle:
@@ -118,24 +123,17 @@ def _cancel(pool: Pool, conn: Conn, mark: str) -> Handle:
     return h
 
 
-def _commit(pool: Pool, conn: Conn, mark: str) -> Handle:
-    conn.execute("BEGIN")
-    h = _submit(pool, conn, mark)
-    conn.execute("COMMIT")
-    return h
-
-
 #: case -> (how the submitting transaction ends, the transaction, whether the job must run)
 CASES: dict[str, tuple[str, Callable[[Pool, Conn, str], Handle], bool]] = {
     "error": ("an error later in the transaction (SELECT 1/0), then ROLLBACK", _error_later, False),
-    "rollback": ("ROLLBACK", _rollback, False),
+    "rollback": ("ROLLBACK", _ended_by("ROLLBACK"), False),
     "savepoint": (
         "ROLLBACK TO SAVEPOINT around the submit, the outer transaction committed",
         _savepoint,
         False,
     ),
     "cancel": ("the next statement cancelled (pg_cancel_backend), then ROLLBACK", _cancel, False),
-    "commit": ("COMMIT", _commit, True),
+    "commit": ("COMMIT", _ended_by("COMMIT"), True),
 }
 
 
