@@ -208,12 +208,12 @@ def _record_not_packaged(
 
 
 def _load_runs(paths: list[str]) -> list[tuple[Path, dict[str, Any]]]:
-    from conformance import report
+    from conformance import report, results
 
     files = report.find_results([Path(p) for p in paths])
     if not files:
         raise KitError(f"no results.json under {', '.join(paths)}")
-    return [(f, json.loads(f.read_text())) for f in files]
+    return [(f, results.load(f)) for f in files]
 
 
 def _cmd_expectations(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ import pytest
 
 from conformance import __version__, expectations, figures
 from conformance.config import KitConfig
+from conformance.errors import KitError
 
 NOT_APPLICABLE = "not applicable"
 #: a clause (or test) that was never evaluated: an earlier step of its scenario
@@ -270,3 +271,34 @@ def not_packaged(kit: KitConfig, target: str, major: int, packages: list[str], s
     run["expectations"] = None
     run["unexpected"] = []
     return {"run": run, "tests": []}
+
+
+def _schema_problem(data: object) -> str | None:
+    """What keeps ``data`` from being a results.json this kit wrote (None when nothing does)."""
+    if not isinstance(data, dict) or not isinstance(data.get("run"), dict):
+        return "no 'run' object"
+    run = data["run"]
+    if not isinstance(run.get("targets"), list) or not isinstance(run.get("started"), str):
+        return "its 'run' has no 'targets' list or 'started' time"
+    if not isinstance(data.get("tests"), list):
+        return "no 'tests' list"
+    for t in data["tests"]:
+        if not (isinstance(t, dict) and isinstance(t.get("nodeid"), str) and isinstance(t.get("outcome"), str)):
+            return "a test record without 'nodeid' and 'outcome'"
+        if not isinstance(t.get("clauses"), list):
+            return f"test {t['nodeid']} has no 'clauses' list"
+    return None
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A results.json, checked to be one: bad input is one line naming the file (``KitError``)."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise KitError(f"{path}: cannot read it ({exc.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KitError(f"{path}: not a results.json (not JSON: {exc})") from None
+    problem = _schema_problem(data)
+    if problem:
+        raise KitError(f"{path}: not a results.json of bgw-conformance ({problem})")
+    return data
