@@ -235,9 +235,31 @@ def _cmd_expectations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report_diff(args: argparse.Namespace) -> int:
+    """What changed from runs A to runs B: text on stdout, HTML with -o.  Exit 0 whatever it
+    says; with --fail-on-regression, 1 when a clause or test newly fails or is newly flaky."""
+    from conformance import diff, diff_report
+
+    if not args.factor > 1:
+        raise KitError(f"--factor {args.factor:g}: must be more than 1")
+    for p in (args.a, args.b):
+        if not Path(p).exists():
+            raise KitError(f"{p}: no such file or directory")
+    found = diff.pair(_load_runs([args.a]), _load_runs([args.b]), args.factor)
+    print(diff_report.text(found))
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(diff_report.render(found))
+        print(out)
+    return 1 if args.fail_on_regression and found.regressions else 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from conformance import report
 
+    if args.report_command == "diff":
+        return _cmd_report_diff(args)
     paths = [Path(p) for p in args.paths]
     loaded = _load_runs(args.paths)
     if args.report_command == "render":
@@ -378,6 +400,20 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("-o", "--output", default="reports/matrix.html")
     render = rep_sub.add_parser("render", help="(re)write a run's index.html")
     render.add_argument("paths", nargs="+", help="results.json files or directories holding them")
+    rdiff = rep_sub.add_parser(
+        "diff", help="what changed from runs A to runs B (paired by profile and target)"
+    )
+    rdiff.add_argument("a", help="a results.json or a directory holding runs")
+    rdiff.add_argument("b", help="a results.json or a directory holding runs")
+    rdiff.add_argument(
+        "--factor", type=float, default=2.0, help="a figure moved when it changed more than this (default 2)"
+    )
+    rdiff.add_argument("-o", "--output", default=None, help="also write the diff as a self-contained page")
+    rdiff.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when a clause or test newly fails or is flaky",
+    )
 
     sub.add_parser("clean", help="remove containers left by dead runs")
     doctor.add_parser(sub)

@@ -368,7 +368,9 @@ def pair(
     contract = contract or load_contract()
     superseded: list[RunRef] = []
 
-    def newest(runs: list[tuple[Path, dict[str, Any]]]) -> dict[tuple[str, str], tuple[RunRef, dict[str, Any]]]:
+    def newest(
+        runs: list[tuple[Path, dict[str, Any]]],
+    ) -> dict[tuple[str, str], tuple[RunRef, dict[str, Any]]]:
         out: dict[tuple[str, str], tuple[RunRef, dict[str, Any]]] = {}
         for path, res in runs:
             for one in slices(res):

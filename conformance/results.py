@@ -283,7 +283,9 @@ def _schema_problem(data: object) -> str | None:
     if not isinstance(data.get("tests"), list):
         return "no 'tests' list"
     for t in data["tests"]:
-        if not (isinstance(t, dict) and isinstance(t.get("nodeid"), str) and isinstance(t.get("outcome"), str)):
+        if not (
+            isinstance(t, dict) and isinstance(t.get("nodeid"), str) and isinstance(t.get("outcome"), str)
+        ):
             return "a test record without 'nodeid' and 'outcome'"
         if not isinstance(t.get("clauses"), list):
             return f"test {t['nodeid']} has no 'clauses' list"
