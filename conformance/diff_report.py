@@ -43,11 +43,14 @@ def moved_text(m: Moved) -> str:
     unit = m.after.get("unit") or ""
     da, db = (_num(f.get("deadline")) for f in (m.before, m.after))
     deadline = f"deadline {db} {unit}" if da == db else f"deadline {da} → {db} {unit}"
-    what = f" ({m.after['what']})" if m.after.get("what") else ""
-    return (
-        f"{m.clause} {m.name}{what} [{m.test}]: {_value(m.before)} → {_value(m.after)} {unit} ({deadline}), "
-        f"{m.ratio:.1f}x {_way(m)} (floor {m.floor:.3g} {unit})"
-    )
+    values = f"{_value(m.before)} → {_value(m.after)} {unit}"
+    moved = f"{m.ratio:.1f}x {_way(m)} (floor {m.floor:.3g} {unit})"
+    return f"{m.clause} {m.name}{_what(m)} [{m.test}]: {values} ({deadline}), {moved}"
+
+
+def _what(m: Moved) -> str:
+    """The step a generic figure (the closest wait) timed, in B."""
+    return f" ({m.after['what']})" if m.after.get("what") else ""
 
 
 def _change_text(c: Change) -> str:
@@ -117,7 +120,7 @@ def _figures_table(p: RunDiff) -> str:
     if not p.figures:
         return f"<p class='none'>no figure moved ({p.figures_compared} compared)</p>"
     rows = "".join(
-        f"<tr class='moved'><td>{_e(m.clause)}</td><td>{_e(m.name)}</td><td>{_e(m.test)}</td>"
+        f"<tr class='moved'><td>{_e(m.clause)}</td><td>{_e(m.name)}{_e(_what(m))}</td><td>{_e(m.test)}</td>"
         f"<td>{_e(figs.text(m.before))}</td><td>{_e(figs.text(m.after))}</td>"
         f"<td class='{_way(m)}'>{m.ratio:.1f}x {_way(m)}</td>"
         f"<td>{m.floor:.3g} {_e(m.after.get('unit') or '')}</td></tr>"
