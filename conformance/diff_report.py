@@ -6,7 +6,17 @@ from __future__ import annotations
 import html
 
 from conformance import figures as figs
-from conformance.diff import CATEGORIES, FLOOR_SHARE, NO_DEADLINE_FLOOR, Change, Diff, Moved, RunDiff, RunRef
+from conformance.diff import (
+    CATEGORIES,
+    FLOOR_SHARE,
+    NO_DEADLINE_FLOOR,
+    NOT_CLAIMED,
+    Change,
+    Diff,
+    Moved,
+    RunDiff,
+    RunRef,
+)
 from conformance.report import _CSS
 
 _EXTRA_CSS = ".worse{color:#a01010;font-weight:bold}.better{color:#176317}.none{color:#777}"
@@ -97,13 +107,18 @@ def text(d: Diff) -> str:
     return "\n".join(lines)
 
 
+def _css(status: str | None) -> str:
+    """A status's cell class, as the run page colours it (absent: grey)."""
+    return {None: "skip", NOT_CLAIMED: "not-applicable"}.get(status, _e(status))
+
+
 def _changes_table(kind: str, changes: list[Change]) -> str:
     if not changes:
         return f"<p class='none'>no {kind} changed</p>"
     rows = "".join(
         f"<tr class='change' data-category='{_e(c.category)}'><td>{_e(c.category)}</td><td>{_e(c.name)}</td>"
-        f"<td class='{_e(c.before or 'skip')}'>{_e(_status(c.before))}</td>"
-        f"<td class='{_e(c.after or 'skip')}'>{_e(_status(c.after))}</td><td>{_e(c.detail)}</td></tr>"
+        f"<td class='{_css(c.before)}'>{_e(_status(c.before))}</td>"
+        f"<td class='{_css(c.after)}'>{_e(_status(c.after))}</td><td>{_e(c.detail)}</td></tr>"
         for c in changes
     )
     return (

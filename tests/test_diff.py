@@ -143,6 +143,9 @@ def test_pairs_by_profile_and_target_and_says_what_it_could_not_pair(tmp_path: P
         and [r.target for r in d.only_b] == ["pg19"]
     )
     assert "not paired: A bgw_pool · pg17" in diff_report.text(d)
+    page = diff_report.render(d)
+    assert "<td>A</td><td>bgw_pool</td><td>pg17</td><td>a17</td>" in page
+    assert "<td>B</td><td>bgw_pool</td><td>pg19</td><td>b19</td>" in page
 
     # a run on both targets at once is split, each target paired with its own
     both = copy.deepcopy(p17)
@@ -244,7 +247,6 @@ def test_two_real_runs_one_with_a_broken_promise(tmp_path: Path, bgwc_config: Ki
         runs.append(tmp_path / name / "reports")
     out = tmp_path / "diff.html"
     res = _cli(str(runs[0]), str(runs[1]), "-o", str(out), "--fail-on-regression")
-    print(res.stdout)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "clauses newly failing (1):\n    STOP-1: pass → fail" in res.stdout, res.stdout
     assert f"bgw_pool · {target}: A " in res.stdout and "not paired:" not in res.stdout
