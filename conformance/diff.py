@@ -237,8 +237,8 @@ def _tests(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _renamed(changes: list[Change], tests_a: dict[str, Any], tests_b: dict[str, Any]) -> list[Change]:
     """A test that disappeared and one that appeared in a file of the same name (a tier's directory
-    may have moved it), with the same clauses, each
-    the only one so: renamed (its statuses on both sides kept: a renamed test can newly fail)."""
+    may have moved it), with the same clauses, each the only one so: renamed (its statuses on both
+    sides kept: a renamed test can newly fail)."""
 
     def key(tid: str, t: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
         return (tid.split("::")[0].rsplit("/", 1)[-1], tuple(sorted(t["clauses"])))
