@@ -1,7 +1,7 @@
 """The ``bgw-conformance`` command.
 
   bgw-conformance images build --pg 13,15,17,18 [--profile P] [INPUTS]
-  bgw-conformance run [--target pg17[,local...]] [--profile P] [INPUTS] [--expectations F] [--json]
+  bgw-conformance run [--target pg17[,local...]] [--profile P] [INPUTS] [--expectations F] [--json] [--github]
                       [--reports DIR] [-- PYTEST-ARGS]
   bgw-conformance verify --repeat N [--target ...] [-k EXPR] [INPUTS] [--reports DIR]
   bgw-conformance expectations update --profile P RESULTS...
