@@ -53,11 +53,6 @@ def command(level: str, title: str, message: str) -> str:
     return f"::{level} title={escape_property(title)}::{escape_data(message)}"
 
 
-def _reason(u: dict[str, Any]) -> str:
-    lines = (u.get("message") or "").strip().splitlines()
-    return lines[0][:REASON_CHARS] if lines else ""
-
-
 def _record(u: dict[str, Any], results: dict[str, Any]) -> dict[str, Any] | None:
     """The test record an unexpected result is about: its own, or (a clause entry) the clause's first test."""
     tests = results["tests"]
@@ -66,6 +61,16 @@ def _record(u: dict[str, Any], results: dict[str, Any]) -> dict[str, Any] | None
     return next(
         (t for t in tests if t.get("target") == u.get("target") and u["clauses"][0] in t["clauses"]), None
     )
+
+
+def _reason(u: dict[str, Any], results: dict[str, Any]) -> str:
+    """The failure's first line, with each failed kind's detail where the test judged kind by kind."""
+    lines = (u.get("message") or "").strip().splitlines()
+    rec = _record(u, results) if u.get("nodeid") else None
+    kinds = ((rec or {}).get("properties") or {}).get("kinds") or {}
+    failed = [f"{k}: {v.get('detail', '')}" for k, v in kinds.items() if v.get("outcome") == "fail"]
+    reason = "; ".join(lines[:1] + failed)
+    return reason[: REASON_CHARS - 1] + "…" if len(reason) > REASON_CHARS else reason
 
 
 def link(u: dict[str, Any], results: dict[str, Any], index: Path) -> str:
@@ -85,7 +90,8 @@ def annotations(summ: dict[str, Any], results: dict[str, Any], index: Path) -> l
     out = []
     for u in summ["unexpected"]:
         what = u.get("test") or f"every test of {u['clause']}"
-        said = f": {_reason(u)}" if _reason(u) else ""
+        reason = _reason(u, results)
+        said = f": {reason}" if reason else ""
         gate = "" if summary.gates(u) else " (SHOULD: does not gate)"
         message = (
             f"unexpected {_kind(u)}{gate} on {u['target']}: {what}{said}; report: {link(u, results, index)}"
@@ -146,7 +152,7 @@ def step_summary(
         for u in unexpected:
             kind = _kind(u) + ("" if summary.gates(u) else " (SHOULD: does not gate)")
             what = u.get("test") or f"every test of {u['clause']}"
-            row = (", ".join(u["clauses"]), what, u["target"], kind, _reason(u))
+            row = (", ".join(u["clauses"]), what, u["target"], kind, _reason(u, results))
             out.append("| " + " | ".join(_cell(c) for c in row) + f" | [page]({link(u, results, index)}) |")
         out.append("")
     elif summ["verdict"] not in (summary.HARNESS_ERROR, summary.INTERRUPTED):

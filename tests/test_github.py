@@ -70,7 +70,11 @@ def _unexpected_run(tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The recorded run with a MUST failure (CRASH-3), a SHOULD failure (LOG-2) whose
     message needs escaping, and a clause listed as failing that passed (JOB-1)."""
     res = recorded()
-    _failing(res, "CRASH-3", "AssertionError: launcher not back | after 12.0s\nsecond line")
+    crash3 = _failing(res, "CRASH-3", "AssertionError: launcher not back | after 12.0s\nsecond line")
+    crash3["properties"]["kinds"] = {  # judged kind by kind: the failed kinds' details are the reason
+        "launcher": {"outcome": "fail", "detail": "back after 12.0s (deadline 6s)"},
+        "worker": {"outcome": "pass", "detail": "stayed down"},
+    }
     log2 = _failing(res, "LOG-2", "AssertionError: 100% of 40 lines in 10s: spam")
     log2["properties"]["clause_outcomes"] = {"LOG-1": "pass", "LOG-2": "fail"}
     path = tmp_path / "x.expectations.toml"
@@ -96,8 +100,8 @@ def test_step_summary_has_the_verdicts_the_counts_and_each_unexpected_result_lin
     assert set(by_clause) == {"CRASH-3", "LOG-2", "JOB-1"}
     crash3 = _test(res, "CRASH-3")
     assert (
-        f"| {crash3['test']} | pg17 | fail | AssertionError: launcher not back \\| after 12.0s |"
-        in (by_clause["CRASH-3"])
+        f"| {crash3['test']} | pg17 | fail | AssertionError: launcher not back \\| after 12.0s; "
+        "launcher: back after 12.0s (deadline 6s) |" in (by_clause["CRASH-3"])
     )
     assert "| fail (SHOULD: does not gate) |" in by_clause["LOG-2"]
     assert "| every test of JOB-1 | pg17 | pass | expected to fail (was broken)" in by_clause["JOB-1"]
@@ -117,7 +121,8 @@ def test_annotations_are_one_per_unexpected_result_naming_its_clause(tmp_path: P
     anchor = report.test_anchor(_test(res, "CRASH-3"))
     assert crash3 == (
         f"::error title=CRASH-3::unexpected fail on pg17: {_test(res, 'CRASH-3')['test']}: "
-        f"AssertionError: launcher not back | after 12.0s; report: {INDEX}#{anchor}"
+        "AssertionError: launcher not back | after 12.0s; launcher: back after 12.0s (deadline 6s); "
+        f"report: {INDEX}#{anchor}"
     )
     assert log2.startswith("::warning title=LOG-2::unexpected fail (SHOULD: does not gate)")
     assert "100%25 of 40 lines" in log2
@@ -217,6 +222,7 @@ def test_a_run_in_github_actions_writes_the_step_summary_and_an_error_per_unexpe
     anchor = "t-" + re.sub(r"[^A-Za-z0-9]+", "-", test).strip("-")
     index = f"reports/{run_dir.name}/index.html"
     assert errors[0].startswith(f"::error title=STOP-1::unexpected fail on {target}: ")
+    assert "; launcher: " in errors[0]  # the kind that failed, with its detail
     assert errors[0].endswith(f"; report: {index}#{anchor}")
     assert f"id='{anchor}'" in (run_dir / "index.html").read_text()
     md = step_summary.read_text()
