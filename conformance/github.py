@@ -101,8 +101,8 @@ def annotations(summ: dict[str, Any], results: dict[str, Any], index: Path) -> l
 
 
 def _cell(text: object) -> str:
-    """A Markdown table cell: one line, pipes escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """A Markdown table cell: one line, pipes escaped, no HTML tag opened."""
+    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;")
 
 
 def _tier_rows(summ: dict[str, Any], results: dict[str, Any], contract: dict[str, verdicts.Clause]) -> str:
