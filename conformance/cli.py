@@ -1,7 +1,7 @@
 """The ``bgw-conformance`` command.
 
   bgw-conformance images build --pg 13,15,17,18 [--profile P] [INPUTS]
-  bgw-conformance run [--target pg17[,local...]] [--profile P] [INPUTS] [--expectations F] [--json]
+  bgw-conformance run [--target pg17[,local...]] [--profile P] [INPUTS] [--expectations F] [--json] [--github]
                       [--reports DIR] [-- PYTEST-ARGS]
   bgw-conformance verify --repeat N [--target ...] [-k EXPR] [INPUTS] [--reports DIR]
   bgw-conformance expectations update --profile P RESULTS...
@@ -181,6 +181,7 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         print(report.terminal_summary(results, index, color=color))
     print(summary.terminal(summ, run_dir))
+    _github(args, summ, results, run_dir)
     if json_out is not None:
         print(json.dumps(summ, indent=1), file=json_out)
     if summ["exit_status"] == summary.EXIT_UNEXPECTED and args.report_only:
@@ -203,8 +204,18 @@ def _record_not_packaged(
     (run_dir / "index.html").write_text(report.render_run(res, summary=summ))
     (run_dir / "summary.json").write_text(json.dumps(summ, indent=1))
     print(summary.terminal(summ, run_dir))
+    _github(args, summ, res, run_dir)
     if json_out is not None:
         print(json.dumps(summ, indent=1), file=json_out)
+
+
+def _github(args: argparse.Namespace, summ: dict[str, Any], results: dict[str, Any], run_dir: Path) -> None:
+    """GitHub mode (``--github``, or ``GITHUB_ACTIONS=true`` unless ``--no-github``): the
+    step summary and one annotation per unexpected result (on stderr under ``--json``)."""
+    from conformance import github
+
+    if github.enabled(getattr(args, "github", None)):
+        github.publish(summ, results, run_dir)
 
 
 def _load_runs(paths: list[str]) -> list[tuple[Path, dict[str, Any]]]:
@@ -359,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--json", action="store_true", help="print the run's summary.json on stdout (and nothing else)"
+    )
+    run.add_argument(
+        "--github",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="GitHub Actions mode: a step summary in $GITHUB_STEP_SUMMARY and an ::error annotation "
+        "per unexpected result (default: on when GITHUB_ACTIONS=true; the flag wins)",
     )
     _extension_args(run)
 

@@ -36,6 +36,12 @@ def _level(clauses: list[str], contract: dict[str, verdicts.Clause]) -> str:
     return "MUST" if "MUST" in levels or not clauses else "SHOULD"
 
 
+def gates(u: dict[str, Any]) -> bool:
+    """Whether an unexpected result fails the gate (exit 1): a MUST clause's, or a flaky test
+    whatever its level (flaky is never a pass).  A SHOULD clause's is reported, never gating."""
+    return u["level"] == "MUST" or u["status"] == "flaky"
+
+
 def _cause(results: dict[str, Any], pytest_code: int) -> tuple[str | None, str]:
     """(HARNESS ERROR or INTERRUPTED or None, the cause)."""
     run, tests = results["run"], results["tests"]
@@ -77,8 +83,7 @@ def summarize(
     broke, cause = _cause(results, pytest_code)
     by_tier = verdicts.tier_verdicts(results, contract)
     unexpected = [{**u, "level": _level(u["clauses"], contract)} for u in run.get("unexpected", [])]
-    # a test that both passed and failed gates whatever its level: flaky is never a pass
-    gating = [u for u in unexpected if u["level"] == "MUST" or u["status"] == "flaky"]
+    gating = [u for u in unexpected if gates(u)]
     unreached = _not_reached(tests)
     if broke:
         verdict, status = broke, EXIT_HARNESS
@@ -151,7 +156,7 @@ def _unexpected_line(u: dict[str, Any]) -> str:
     what = u.get("test") or u.get("clause")
     clauses = ",".join(u["clauses"])
     first = (u.get("message") or "").strip().splitlines()[:1]
-    gate = "" if u["level"] == "MUST" or u["status"] == "flaky" else " (SHOULD: does not gate)"
+    gate = "" if gates(u) else " (SHOULD: does not gate)"
     kind = u["status"].removeprefix("unexpected-").upper()
     said = f": {first[0][:200]}" if first else ""
     return f"  UNEXPECTED {kind}{gate} {clauses} on {u['target']}: {what}{said}"

@@ -80,17 +80,61 @@ def test_github_workflow_is_a_job_per_major_then_the_matrix() -> None:
     job = doc["jobs"]["conformance"]
     assert job["strategy"]["fail-fast"] is False and job["strategy"]["matrix"]["pg"] == ["17", "18"]
     uses = [s.get("uses", "") for s in job["steps"]]
-    assert uses[:2] == ["actions/checkout@v4", "actions/setup-python@v5"]
+    assert [u.split("@")[0] for u in uses[:2]] == ["actions/checkout", "actions/setup-python"]
     assert job["steps"][1]["with"]["python-version"] == "3.12"
     assert {"run": f'pip install "bgw-conformance=={__version__}"'} in job["steps"]
     upload = job["steps"][-1]
-    assert upload["uses"] == "actions/upload-artifact@v4" and upload["if"] == "always()"
+    assert upload["uses"].startswith("actions/upload-artifact@") and upload["if"] == "always()"
     assert upload["with"] == {"name": "reports-pg${{ matrix.pg }}", "path": "reports/"}
     merge = doc["jobs"]["matrix"]
     assert merge["needs"] == "conformance" and merge["if"] == "always()"
-    download = next(s for s in merge["steps"] if s.get("uses") == "actions/download-artifact@v4")
+    download = next(s for s in merge["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
     assert download["with"] == {"pattern": "reports-*", "path": "reports"}
     assert merge["steps"][-1]["with"]["path"] == "reports/matrix.html"
+
+
+#: each action the GitHub workflow uses, and the major release its pin must be a tag of
+ACTIONS = {
+    "actions/checkout": "v4",
+    "actions/setup-python": "v5",
+    "actions/upload-artifact": "v4",
+    "actions/download-artifact": "v4",
+}
+_USES = re.compile(r"^\s*(?:- )?uses: (?P<action>[^@\s]+)@(?P<ref>\S+)(?P<comment>.*)$", re.M)
+
+
+def test_github_actions_are_pinned_by_commit_sha_with_their_tag() -> None:
+    """Every ``uses:`` names a full commit SHA, and a comment says which release tag it is
+    (``# v4.4.0``): what Dependabot reads and updates."""
+    text = scaffold.render_ci(TEMPLATES["github"], "bgwc_fake", MAJORS)
+    pins = [m.groupdict() for m in _USES.finditer(text)]
+    assert {p["action"] for p in pins} == set(ACTIONS), pins
+    for p in pins:
+        assert re.fullmatch(r"[0-9a-f]{40}", p["ref"]), p
+        tag = re.fullmatch(r"\s+# (v\d+\.\d+\.\d+)", p["comment"])
+        assert tag and tag.group(1).startswith(ACTIONS[p["action"]] + "."), p
+    # one action, one pin, in every job
+    assert len({(p["action"], p["ref"], p["comment"]) for p in pins}) == len(ACTIONS)
+    steps = [s for job in _ci("github")["jobs"].values() for s in job["steps"]]
+    assert {s["uses"] for s in steps if "uses" in s} == {f"{p['action']}@{p['ref']}" for p in pins}
+
+
+def test_github_workflow_runs_weekly_cancels_superseded_runs_and_summarizes() -> None:
+    text = scaffold.render_ci(TEMPLATES["github"], "bgwc_fake", MAJORS)
+    doc = _ci("github")
+    on = doc.get("on", doc.get(True))  # YAML 1.1 reads a bare ``on`` as true
+    assert set(on) == {"push", "pull_request", "workflow_dispatch", "schedule"}
+    (cron,) = [entry["cron"] for entry in on["schedule"]]
+    minute, hour, dom, month, dow = cron.split()
+    assert (dom, month) == ("*", "*") and dow.isdigit() and minute.isdigit() and hour.isdigit()  # weekly
+    before = text[: text.index(f'- cron: "{cron}"')].splitlines()
+    assert any("weekly" in line for line in before[-4:] if line.strip().startswith("#")), before[-4:]
+    assert doc["concurrency"] == {
+        "group": "${{ github.workflow }}-${{ github.ref }}",
+        "cancel-in-progress": True,
+    }
+    (line,) = [ln for ln in _commands(doc) if ln.startswith("bgw-conformance run")]
+    assert _parse(line, 17).github is True  # the step summary and annotations, whatever the env says
 
 
 def test_gitlab_pipeline_is_a_job_per_major_in_dind_then_the_matrix() -> None:
@@ -98,10 +142,30 @@ def test_gitlab_pipeline_is_a_job_per_major_in_dind_then_the_matrix() -> None:
     job = doc["bgw-conformance"]
     assert job["parallel"]["matrix"] == [{"PG": ["17"]}]
     assert job["services"][0]["name"] == "docker:dind" and job["variables"]["DOCKER_HOST"]
-    assert job["artifacts"] == {"when": "always", "paths": ["reports/"]}
+    assert job["artifacts"] == {
+        "when": "always",
+        "paths": ["reports/"],
+        "reports": {"junit": "reports/*/*/junit.xml"},
+    }
     merge = doc["bgw-conformance-matrix"]
     assert merge["needs"] == [{"job": "bgw-conformance", "artifacts": True}] and merge["when"] == "always"
     assert f'pip install "bgw-conformance=={__version__}"' in doc[".bgw-conformance"]["before_script"]
+    assert doc[".bgw-conformance"]["interruptible"] is True  # a newer pipeline cancels these jobs
+    text = scaffold.render_ci(TEMPLATES["gitlab"], "bgwc_fake", (17,))
+    assert "Pipeline schedules" in text  # set in GitLab's UI, which the file says
+
+
+def test_gitlab_junit_report_is_where_each_run_writes_its_junit_xml(tmp_path: Path) -> None:
+    """``artifacts:reports:junit`` matches ``reports/<major>/<run>/junit.xml`` as the job's run
+    command leaves it (the runner's globs: one directory per ``*``, no ``**``)."""
+    job = _ci("gitlab")["bgw-conformance"]
+    junit = job["artifacts"]["reports"]["junit"]
+    assert "**" not in junit and job["artifacts"]["paths"] == ["reports/"]
+    (line,) = [ln for ln in _commands(_ci("gitlab")) if ln.startswith("bgw-conformance run")]
+    written = tmp_path / _parse(line, 17).reports / "20260101-000000-0123456789ab" / "junit.xml"
+    written.parent.mkdir(parents=True)
+    written.write_text("<testsuites/>")
+    assert list(tmp_path.glob(junit)) == [written]
 
 
 @pytest.mark.parametrize("kind", TEMPLATES)
