@@ -53,7 +53,7 @@ def suites_of(major: int) -> str:
 
 
 #: https://www.postgresql.org/support/versioning/
-END_OF_LIFE = {13: "2025-11-13"}
+END_OF_LIFE = {13: "2025-11-13", 14: "2026-11-12"}
 
 
 def release_note(major: int | None, version: str = "") -> str:

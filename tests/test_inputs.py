@@ -124,12 +124,12 @@ def _local_repository(tmp: Path, signer: AptSigner) -> Path:
 
 
 def _apt_profile(tmp: Path, source: bool) -> Path:
-    """pg_cron's profile, with the renamed package, on 17, with (or without) the local source."""
+    """pg_cron's profile, with the renamed package, on 16 and 17, with (or without) the local source."""
     from conformance.paths import fixtures_dir
 
     text = (fixtures_dir() / "profiles" / "pg_cron.toml").read_text()
     text = text.replace('name = "pg_cron"', 'name = "pg_cron_apt"').replace(
-        "majors = [17, 18, 19]", "majors = [17]"
+        "majors = [17, 18, 19]", "majors = [16, 17]"
     )
     text = text.replace('packages = ["postgresql-{major}-cron"]', f'packages = ["{RENAMED}"]')
     if source:
@@ -171,13 +171,19 @@ def test_a_local_apt_source_provides_a_package_debian_does_not_have(
     profile = _apt_profile(tmp_path, True)
     ext = extension_for(load_profile(str(profile)), {})
     assert [s.describe() for s in ext.apt_sources] == [f"[signed-by={key}] file:{repo} ./"]
+    quiet = lambda _: None  # noqa: E731
     created: list[str] = []
     try:
+        # a major Debian never shipped, from a source that does not provide it: one line saying so
+        res = _cli("images", "build", "--pg", "16", "--profile", str(profile))
+        created = [images.resolve_base(None, 17, quiet, ext.apt_sources)]  # the same trixie base and source
+        assert res.returncode == 2 and _error_line(res) == (
+            "bgw-conformance: target pg16: no apt source provides postgresql-16 "
+            f"([signed-by={key}] file:{repo} ./)"
+        ), res.stderr[-3000:]
         res = _cli("images", "build", "--pg", "17", "--profile", str(profile))
         assert res.returncode == 0, res.stderr[-3000:]
-        quiet = lambda _: None  # noqa: E731
-        created = [
-            images.resolve_base(None, 17, quiet, ext.apt_sources),
+        created += [
             images.build_server(17, None, quiet, ext.apt_sources).tag,
             images.build_extension(17, ext, None, quiet).tag,
         ]
