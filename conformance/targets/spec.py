@@ -2,7 +2,10 @@
 major in a container, ``local`` the host's server.  Every other module asks
 a ``TargetSpec`` what a name means (``parse``, ``kind``, ``major``), and
 which names exist (``all_names``); a new kind of target is one entry in
-``KINDS`` here and a class beside this file."""
+``KINDS`` here and a class beside this file.  ``pg14`` and ``pg16``, majors
+Debian never shipped, parse too: their images start from trixie, the newest
+stable suite (``majors.SOURCE_ONLY``), and configuration refuses them unless
+an extra apt source (e.g. apt.postgresql.org) is named to provide them."""
 
 from __future__ import annotations
 
