@@ -123,6 +123,20 @@ def _local_repository(tmp: Path, signer: AptSigner) -> Path:
     return repo
 
 
+def _remove_images_on(base: str) -> None:
+    """Remove ``base`` and the kit's pg17 images built on it (whichever builds got that far)."""
+    from conformance import engine
+
+    client = engine.client()
+    base_id = client.images.get(base).id
+    for repo in ("bgwc/pg_cron_apt-pg17", "bgwc/pg17"):  # the extension's layer, then the server's
+        for img in client.images.list(name=repo):
+            if any(layer["Id"] == base_id for layer in img.history()):
+                for tag in img.tags:
+                    client.images.remove(tag)
+    client.images.remove(base)
+
+
 def _apt_profile(tmp: Path, source: bool) -> Path:
     """pg_cron's profile, with the renamed package, on 16 and 17, with (or without) the local source."""
     from conformance.paths import fixtures_dir
@@ -171,27 +185,21 @@ def test_a_local_apt_source_provides_a_package_debian_does_not_have(
     profile = _apt_profile(tmp_path, True)
     ext = extension_for(load_profile(str(profile)), {})
     assert [s.describe() for s in ext.apt_sources] == [f"[signed-by={key}] file:{repo} ./"]
-    quiet = lambda _: None  # noqa: E731
-    created: list[str] = []
     try:
         # a major Debian never shipped, from a source that does not provide it: one line saying so
         res = _cli("images", "build", "--pg", "16", "--profile", str(profile))
-        created = [images.resolve_base(None, 17, quiet, ext.apt_sources)]  # the same trixie base and source
         assert res.returncode == 2 and _error_line(res) == (
             "bgw-conformance: target pg16: no apt source provides postgresql-16 "
             f"([signed-by={key}] file:{repo} ./)"
         ), res.stderr[-3000:]
         res = _cli("images", "build", "--pg", "17", "--profile", str(profile))
-        assert res.returncode == 0, res.stderr[-3000:]
-        created += [
-            images.build_server(17, None, quiet, ext.apt_sources).tag,
-            images.build_extension(17, ext, None, quiet).tag,
+        assert res.returncode == 0 and res.stdout.startswith("pg17\tbgwc/pg_cron_apt-pg17:"), res.stderr[
+            -3000:
         ]
-        assert res.returncode == 0 and res.stdout.startswith(f"pg17\t{created[2]}\t"), res.stderr[-3000:]
         listed = (
             engine.client()
             .containers.run(
-                created[2],
+                res.stdout.split("\t")[1],
                 [
                     "sh",
                     "-c",
@@ -229,6 +237,32 @@ def test_a_local_apt_source_provides_a_package_debian_does_not_have(
         ]
         assert run["run"]["extension"]["apt_sources"] == [f"[signed-by={key}] file:{repo} ./"]
     finally:  # unique to this test (a fresh key and repository each time), and large
-        for tag in reversed(created):
-            engine.client().images.remove(tag, noprune=False)
+        _remove_images_on(images.resolve_base(None, 17, lambda _: None, ext.apt_sources))
     print(f"apt source test: {time.monotonic() - t0:.0f}s")
+
+
+def test_an_apt_source_signed_by_another_key_is_refused(tmp_path: Path, apt_signer: AptSigner) -> None:
+    """signed-by is checked: a repository whose InRelease another key signed fails the image
+    build at apt's update (exit 2, HARNESS ERROR), before any package is installed."""
+    from conformance import images
+    from conformance.config import extension_for
+    from conformance.profile import load_profile
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (tmp_path / "other").mkdir()
+    other = type(apt_signer)(tmp_path / "other")  # a second throwaway key
+    try:
+        other.sign_flat(repo)  # an empty index, signed by a key the profile does not name
+    finally:
+        other.close()
+    profile = _apt_profile(tmp_path, True)
+    ext = extension_for(load_profile(str(profile)), {})
+    try:
+        res = _cli("images", "build", "--pg", "17", "--profile", str(profile))
+        assert res.returncode == 2, res.stdout + res.stderr[-3000:]
+        line = _error_line(res)
+        assert line.startswith("bgw-conformance: HARNESS ERROR: image build failed at bgwc/pg17:"), res.stderr
+        assert "InRelease" in res.stderr and "signature" in res.stderr.lower(), res.stderr[-3000:]
+    finally:
+        _remove_images_on(images.resolve_base(None, 17, lambda _: None, ext.apt_sources))
