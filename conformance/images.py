@@ -353,10 +353,12 @@ def build_server(
             progress,
         )
     except ImageBuildError as exc:
+        named = "; ".join(s.describe() for s in sources)
         if sources and f"postgresql-{major}" in _unlocatable(exc.tail):
-            raise KitError(
-                f"target pg{major}: no apt source provides postgresql-{major} "
-                f"({'; '.join(s.describe() for s in sources)})"
+            raise KitError(f"target pg{major}: no apt source provides postgresql-{major} ({named})") from None
+        if sources and re.search(r"signature verification failed|NO_PUBKEY|is not signed", exc.tail):
+            raise ImageBuildError(
+                f"apt source {named}: its signature does not verify with its key: {exc}"
             ) from None
         raise
     return Image(tag, major, built, time.monotonic() - t0)
