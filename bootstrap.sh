@@ -17,6 +17,8 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v patch >/dev/null 2>&1 || need+=(patch)  # mutants are patches
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the report tests look at the pages
+command -v gpg >/dev/null 2>&1 || need+=(gnupg)  # doctor parses apt sources' keys; tests sign a repository
+command -v dpkg-scanpackages >/dev/null 2>&1 || need+=(dpkg-dev)  # the apt source test indexes a repository
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need[*]}"

@@ -7,7 +7,8 @@
   bgw-conformance expectations update --profile P RESULTS...
   bgw-conformance clean
 
-INPUTS: --extension DIR, --package PKG (repeatable), --recipe CMD, --library LIB.
+INPUTS: --extension DIR, --package PKG (repeatable), --recipe CMD, --library LIB,
+        --apt-source '[signed-by=KEY] URI SUITE [COMPONENT...]' (repeatable).
 
 Exit status: 0 nothing unexpected; 1 the extension under test has an
 unexpected result; 2 bad input, the harness broke, or an interrupt.  Errors
@@ -49,6 +50,14 @@ def _extension_args(p: argparse.ArgumentParser) -> None:
         default=[],
         help="a Debian package of the extension, e.g. 'postgresql-{major}-cron' (repeatable)",
     )
+    p.add_argument(
+        "--apt-source",
+        action="append",
+        default=[],
+        help="an extra apt source of server and extension packages, e.g. '[signed-by=pgdg.asc] "
+        "https://apt.postgresql.org/pub/repos/apt {codename}-pgdg main' or '[signed-by=K] file:DIR ./' "
+        "(repeatable; replaces the profile's; KEY and DIR relative to here)",
+    )
     p.add_argument("--recipe", default=None, help=OPTIONS["recipe"][1])
     p.add_argument("--library", default=None, help=OPTIONS["library"][1])
     p.add_argument("--make-args", default="", help=OPTIONS["make_args"][1])
@@ -62,6 +71,7 @@ def _input_values(args: argparse.Namespace) -> dict[str, str]:
         "profile": args.profile or "",
         "extension": str(args.extension) if args.extension else "",
         "package": ",".join(args.package),
+        "apt_source": ";".join(getattr(args, "apt_source", None) or []),
         "recipe": args.recipe or "",
         "library": args.library or "",
         "make_args": args.make_args or "",
@@ -80,7 +90,7 @@ def _kit_config(args: argparse.Namespace, target: str) -> KitConfig:
 
 
 def _cmd_images_build(args: argparse.Namespace) -> int:
-    wanted = parse_majors(args.pg)
+    wanted = parse_majors(args.pg, source_only=True)
     ext = _kit_config(args, ",".join(f"pg{m}" for m in wanted)).extension
     for major in wanted:
         t0 = time.monotonic()

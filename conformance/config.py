@@ -10,6 +10,7 @@ or ini file.  Each option has one help string, used by both.
 | --bgwc-recipe          | bgwc_recipe         | (the profile's recipe)         |
 | --bgwc-library         | bgwc_library        | (the profile's preload)        |
 | --bgwc-make-args       | bgwc_make_args      | (the profile's make_args)      |
+| --bgwc-apt-source      | bgwc_apt_source     | (the profile's apt_source)     |
 | --bgwc-base            | bgwc_base           | debian:<suite>                 |
 | --bgwc-pg-config       | bgwc_pg_config      | pg_config                      |
 | --bgwc-seed            | bgwc_seed           | (CI seed set)                  |
@@ -22,13 +23,16 @@ matching parts of its ``[install]`` table.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance import aptsources
 from conformance.errors import KitError
 from conformance.expectations import Expectations, default_path, load
 from conformance.images import Extension, check_source
+from conformance.majors import require_source
 from conformance.profile import Profile, load_profile
 from conformance.targets.spec import TargetSpec, parse_list
 
@@ -44,6 +48,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "recipe": ("", "shell command that builds and installs the sources (cmake, meson, cargo, configure)"),
     "library": ("", "shared_preload_libraries entries, comma-separated"),
     "make_args": ("", "extra make arguments for a PGXS build"),
+    "apt_source": (
+        "",
+        "extra apt sources of server and extension packages, ';'-separated: "
+        "'[signed-by=KEY] URI SUITE [COMPONENT...]' (SUITE may hold {codename}; file:DIR is a local one)",
+    ),
     "base": ("", "base image for the container targets; default: the Debian suite that ships the major"),
     "pg_config": ("pg_config", "pg_config of the host server for the local target"),
     "seed": ("", "replay randomized workloads with this seed (default: the fixed CI seed set)"),
@@ -67,6 +76,8 @@ def extension_for(profile: Profile, values: dict[str, Any]) -> Extension:
     recipe = values.get("recipe") or inst.recipe
     preload = _csv(values.get("library")) or inst.preload
     make_args = values.get("make_args") or inst.make_args
+    given = values.get("apt_source")
+    apt_sources = aptsources.parse_lines(str(given), Path.cwd()) if given else inst.apt_sources
     if source is None and not packages:
         raise KitError(
             f"profile {profile.name}: nothing to install; give --extension DIR or --package NAME "
@@ -77,8 +88,8 @@ def extension_for(profile: Profile, values: dict[str, Any]) -> Extension:
     if source is not None:
         check_source(source, pgxs=not recipe)
         if not preload and not packages and not recipe:
-            return Extension.from_dir(source, None, make_args)
-    return Extension(profile.name, preload, source, packages, recipe, make_args)
+            return dataclasses.replace(Extension.from_dir(source, None, make_args), apt_sources=apt_sources)
+    return Extension(profile.name, preload, source, packages, recipe, make_args, apt_sources)
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,9 @@ class KitConfig:
                 raise KitError(f"profile {profile.name} runs on PostgreSQL {majors} only, not {spec.name}")
         targets = tuple(s.name for s in specs)
         ext = extension_for(profile, values)
+        for spec in specs:
+            if spec.major is not None:
+                require_source(spec.major, bool(ext.apt_sources))
         if any(s.is_local for s in specs) and ext.packages:
             raise KitError("Debian packages (--package) install into container targets only, not local")
         seed = values["seed"]

@@ -33,9 +33,10 @@ from urllib.parse import urlsplit
 import docker
 import docker.errors
 
-from conformance import __version__, images
+from conformance import __version__, aptsources, images
+from conformance.aptsources import AptSource
 from conformance.errors import KitError
-from conformance.majors import PRERELEASE, SUITE_FOR_MAJOR, SUPPORTED_MAJORS
+from conformance.majors import PRERELEASE, SUITE_FOR_MAJOR, SUPPORTED_MAJORS, base_suite
 from conformance.targets.spec import parse_majors
 
 Status = Literal["ok", "warn", "FAIL"]
@@ -220,9 +221,16 @@ def check_base(major: int, engine: _Engine) -> Check:
 
 def _fetch_release(mirror: str, suite: str) -> str | None:
     """None when the mirror serves ``suite``'s Release (or InRelease) file, else the URL and error."""
+    return _fetch_first(
+        [f"{mirror.rstrip('/')}/dists/{suite}/{name}" for name in ("Release", "InRelease")], suite
+    )
+
+
+def _fetch_first(urls: list[str], suite: str | None) -> str | None:
+    """None when one of ``urls`` answers (the next is tried on a 404) with a Release file
+    (of ``suite``, unless None), else the last URL and its error."""
     url = ""
-    for name in ("Release", "InRelease"):
-        url = f"{mirror.rstrip('/')}/dists/{suite}/{name}"
+    for url in urls:
         try:
             with urllib.request.urlopen(url, timeout=MIRROR_TIMEOUT_S) as resp:
                 head = resp.read(4096).decode("utf-8", "replace")
@@ -232,10 +240,72 @@ def _fetch_release(mirror: str, suite: str) -> str | None:
             return f"{url}: HTTP {exc.code} {exc.reason}"
         except (urllib.error.URLError, OSError, ValueError) as exc:
             return f"{url}: {getattr(exc, 'reason', None) or _first_line(exc)}"
-        if f"Codename: {suite}" not in head and f"Suite: {suite}" not in head:
+        if suite is not None and f"Codename: {suite}" not in head and f"Suite: {suite}" not in head:
             return f"{url}: not a Release file of {suite}"
         return None
-    return f"{url}: HTTP 404 (and no Release file either)"
+    return f"{url}: HTTP 404 (and no {'InRelease' if url.endswith('/Release') else 'Release'} file either)"
+
+
+def _source_index(src: AptSource, suite: str) -> str | None:
+    """None when ``src`` serves ``suite``'s index, else where it does not and why."""
+    if (d := src.directory) is not None:
+        where = d / suite if src.flat else d / "dists" / suite
+        found = [n for n in ("InRelease", "Release", "Packages") if (where / n).is_file()]
+        if not d.is_dir():
+            return f"no directory {d}"
+        if not (set(found) & {"InRelease", "Release"} or (src.flat and found)):
+            return f"no {'Packages or ' if src.flat else ''}Release file in {where}"
+        return None
+    dists = f"{src.uri}/{suite}" if src.flat else f"{src.uri}/dists/{suite}/"
+    return _fetch_first([f"{dists}{name}" for name in ("InRelease", "Release")], None)
+
+
+def _key_problem(key: Path) -> tuple[str, str] | None:
+    """(what, fix) when ``key`` is missing or does not parse as an OpenPGP key; None when it does."""
+    if not key.is_file():
+        return (
+            f"no key file {key}",
+            "give the path of the key that signs the source (relative to the profile)",
+        )
+    if shutil.which("gpg") is None:
+        return f"key {key} not parsed: no gpg", "apt-get install gnupg (or ./bootstrap.sh)"
+    with tempfile.TemporaryDirectory(prefix="bgwc-gpg-") as home:
+        res = subprocess.run(
+            ["gpg", "--homedir", home, "--batch", "--with-colons", "--show-keys", str(key)],
+            capture_output=True,
+            text=True,
+            timeout=MIRROR_TIMEOUT_S,
+            check=False,
+        )
+    if res.returncode != 0 or not any(ln.startswith("pub:") for ln in res.stdout.splitlines()):
+        err = (res.stderr.strip().splitlines() or ["no public key in it"])[-1]
+        return (
+            f"key {key} is not an OpenPGP public key ({err})",
+            "export the repository's key again (gpg --export --armor KEYID > key.asc), or fetch its key file",
+        )
+    return None
+
+
+def check_apt_source(number: int, src: AptSource, majors: list[int]) -> Check:
+    """An extra apt source: its index answers for each suite the images use, its key parses."""
+    name = f"apt source {number}"
+    suites = sorted({src.suite_for(base_suite(m), m) for m in majors})
+    with ThreadPoolExecutor(len(suites)) as pool:
+        errors = [e for e in pool.map(lambda s: _source_index(src, s), suites) if e]
+    if errors:
+        more = f" (and {len(errors) - 1} more suite(s))" if len(errors) > 1 else ""
+        fix = (
+            "index the directory: dpkg-scanpackages . > Packages (flat), or apt-ftparchive; "
+            "sign its Release (gpg --clearsign -o InRelease Release)"
+            if src.directory is not None
+            else "check the URI and suite (apt reads URI/dists/SUITE/InRelease), the network or proxy"
+        )
+        return Check(name, "FAIL", f"{src.describe()}: {errors[0]}{more}", fix)
+    if src.key is not None and (problem := _key_problem(src.key)):
+        status: Status = "warn" if "no gpg" in problem[0] else "FAIL"
+        return Check(name, status, f"{src.describe()}: {problem[0]}", problem[1])
+    signed = "unsigned (trusted=yes)" if src.trusted else "key parses"
+    return Check(name, "ok", f"{src.describe()}: serves {', '.join(suites)}; {signed}")
 
 
 def check_mirror(majors: list[int], engine: _Engine) -> Check:
@@ -367,7 +437,7 @@ def check_tools() -> Check:
     return Check("tools", "ok", ", ".join(f"{t} (for {why})" for t, why in wanted.items()))
 
 
-def checks(majors: list[int]) -> Iterator[Check]:
+def checks(majors: list[int], sources: tuple[AptSource, ...] = ()) -> Iterator[Check]:
     """Every check, in order (the engine's answer feeds the base and disk checks)."""
     engine = _Engine()
     steps: list[Callable[[], Check]] = [
@@ -376,6 +446,7 @@ def checks(majors: list[int]) -> Iterator[Check]:
         lambda: check_docker(engine),
         *(lambda m=m: check_base(m, engine) for m in majors),
         lambda: check_mirror(majors, engine),
+        *(lambda i=i, s=s: check_apt_source(i, s, majors) for i, s in enumerate(sources, 1)),
         lambda: check_disk(engine),
         check_local_target,
         check_tools,
@@ -399,12 +470,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=list(SUPPORTED_MAJORS),
         help="majors whose base images and Debian suites to check, comma-separated (default: all)",
     )
+    p.add_argument("--profile", default=None, help="also check the extra apt sources this profile names")
+    p.add_argument(
+        "--apt-source",
+        action="append",
+        default=[],
+        help="also check this extra apt source (as run takes it; repeatable; replaces the profile's)",
+    )
+
+
+def _sources(args: argparse.Namespace) -> tuple[AptSource, ...]:
+    """The extra apt sources to check: --apt-source's, else the profile's."""
+    if getattr(args, "apt_source", None):
+        return aptsources.parse_lines(";".join(args.apt_source), Path.cwd())
+    if getattr(args, "profile", None):
+        from conformance.profile import load_profile
+
+        return load_profile(args.profile).install.apt_sources
+    return ()
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     counts = {"ok": 0, "warn": 0, "FAIL": 0}
-    for check in checks(args.pg):
+    for check in checks(args.pg, _sources(args)):
         counts[check.status] += 1
         print("\n".join(check.lines()), flush=True)
     verdict = "the harness cannot run here" if counts["FAIL"] else "the harness can run here"

@@ -20,10 +20,18 @@ from pathlib import Path
 
 import docker.errors
 
-from conformance import engine
+from conformance import aptsources, engine
+from conformance.aptsources import AptSource
 from conformance.errors import ImageBuildError, KitError, NotPackaged
 from conformance.locks import host_lock
-from conformance.majors import PRERELEASE, SUITE_FOR_MAJOR, SUPPORTED_MAJORS, Prerelease, suites_of
+from conformance.majors import (
+    PRERELEASE,
+    SUPPORTED_MAJORS,
+    Prerelease,
+    base_suite,
+    require_source,
+    suites_of,
+)
 from conformance.paths import fixtures_dir, reference_ext_dir
 
 # bookworm's debootstrap has no script for suites newer than it knows.
@@ -66,6 +74,7 @@ class Extension:
     packages: tuple[str, ...] = ()  # Debian packages; "{major}" is substituted
     recipe: str | None = None  # build and install command (default: PGXS make install)
     make_args: str = ""
+    apt_sources: tuple[AptSource, ...] = ()  # extra apt sources, below the server's layer
 
     @classmethod
     def from_dir(
@@ -196,11 +205,14 @@ def build_base(suite: str, progress: Progress = _say) -> str:
     return ref
 
 
-def resolve_base(base: str | None, major: int, progress: Progress = _say) -> str:
+def resolve_base(
+    base: str | None, major: int, progress: Progress = _say, sources: tuple[AptSource, ...] = ()
+) -> str:
     """The base image for ``major``: as given, or the Debian suite shipping it;
     present, pulled, or (for a Debian suite) built locally; for a pre-release
-    major, with its suite admitted for its packages only."""
-    suite = SUITE_FOR_MAJOR[major]
+    major, with its suite admitted for its packages only; then with the extra
+    apt ``sources``, if any."""
+    suite = base_suite(major)
     ref = base or f"debian:{suite}"
     if not (_image_exists(ref) or _try_pull(ref)):
         name, _, tag = ref.partition(":")
@@ -211,7 +223,31 @@ def resolve_base(base: str | None, major: int, progress: Progress = _say) -> str
             if not _image_exists(ref):
                 ref = build_base(tag, progress)
     if major in PRERELEASE:
-        return _admit_prerelease(ref, PRERELEASE[major], progress)
+        ref = _admit_prerelease(ref, PRERELEASE[major], progress)
+    if sources:
+        codename = base.partition(":")[2] if base and base.startswith("debian:") else suite
+        ref = add_apt_sources(ref, sources, codename, major, progress)
+    return ref
+
+
+def add_apt_sources(
+    base_ref: str, sources: tuple[AptSource, ...], codename: str, major: int, progress: Progress
+) -> str:
+    """``base_ref`` with the extra apt sources (apt.Dockerfile); tagged by a hash of the
+    recipe, the base, and each source's spelling, key and local files."""
+    recipe = fixtures_dir() / "images" / "apt.Dockerfile"
+    with tempfile.TemporaryDirectory(prefix="bgwc-apt-") as tmp:
+        staged = Path(tmp) / "apt"
+        listing = aptsources.render(sources, codename, major, staged)
+        key = _key(
+            recipe.read_bytes(),
+            engine.client().images.get(base_ref).id,
+            listing,
+            *(src.digest() for src in sources),
+        )
+        name, _, tag = base_ref.rpartition("/")[2].partition(":")
+        ref = f"bgwc-base/{name}:{tag or 'latest'}-apt-{key}"
+        _build_if_missing(ref, {"Dockerfile": recipe, "apt": staged}, {"BASE": base_ref}, key, progress)
     return ref
 
 
@@ -277,7 +313,10 @@ def _build_if_missing(
         progress(f"building {tag}")
         ctx = Path(tmp)
         for name, src in files.items():
-            shutil.copy(src, ctx / name)
+            if src.is_dir():
+                shutil.copytree(src, ctx / name)
+            else:
+                shutil.copy(src, ctx / name)
         if ext is not None:
             (ctx / "ext").mkdir()
             for rel in ext.files():
@@ -288,23 +327,40 @@ def _build_if_missing(
     return True
 
 
-def build_server(major: int, base: str | None = None, progress: Progress = _say) -> Image:
-    """The server image of ``major``: PostgreSQL, headers, compiler, a cluster."""
-    if major not in SUITE_FOR_MAJOR:
-        raise KitError(f"unsupported PostgreSQL major {major}; choose from {list(SUPPORTED_MAJORS)}")
+def build_server(
+    major: int, base: str | None = None, progress: Progress = _say, sources: tuple[AptSource, ...] = ()
+) -> Image:
+    """The server image of ``major``: PostgreSQL, headers, compiler, a cluster
+    (from Debian, or from the extra apt ``sources`` when they carry a newer one)."""
+    try:
+        base_suite(major)
+    except KeyError:
+        majors = list(SUPPORTED_MAJORS)
+        raise KitError(f"unsupported PostgreSQL major {major}; choose from {majors}") from None
+    require_source(major, bool(sources))
     t0 = time.monotonic()
-    base_ref = resolve_base(base, major, progress)
+    base_ref = resolve_base(base, major, progress, sources)
     recipe = fixtures_dir() / "images" / "server.Dockerfile"
     conf = fixtures_dir() / "conf" / "server.conf"
     key = _key(recipe.read_bytes(), conf.read_bytes(), engine.client().images.get(base_ref).id, str(major))
     tag = f"bgwc/pg{major}:{key}"
-    built = _build_if_missing(
-        tag,
-        {"Dockerfile": recipe, "server.conf": conf},
-        {"BASE": base_ref, "PG_MAJOR": str(major)},
-        key,
-        progress,
-    )
+    try:
+        built = _build_if_missing(
+            tag,
+            {"Dockerfile": recipe, "server.conf": conf},
+            {"BASE": base_ref, "PG_MAJOR": str(major)},
+            key,
+            progress,
+        )
+    except ImageBuildError as exc:
+        named = "; ".join(s.describe() for s in sources)
+        if sources and f"postgresql-{major}" in _unlocatable(exc.tail):
+            raise KitError(f"target pg{major}: no apt source provides postgresql-{major} ({named})") from None
+        if sources and re.search(r"signature verification failed|NO_PUBKEY|is not signed", exc.tail):
+            raise ImageBuildError(
+                f"apt source {named}: its signature does not verify with its key: {exc}"
+            ) from None
+        raise
     return Image(tag, major, built, time.monotonic() - t0)
 
 
@@ -313,7 +369,7 @@ def build_extension(major: int, ext: Extension, base: str | None = None, progres
     extension's packages, its sources built (recipe or PGXS), and its
     libraries checked and preloaded."""
     t0 = time.monotonic()
-    server = build_server(major, base, progress)
+    server = build_server(major, base, progress, ext.apt_sources)
     recipe = fixtures_dir() / "images" / "extension.Dockerfile"
     packages = " ".join(ext.packages_for(major))
     key = _key(
@@ -344,7 +400,7 @@ def build_extension(major: int, ext: Extension, base: str | None = None, progres
     except ImageBuildError as exc:
         missing = [pkg for pkg in _unlocatable(exc.tail) if pkg in packages.split()]
         if missing:
-            suite = suites_of(major)
+            suite = suites_of(major) + (" and the apt sources" if ext.apt_sources else "")
             raise NotPackaged(
                 f"--package {packages}: {exc}\n(Debian ({suite}) has no {', '.join(missing)}: "
                 f"not packaged for PostgreSQL {major})",

@@ -23,6 +23,16 @@ Schema (every table and key; ``?`` marks optional ones)::
     make_args? = ""                   # extra make arguments for the PGXS build
     preload? = ["pg_cron"]            # shared_preload_libraries entries
 
+    [[install.apt_source]]?           # an extra apt source for server and extension packages
+    uri = "https://apt.postgresql.org/pub/repos/apt"   # or "file:DIR" (relative to this file;
+                                      # copied into the image): a local repository
+    suite = "{codename}-pgdg"         # {codename}: the image's Debian suite; {major}: the server's;
+                                      # a flat repository: its path ending in "/" (e.g. "./")
+    components? = ["main"]            # none for a flat repository
+    key? = "pgdg.asc"                 # the key that signs it (relative to this file), ASCII-armored
+                                      # or a binary keyring; the image uses it as signed-by
+    trusted? = false                  # true instead of a key: nothing is checked (avoid)
+
     [server]                          # settings (name = value) the suite keeps as its baseline
 
     [[setup]]                         # run once on a new server, in order
@@ -68,6 +78,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance import aptsources
+from conformance.aptsources import AptSource
 from conformance.errors import KitError
 from conformance.paths import fixtures_dir, reference_ext_dir
 
@@ -88,6 +100,7 @@ class Install:
     recipe: str | None = None
     make_args: str = ""
     preload: tuple[str, ...] = ()
+    apt_sources: tuple[AptSource, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -270,11 +283,31 @@ def _install(t: _Table | None, base: Path) -> Install:
         recipe=t.get("recipe", str),
         make_args=t.get("make_args", str, ""),
         preload=t.strings("preload"),
+        apt_sources=tuple(_apt_source(a, base) for a in t.subs("apt_source")),
     )
     if install.recipe is not None and source is None:
         t.fail(t.key("recipe"), "a recipe needs 'source', the sources it builds")
     t.done()
     return install
+
+
+def _apt_source(t: _Table, base: Path) -> AptSource:
+    try:
+        src = aptsources.make(
+            t.get("uri", str, required=True),
+            t.get("suite", str, required=True),
+            t.strings("components"),
+            t.get("key", str),
+            t.get("trusted", bool, False),
+            base,
+            f"profile {t.path}: key '{t.where}'",
+        )
+    except ProfileError:
+        raise
+    except KitError as exc:
+        raise ProfileError(str(exc)) from None
+    t.done()
+    return src
 
 
 def _process(t: _Table) -> ProcessSpec:

@@ -246,6 +246,7 @@ def run_record(
             "name": kit.extension.name,
             "source_hash": kit.extension.source_hash() if kit.extension.source else None,
             "packages": list(kit.extension.packages),
+            "apt_sources": [src.describe() for src in kit.extension.apt_sources],
             "recipe": kit.extension.recipe,
             "library": kit.extension.library,
         },

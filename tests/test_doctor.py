@@ -108,3 +108,61 @@ def test_pg_option() -> None:
     assert parser.parse_args(["doctor", "--pg", "17,pg18"]).pg == [17, 18]
     with pytest.raises(SystemExit):
         parser.parse_args(["doctor", "--pg", "14"])
+
+
+def _profile_with_source(tmp_path: Path, source: str) -> Path:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        'name = "x"\ntiers = ["bgworker"]\n[install]\npackages = ["x"]\n'
+        f"[[install.apt_source]]\n{source}\n[[process]]\nname = 'm'\ntitle = 'm'\n"
+    )
+    return path
+
+
+def test_apt_sources_are_checked_with_their_keys(tmp_path: Path, apt_signer) -> None:  # type: ignore[no-untyped-def]
+    """A signed local repository and its key pass; an unindexed directory, a dead http source
+    and a key that is no key each FAIL with their fix."""
+    repo, empty = tmp_path / "repo", tmp_path / "empty"
+    repo.mkdir()
+    empty.mkdir()
+    apt_signer.sign_flat(repo)
+    (tmp_path / "junk.asc").write_text("not a key\n")
+    good = _profile_with_source(tmp_path, f'uri = "file:repo"\nsuite = "./"\nkey = "{apt_signer.key.name}"')
+    res, took = _doctor("--pg", "17", "--profile", str(good))
+    status, detail, _ = _checks(res.stdout)["apt source 1"]
+    assert (status, res.returncode) == ("ok", 0) and "key parses" in detail, res.stdout + res.stderr
+    assert took < DEADLINE_S
+    key = apt_signer.key
+    res, took = _doctor(
+        "--pg",
+        "17",
+        "--apt-source",
+        f"[signed-by={key}] file:{empty} ./",
+        "--apt-source",
+        f"[signed-by={key}] http://{DEAD}/apt {{codename}}-pgdg main",
+        "--apt-source",
+        f"[signed-by={tmp_path / 'junk.asc'}] file:{repo} ./",
+    )
+    checks = _checks(res.stdout)
+    assert res.returncode == 2 and took < DEADLINE_S, res.stdout + res.stderr
+    status, detail, fix = checks["apt source 1"]
+    assert status == "FAIL" and f"no Packages or Release file in {empty}" in detail, res.stdout
+    assert "dpkg-scanpackages" in fix, res.stdout
+    status, detail, fix = checks["apt source 2"]
+    assert status == "FAIL" and f"http://{DEAD}/apt/dists/trixie-pgdg/" in detail, res.stdout
+    assert "Connection refused" in detail and "URI and suite" in fix, res.stdout
+    status, detail, fix = checks["apt source 3"]
+    assert status == "FAIL" and "not an OpenPGP public key" in detail and "gpg --export" in fix, res.stdout
+
+
+def test_a_missing_key_is_one_line_naming_it(tmp_path: Path) -> None:
+    bad = _profile_with_source(
+        tmp_path,
+        'uri = "https://apt.postgresql.org/pub/repos/apt"\nsuite = "x"\n'
+        'components = ["main"]\nkey = "gone.asc"',
+    )
+    res, _ = _doctor("--profile", str(bad))
+    assert res.returncode == 2 and res.stdout == "", res.stdout
+    assert res.stderr.strip() == (
+        f"bgw-conformance: profile {bad}: key 'install.apt_source[0]': no key file {tmp_path / 'gone.asc'}"
+    )

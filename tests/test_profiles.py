@@ -129,3 +129,94 @@ def test_readme_example_profile_is_valid(tmp_path: Path) -> None:
     profile = load_profile(str(_write(tmp_path, text)))
     assert profile.name == "pg_cron" and profile.workload is not None
     assert extension_for(profile, {}).packages_for(17) == ("postgresql-17-cron",)
+
+
+PGDG = "https://apt.postgresql.org/pub/repos/apt"
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ("suite = 'x'\ncomponents = ['main']\ntrusted = true", "missing key 'install.apt_source[0].uri'"),
+        (
+            f"uri = '{PGDG}'\ncomponents = ['main']\ntrusted = true",
+            "missing key 'install.apt_source[0].suite'",
+        ),
+        (
+            f"uri = '{PGDG}'\nsuite = 'x'\ncomponents = ['main']\ntrusted = true\ncolour = 1",
+            "colour': unknown key",
+        ),
+        (f"uri = '{PGDG}'\nsuite = 'x'\ncomponents = ['main']", "give the key that signs it"),
+        (f"uri = '{PGDG}'\nsuite = 'x'\ntrusted = true", "give a suite and components"),
+        ("uri = 'ftp://x'\nsuite = './'\ntrusted = true", "give http://, https:// or file:DIR"),
+        ("uri = 'file:nowhere'\nsuite = './'\ntrusted = true", "no directory"),
+        (f"uri = '{PGDG}'\nsuite = 'x'\ncomponents = ['main']\nkey = 'k.asc'", "no key file"),
+    ],
+)
+def test_bad_apt_source_names_file_and_key(tmp_path: Path, table: str, message: str) -> None:
+    path = _write(tmp_path, MINIMAL.replace("[[process]]", f"[[install.apt_source]]\n{table}\n[[process]]"))
+    with pytest.raises(KitError) as err:
+        load_profile(str(path))
+    assert message in str(err.value) and str(path) in str(err.value), err.value
+    assert "install.apt_source[0]" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_apt_sources_render_for_the_image_and_key_its_hash(tmp_path: Path) -> None:
+    from conformance import aptsources
+
+    (tmp_path / "pgdg.asc").write_bytes(aptsources.ARMOR + b"\n...\n")
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "Packages").write_text("")
+    path = _write(
+        tmp_path,
+        MINIMAL.replace(
+            "[[process]]",
+            f"[[install.apt_source]]\nuri = '{PGDG}'\nsuite = '{{codename}}-pgdg'\n"
+            "components = ['main', '{major}']\nkey = 'pgdg.asc'\n"
+            "[[install.apt_source]]\nuri = 'file:repo'\nsuite = './'\ntrusted = true\n[[process]]",
+        ),
+    )
+    pgdg, local = load_profile(str(path)).install.apt_sources
+    listing = aptsources.render((pgdg, local), "trixie", 16, tmp_path / "ctx")
+    assert listing == (
+        f"deb [signed-by={aptsources.IMAGE_DIR}/key-0.asc] {PGDG} trixie-pgdg main 16\n"
+        f"deb [trusted=yes] file:{aptsources.IMAGE_DIR}/repo-1 ./\n"
+    )
+    assert (tmp_path / "ctx" / "key-0.asc").is_file() and (tmp_path / "ctx" / "repo-1" / "Packages").is_file()
+    before = local.digest(), pgdg.digest()
+    (tmp_path / "repo" / "Packages").write_text("Package: x\n")
+    (tmp_path / "pgdg.asc").write_bytes(aptsources.ARMOR + b"\nother\n")
+    assert local.digest() != before[0] and pgdg.digest() != before[1]  # a changed source rebuilds
+    line = aptsources.parse_line(
+        f"deb [signed-by={tmp_path / 'pgdg.asc'}] {PGDG} {{codename}}-pgdg main {{major}}", tmp_path
+    )
+    assert line.describe() == pgdg.describe()
+    with pytest.raises(KitError, match="give \\[signed-by=KEY\\] or \\[trusted=yes\\]"):
+        aptsources.parse_line(f"[arch=amd64] {PGDG} x main", tmp_path)
+
+
+def test_majors_debian_never_shipped_need_an_apt_source(tmp_path: Path) -> None:
+    base = {
+        "target": "pg14",
+        "profile": str(_write(tmp_path, MINIMAL)),
+        "base": "",
+        "pg_config": "",
+        "seed": "",
+    }
+    with pytest.raises(KitError, match="Debian never shipped PostgreSQL 14; name an apt source"):
+        KitConfig.from_values(base)
+    (tmp_path / "k.gpg").write_bytes(b"\x99")
+    source = f"[signed-by={tmp_path / 'k.gpg'}] {PGDG} x main"
+    kit = KitConfig.from_values({**base, "target": "pg16", "apt_source": source})
+    assert kit.targets == ("pg16",) and kit.extension.apt_sources[0].key == tmp_path / "k.gpg"
+    res = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", "run", "--profile", base["profile"], "--target", "pg16"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and res.stdout == "", res.stdout
+    assert res.stderr.strip() == (
+        "bgw-conformance: target pg16: Debian never shipped PostgreSQL 16; name an apt source that provides "
+        "postgresql-16 ([[install.apt_source]] in the profile, or --apt-source), e.g. apt.postgresql.org"
+    )

@@ -2,14 +2,17 @@
 major in a container, ``local`` the host's server.  Every other module asks
 a ``TargetSpec`` what a name means (``parse``, ``kind``, ``major``), and
 which names exist (``all_names``); a new kind of target is one entry in
-``KINDS`` here and a class beside this file."""
+``KINDS`` here and a class beside this file.  ``pg14`` and ``pg16``, majors
+Debian never shipped, parse too: their images start from trixie, the newest
+stable suite (``majors.SOURCE_ONLY``), and configuration refuses them unless
+an extra apt source (e.g. apt.postgresql.org) is named to provide them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from conformance.errors import KitError
-from conformance.majors import SUPPORTED_MAJORS
+from conformance.majors import KNOWN_MAJORS, SOURCE_ONLY, SUPPORTED_MAJORS
 
 CONTAINER, LOCAL = "container", "local"
 #: the kinds of target and what each runs on
@@ -35,9 +38,9 @@ class TargetSpec:
         if name == LOCAL:
             return cls(LOCAL, LOCAL)
         digits = name.removeprefix("pg")
-        if name.startswith("pg") and digits.isdigit() and int(digits) in SUPPORTED_MAJORS:
-            return cls(name, CONTAINER, int(digits))
-        raise KitError(f"target {name!r}: choose from all, {', '.join(all_names())}")
+        if name.startswith("pg") and digits.isdigit() and int(digits) in KNOWN_MAJORS:
+            return cls(name, CONTAINER, int(digits))  # SOURCE_ONLY majors: configuration checks the source
+        raise KitError(f"target {name!r}: choose from all, {', '.join(all_names())}{_WITH_SOURCE}")
 
     @classmethod
     def container(cls, major: int) -> TargetSpec:
@@ -50,6 +53,9 @@ class TargetSpec:
     @property
     def is_local(self) -> bool:
         return self.kind == LOCAL
+
+
+_WITH_SOURCE = f" ({', '.join(f'pg{m}' for m in SOURCE_ONLY)} with an apt source that provides them)"
 
 
 def all_names() -> tuple[str, ...]:
@@ -78,12 +84,14 @@ def major_of(name: str | None) -> int | None:
         return None
 
 
-def parse_majors(text: str, option: str = "--pg") -> tuple[int, ...]:
-    """``17,18`` (or ``pg17,pg18``, as targets are named), in the order given, each once."""
+def parse_majors(text: str, option: str = "--pg", source_only: bool = False) -> tuple[int, ...]:
+    """``17,18`` (or ``pg17,pg18``, as targets are named), in the order given, each once;
+    with ``source_only``, also the majors only an apt source provides (14, 16)."""
+    allowed = KNOWN_MAJORS if source_only else SUPPORTED_MAJORS
     try:
         majors = [major_of(p.strip()) or int(p.strip()) for p in text.split(",") if p.strip()]
     except ValueError:
         raise KitError(f"{option} {text!r}: give majors like 17,18") from None
-    if not majors or any(m not in SUPPORTED_MAJORS for m in majors):
-        raise KitError(f"{option} {text!r}: supported majors are {', '.join(map(str, SUPPORTED_MAJORS))}")
+    if not majors or any(m not in allowed for m in majors):
+        raise KitError(f"{option} {text!r}: supported majors are {', '.join(map(str, allowed))}")
     return tuple(dict.fromkeys(majors))
