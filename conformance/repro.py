@@ -71,7 +71,9 @@ def contract_clauses() -> dict[str, str]:
     """Each clause of CONTRACT.md and its text, on one line."""
     text = CONTRACT.read_text()
     found = {}
-    for m in re.finditer(r"^- \*\*([A-Z]+-\d+) \((?:MUST|SHOULD)\)\*\*(.*?)(?=^\s*$|^- |^#|\Z)", text, re.M | re.S):
+    for m in re.finditer(
+        r"^- \*\*([A-Z]+-\d+) \((?:MUST|SHOULD)\)\*\*(.*?)(?=^\s*$|^- |^#|\Z)", text, re.M | re.S
+    ):
         found[m.group(1)] = " ".join(m.group(2).split())
     return found
 
@@ -120,7 +122,9 @@ def _psql(database: str, queries: list[str] | tuple[str, ...], or_exit: int) -> 
     body = "\n".join(q.rstrip().rstrip(";") + ";" for q in queries)
     if re.search(r"^SQL$", body, re.M):
         raise KitError("repro: the profile's SQL holds a line 'SQL': cannot quote it")
-    return f"psql -X -q -v ON_ERROR_STOP=1 -d {_q(database)} >/dev/null <<'SQL' || exit {or_exit}\n{body}\nSQL"
+    return (
+        f"psql -X -q -v ON_ERROR_STOP=1 -d {_q(database)} >/dev/null <<'SQL' || exit {or_exit}\n{body}\nSQL"
+    )
 
 
 def _kinds(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -312,9 +316,7 @@ def _db_3(spec: dict[str, Any]) -> str:
     start = ""
     if spec.get("workload"):
         start = (
-            _workload_sql(spec, "start", SCRATCH_DB)
-            + "\n"
-            + _wait_started(_workload_kinds(spec), SCRATCH_DB)
+            _workload_sql(spec, "start", SCRATCH_DB) + "\n" + _wait_started(_workload_kinds(spec), SCRATCH_DB)
         )
     grace, window, most = deadlines.DB_RETRY_GRACE_S, deadlines.OBSERVE_S, deadlines.DB_RETRY_LINES
     drop_ms = int(deadlines.DB_COMMAND_S * 1000)
@@ -334,11 +336,12 @@ AFTER=$(log_size)
 end=$(( $(now_ms) + {int(window * 1000)} ))
 while [ "$(now_ms)" -lt "$end" ]; do sleep 0.2; done  # the counted window
 N=$(log_since "$AFTER" | grep -cw {SCRATCH_DB})
+F=$(log_since "$AFTER" | grep -w {SCRATCH_DB} | grep -c FATAL)
 if [ "$N" -le {most} ]; then
   echo "DB-3 PASS: $N log line(s) named the dropped database in the {window:g} s from {grace:g} s after the drop (at most {most})"
   exit 0
 fi
-echo "DB-3 FAIL: $N log lines named the dropped database in {window:g} s, from {grace:g} s after the drop (at most {most}); the last ones:"
+echo "DB-3 FAIL: $N log lines ($F FATAL) named the dropped database in {window:g} s, from {grace:g} s after the drop (at most {most}); the last ones:"
 log_since "$AFTER" | grep -w {SCRATCH_DB} | tail -12 | sed 's/^/   /'
 show
 exit 1"""
@@ -436,7 +439,8 @@ def render(data: dict[str, Any], clause: str, report: Path | str = "") -> str:
     lib = _LIB.replace("@CLUSTER@", CLUSTER).replace("@AT_REST@", _at_rest(_kinds(spec)))
     source = ext.get("source")
     wrapped = "\n".join(
-        "#   " + ln for ln in _wrap(clauses[clause] + (f" ({_NOT_COVERED[clause]})" if clause in _NOT_COVERED else ""))
+        "#   " + ln
+        for ln in _wrap(clauses[clause] + (f" ({_NOT_COVERED[clause]})" if clause in _NOT_COVERED else ""))
     )
     head = f"""#!/bin/sh
 # Reproduces {clause} of bgw-conformance for {ext.get("name") or run.get("profile")} on PostgreSQL {major} (Debian {suite}),
@@ -458,7 +462,7 @@ PRELOAD={_q(ext.get("library") or "")}
     server = _SERVER.replace("@CONF@", _conf(run, spec)).replace("@SETUP@", _setup(spec))
     body = head + _HOST + (_SOURCE if source else "") + server
     body += (
-        'echo "== the check (in the container)"\nrun_in postgres <<\'CHECK\'\n'
+        "echo \"== the check (in the container)\"\nrun_in postgres <<'CHECK'\n"
         + lib
         + f"at_rest {int(deadlines.START_S * 1000)}\n"
         + check
