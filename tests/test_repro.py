@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from conformance import cli, deadlines, repro
+from conformance.config import OPTIONS, KitConfig
 from conformance.paths import reference_ext_dir
 from conformance.profile import load_profile
-from conformance.results import profile_spec
+from conformance.results import profile_spec, run_record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,6 +176,25 @@ def test_missing_or_broken_report_is_exit_2(tmp_path: Path, capsys: pytest.Captu
     assert cli.main(["repro", str(tmp_path), "ORPHAN-1"]) == 2
     err = capsys.readouterr().err
     assert "is not a run's results.json" in err and err.count("\n") == 1
+
+
+def test_run_metadata_records_what_a_script_needs(tmp_path: Path) -> None:
+    """results.json's run record (as ``run`` writes it) carries the profile's
+    settings, setup, kinds and workload, and the extension's sources."""
+    values = {**{k: d for k, (d, _) in OPTIONS.items()}, "target": "pg15", "profile": "bgw_pool"}
+    kit = KitConfig.from_values(values)
+    # as written to results.json: plain data
+    run = json.loads(json.dumps(run_record(kit, [{"target": "pg15", "major": 15, "version": ""}], "t", 0, 1)))
+    spec = run["profile_spec"]
+    assert spec["server"]["bgw_pool.max_workers"] == "4"
+    assert spec["setup"] == [{"database": "postgres", "sql": ["CREATE EXTENSION IF NOT EXISTS bgw_pool"]}]
+    assert [k["name"] for k in spec["processes"]] == ["launcher", "worker"]
+    assert spec["workload"]["starts"] == ["worker"]
+    assert run["extension"]["source"] == str(reference_ext_dir().resolve())
+    assert run["extension"]["make_args"] == "COPT=-Werror"
+    script = repro.render({"run": run, "tests": []}, "DB-3")
+    _syntax_ok(script, tmp_path)
+    assert 'IMAGE="${IMAGE:-debian:bookworm}"' in script and "ORPHAN" not in script
 
 
 def test_every_template_is_a_contract_clause() -> None:
