@@ -263,22 +263,25 @@ def _script(run_dir: Path, clause: str, base: str, tmp_path: Path) -> tuple[int,
     return res.returncode, said, took
 
 
+#: (profile, clause, exit status, what it prints): the shipped findings, then extensions that behave
+CASES = [
+    ("pg_cron", "ORPHAN-1", 1, r"ORPHAN-1 FAIL: 1 s after the postmaster's SIGKILL, still alive: \d+"),
+    (
+        "pg_cron",
+        "DB-3",
+        1,
+        r"(?s)DB-3 FAIL: \d+ log lines \(\d+ FATAL\).*FATAL: +database \"bgwc_scratch\" does not exist",
+    ),
+    ("pg_wait_sampling", "STOP-1", 1, r"STOP-1 FAIL: collector not back 6 s after pg_terminate_backend"),
+    ("bgw_pool", "ORPHAN-1", 0, r"ORPHAN-1 PASS: every process of the extension gone \d+ ms"),
+    ("bgw_pool", "DB-3", 0, r"DB-3 PASS: [0-2] log line"),
+    ("pg_cron", "STOP-1", 0, r"launcher: back in \d+ ms \(deadline 6 s\)"),
+]
+
+
 @pytest.mark.images
 @pytest.mark.parametrize(
-    ("profile", "clause", "rc", "saw"),
-    [
-        ("pg_cron", "ORPHAN-1", 1, r"ORPHAN-1 FAIL: 1 s after the postmaster's SIGKILL, still alive: \d+"),
-        (
-            "pg_cron",
-            "DB-3",
-            1,
-            r"DB-3 FAIL: \d+ log lines \(\d+ FATAL\).*\n.*FATAL:  database \"bgwc_scratch\" does not exist",
-        ),
-        ("pg_wait_sampling", "STOP-1", 1, r"STOP-1 FAIL: collector not back 6 s after pg_terminate_backend"),
-        ("bgw_pool", "ORPHAN-1", 0, r"ORPHAN-1 PASS: every process of the extension gone \d+ ms"),
-        ("bgw_pool", "DB-3", 0, r"DB-3 PASS: [0-2] log line"),
-        ("pg_cron", "STOP-1", 0, r"launcher: back in \d+ ms \(deadline 6 s\)"),
-    ],
+    ("profile", "clause", "rc", "saw"), [pytest.param(*c, id=f"{c[0]}-{c[1]}") for c in CASES]
 )
 def test_script_reproduces_the_finding_without_the_kit(
     runs: dict[str, Path], base_image: str, tmp_path: Path, profile: str, clause: str, rc: int, saw: str
@@ -289,3 +292,22 @@ def test_script_reproduces_the_finding_without_the_kit(
     if profile == "pg_cron" and clause == "ORPHAN-1":
         # the orphan is the launcher, its parent now the container's init
         assert re.search(r"\d+ +1 \S+ +postgres: repro: pg_cron launcher", said.split("ORPHAN-1 FAIL")[1])
+
+
+@pytest.mark.images
+def test_a_setup_that_fails_is_exit_2_and_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps(_results()))
+    out = tmp_path / "orphan.sh"
+    assert cli.main(["repro", str(tmp_path), "ORPHAN-1", "-o", str(out)]) == 0
+    image = "bgwc-repro-test/no-such-image:none"
+    res = subprocess.run(
+        ["sh", str(out)], env={**os.environ, "IMAGE": image}, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert f"repro: cannot run a container from {image}" in res.stderr
+    name = re.search(r"== (bgwc-repro-\d+):", res.stdout)
+    assert name, res.stdout
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"name=^{name.group(1)}$"], capture_output=True, text=True
+    )
+    assert left.stdout.strip() == ""
