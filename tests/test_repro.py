@@ -115,7 +115,7 @@ def test_source_build_copies_the_sources_in(tmp_path: Path) -> None:
     script = repro.render(_results("bgw_pool", 13, "pg13"), "ORPHAN-1")
     _syntax_ok(script, tmp_path)
     assert 'IMAGE="${IMAGE:-debian:bullseye}"' in script
-    assert f'SRC="${{SRC:-{reference_ext_dir()}}}"' in script
+    assert f"SRC=${{SRC:-{reference_ext_dir()}}}" in script
     assert "MAKE_ARGS=COPT=-Werror\n" in script
     assert 'docker cp - "$C:/usr/src/ext"' in script
     assert '"postgresql-server-dev-$MAJOR" gcc make' in script
