@@ -6,6 +6,7 @@
   bgw-conformance verify --repeat N [--target ...] [-k EXPR] [INPUTS] [--reports DIR]
   bgw-conformance expectations update --profile P RESULTS...
   bgw-conformance clean
+  bgw-conformance repro REPORT CLAUSE [-o FILE]
 
 INPUTS: --extension DIR, --package PKG (repeatable), --recipe CMD, --library LIB,
         --apt-source '[signed-by=KEY] URI SUITE [COMPONENT...]' (repeatable).
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from conformance import __version__, doctor, engine, images, majors, scaffold
+from conformance import __version__, doctor, engine, images, majors, repro, scaffold
 from conformance.config import OPTIONS, KitConfig
 from conformance.errors import HarnessError, KitError, NotPackaged
 from conformance.targets.spec import parse_majors
@@ -446,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("clean", help="remove containers left by dead runs")
     doctor.add_parser(sub)
     scaffold.add_parser(sub)
+    repro.add_parser(sub)
     return parser
 
 
@@ -475,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return doctor.run(args)
         if args.command == "init":
             return scaffold.run(args)
+        if args.command == "repro":
+            return repro.run(args)
         return _cmd_clean(args)
     except HarnessError as exc:
         print(f"bgw-conformance: HARNESS ERROR: {exc}", file=sys.stderr)

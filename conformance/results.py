@@ -13,6 +13,7 @@ results) lets results from several machines be merged.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -26,6 +27,7 @@ import pytest
 from conformance import __version__, expectations, figures
 from conformance.config import KitConfig
 from conformance.errors import KitError
+from conformance.profile import Profile
 
 NOT_APPLICABLE = "not applicable"
 #: a clause (or test) that was never evaluated: an earlier step of its scenario
@@ -249,8 +251,11 @@ def run_record(
             "apt_sources": [src.describe() for src in kit.extension.apt_sources],
             "recipe": kit.extension.recipe,
             "library": kit.extension.library,
+            "source": str(kit.extension.source) if kit.extension.source else None,
+            "make_args": kit.extension.make_args,
         },
         "profile": kit.profile.name,
+        "profile_spec": profile_spec(kit.profile),
         "tiers": list(kit.profile.tiers),
         "targets": targets if targets is not None else list(kit.targets),
         "servers": servers,
@@ -260,6 +265,19 @@ def run_record(
         "finished": _now(),
         "exit_status": exitstatus,
         "collected": collected,
+    }
+
+
+def profile_spec(profile: Profile) -> dict[str, Any]:
+    """What a server of the run was given and watched, from its profile: enough for
+    ``bgw-conformance repro`` to rebuild it without the kit (settings, setup SQL,
+    the kinds of processes, the workload)."""
+    return {
+        "path": str(profile.path),
+        "server": dict(profile.server),
+        "setup": [{"database": s.database, "sql": list(s.sql)} for s in profile.setup],
+        "processes": [dataclasses.asdict(p) for p in profile.processes],
+        "workload": dataclasses.asdict(profile.workload) if profile.workload else None,
     }
 
 
