@@ -227,8 +227,26 @@ def test_the_matrix_job_merges_every_major_s_run(
             "--pg '12': supported majors are 13, 15, 17, 18, 19",
         ),
         (["--extension", "/nonexistent/ext"], "--extension /nonexistent/ext: no such directory"),
-        (["--package", "postgresql-{major}-cron", "--dir", "/nonexistent"], "--dir /nonexistent: no such"),
+        (["--package", "postgresql-{major}-cron", "--dir", __file__], f"--dir {__file__}: not a directory"),
         (["--package", "postgresql-{major}-cron", "--name", "a b"], "--name 'a b': use letters"),
+        (
+            ["--package", "postgresql-{major}-cron", "--set", "wal_level"],
+            "--set 'wal_level': give NAME=VALUE",
+        ),
+        (["--package", "postgresql-{major}-cron", "--set", "a b=1"], "--set 'a b=1': give NAME=VALUE"),
+        (
+            ["--package", "postgresql-{major}-cron", "--set", "shared_preload_libraries=x"],
+            "--set shared_preload_libraries: init preloads the extension's library itself",
+        ),
+        (
+            ["--package", "postgresql-{major}-cron", "--set", "work_mem=1MB", "--set", "work_mem=2MB"],
+            "--set work_mem: given twice, as '1MB' and '2MB'",
+        ),
+        (["--package", "postgresql-{major}-cron", "--setup-sql", " "], "--setup-sql '': no SQL in it"),
+        (
+            ["--package", "postgresql-{major}-cron", "--setup-sql", "nope.sql"],
+            "--setup-sql nope.sql: no such file",
+        ),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(argv: list[str], message: str, tmp_path: Path) -> None:
@@ -273,6 +291,67 @@ def test_kinds_group_by_backend_type_else_title_and_anchor_titles_that_collide()
         2,
     )
     assert bare.backend_type is None and bare.title == "ext$"  # 'ext' alone would match the others
+
+
+def test_numbers_that_vary_or_look_like_oids_or_pids_are_proposed_as_digits() -> None:
+    seen = [
+        # a manager per database, named after its OID, in its backend_type and title
+        scaffold.Seen(40, "ext manager 16384", "ext manager 16384", "db1", 16384),
+        scaffold.Seen(41, "ext manager 16390", "ext manager 16390", "db2", 16390),
+        # a worker named after its own pid; one named after its database's OID (postgres: 5)
+        scaffold.Seen(1234, "ext worker pid 1234", "ext worker", "postgres", 5),
+        scaffold.Seen(50, "ext janitor 5", "ext janitor 5", "postgres", 5),
+        # small numbers that are neither: kept as they are
+        scaffold.Seen(60, "ext v2 launcher", "ext v2 launcher", "postgres", 5),
+    ]
+    manager, worker, janitor, launcher = scaffold.kinds_of(seen, ["ext"])
+    assert (manager.backend_type, manager.backend_type_pattern) == (None, r"ext\ manager\ \d+")
+    assert (manager.title, manager.count, manager.generalized) == (r"ext\ manager\ ", 2, ("16384", "16390"))
+    assert (worker.backend_type, worker.backend_type_pattern) == ("ext worker", None)
+    assert worker.title == r"ext\ worker\ pid\ \d+" and worker.generalized == ("1234",)
+    assert (janitor.backend_type_pattern, janitor.title) == (r"ext\ janitor\ \d+", r"ext\ janitor\ \d+")
+    assert (launcher.backend_type, launcher.backend_type_pattern) == ("ext v2 launcher", None)
+    assert launcher.title == r"ext\ v2\ launcher" and launcher.generalized == ()
+    for kind, members in ((manager, seen[:2]), (worker, seen[2:3]), (janitor, seen[3:4])):
+        spec = kind.spec()  # what the profile will say matches what was seen, and only that
+        assert all(
+            re.match(spec.title, s.bgw_name) and spec.backend_type_matches(s.backend_type) for s in members
+        )
+        assert spec.backend_type_matches(
+            str(members[0].backend_type).replace("16384", "24601").replace("5", "7")
+        )
+        others = [s for s in seen if s not in members]
+        assert not any(spec.backend_type_matches(s.backend_type) for s in others), kind
+
+
+def test_a_profile_says_what_was_given_measured_and_guessed(tmp_path: Path) -> None:
+    ext = Extension("bgwc_fake", ("bgwc_fake",), None, ("postgresql-{major}-bgwc-fake",))
+    kind = scaffold.Kind("manager", r"bgwc_fake\ manager\ \d+", "bgwc_fake manager 16384", None, "db1", 1)
+    kind.backend_type_pattern, kind.generalized = r"bgwc_fake\ manager\ \d+", ("16384",)
+    p = scaffold.Proposal("bgwc_fake", ext, 17, "2026-01-01T00:00:00Z", kinds=[kind], majors=[17])
+    p.setup = ["CREATE EXTENSION IF NOT EXISTS bgwc_fake CASCADE"]
+    p.settings = {"wal_level": "logical", "bgwc_fake.databases": "db1 'db 2'"}
+    p.setup_sql = [
+        ("setup.sql", "CREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n"),
+        ("'SELECT 1'", "SELECT 1"),
+    ]
+    path = tmp_path / "bgw-conformance" / "bgwc_fake.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(scaffold.render_profile(p, path.parent))
+    profile = load_profile(str(path))
+    assert profile.server == p.settings
+    assert [s.sql for s in profile.setup] == [tuple(p.setup), (p.setup_sql[0][1],), ("SELECT 1",)]
+    assert all(s.database == "postgres" for s in profile.setup)
+    (spec,) = profile.processes
+    assert (spec.backend_type, spec.backend_type_pattern) == (None, kind.backend_type_pattern)
+    text = path.read_text()
+    assert '"wal_level" = "logical"   # given with --set' in text
+    assert "# given with --setup-sql setup.sql" in text and "# given with --setup-sql 'SELECT 1'" in text
+    assert "# measured; 16384 (varying, or like an OID or a pid) as \\d+" in text
+    values = [ln for ln in text.splitlines() if re.match(r'(?:"[^"]*"|[\w.]+) = ', ln)]
+    unsaid = [ln for ln in values if not re.search(r"# (measured|guessed|given)", ln)]
+    # the others are under a comment line that says it for them
+    assert all(ln.startswith(("notes = ", "database = ", "sql = ", "after_")) for ln in unsaid), unsaid
 
 
 def test_the_library_to_preload_is_the_one_installed_or_the_one_named_as_the_control() -> None:
