@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,12 @@ import pytest
 import yaml
 
 from conformance import __version__, cli, engine, report, scaffold
+from conformance.census import Census
+from conformance.config import KitConfig
 from conformance.errors import KitError
 from conformance.images import Extension
 from conformance.profile import Profile, load_profile
+from conformance.targets import Target
 
 HERE = Path(__file__).parent
 MAJORS = (17, 18)
@@ -364,6 +368,33 @@ def test_the_library_to_preload_is_the_one_installed_or_the_one_named_as_the_con
 
 
 # -- on real servers ------------------------------------------------------------------
+def test_a_kind_with_a_backend_type_pattern_is_counted_through_pg_stat_activity(
+    target: Target, bgwc_config: KitConfig
+) -> None:
+    """What init proposes for a backend_type with an OID or a pid: the census matches
+    the pattern against the whole backend_type in pg_stat_activity, as it compares a
+    backend_type, and a pattern that matches only a part of it is a problem."""
+    profile = bgwc_config.profile
+    spec = next((s for s in profile.processes if s.count > 0 and s.backend_type), None)
+    if spec is None:
+        pytest.skip("not applicable: the profile promises no process at rest that shows in SQL")
+    assert spec.backend_type is not None
+
+    def census(pattern: str) -> Census:
+        kind = replace(spec, backend_type=None, backend_type_pattern=pattern)
+        return Census(target, replace(profile, processes=(kind,)))
+
+    Census(target, profile).wait_at_rest()
+    whole = census("(?:" + re.escape(spec.backend_type) + r")\d*")
+    (kind,) = whole.profile.processes
+    assert whole.problems_at_rest() == []
+    assert sorted(pid for pid, _ in whole.activity(kind)) == whole.census()[spec.name]
+    part = census(re.escape(spec.backend_type[:-1]))
+    assert part.activity(part.profile.processes[0]) == []
+    problems = part.problems_at_rest()
+    assert len(problems) == 1 and problems[0].startswith(f"{spec.name}: pg_stat_activity shows []"), problems
+
+
 #: where a hand-written profile declares a promise the extension is known not to keep:
 #: pg_wait_sampling's collector exits 0 on SIGTERM and is unregistered (its notes; STOP-1
 #: fails there), and init proposes what it measures
@@ -416,10 +447,14 @@ def test_init_proposes_what_the_hand_written_profile_says_and_the_suite_runs_on_
     assert proposed.majors == tuple(int(m) for m in CASES[name][-1].split(","))
     for ci in (scaffold.GITHUB, scaffold.GITLAB):
         assert _commands(yaml.safe_load((tmp_path / ci).read_text())), ci
+    _start_1_passes(path, tmp_path / "reports")
 
+
+def _start_1_passes(path: Path, reports: Path) -> None:
+    """The suite's start and stop tests, run on the proposed profile: START-1 passes."""
     run_id = f"init{uuid.uuid4().hex[:8]}"
     argv = ["run", "--report-only", "--profile", str(path), "--target", "pg17"]
-    argv += ["--reports", str(tmp_path / "reports"), "--", "-k", "start or stop"]
+    argv += ["--reports", str(reports), "--", "-k", "start or stop"]
     res = subprocess.run(
         [sys.executable, "-m", "conformance.cli", *argv],
         capture_output=True,
@@ -429,7 +464,7 @@ def test_init_proposes_what_the_hand_written_profile_says_and_the_suite_runs_on_
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert _ours(run_id) == [], "the run left containers behind"
-    (results,) = (tmp_path / "reports").rglob("results.json")
+    (results,) = reports.rglob("results.json")
     start = [t for t in json.loads(results.read_text())["tests"] if "START-1" in t["clauses"]]
     assert start and all(t["outcome"] == "pass" for t in start), start
 
@@ -440,3 +475,75 @@ def test_a_major_where_the_package_does_not_install_is_left_out_saying_why() -> 
     built, left_out = scaffold.installs_on([17], ext)
     assert built == [] and list(left_out) == [17]
     assert left_out[17] == "not packaged: Debian (trixie) has no postgresql-17-bgwc-no-such-package", left_out
+
+
+#: pg_squeeze (Debian's postgresql-{major}-squeeze) starts its scheduler worker only for the
+#: databases in squeeze.worker_autostart, connecting as squeeze.worker_role (its README);
+#: its squeeze workers need wal_level = logical (logical decoding), as the README says
+SQUEEZE = ["--package", "postgresql-{major}-squeeze", "--pg", "17"]
+SQUEEZE_SET = {
+    "wal_level": "logical",
+    "squeeze.worker_autostart": "postgres",
+    "squeeze.worker_role": "postgres",
+}
+
+
+@pytest.mark.images
+def test_a_profile_that_needs_settings_is_made_with_set_alone(tmp_path: Path) -> None:
+    root = tmp_path / "new" / "repo"  # --dir is created
+    run_id = f"init{uuid.uuid4().hex[:8]}"
+    sets = [a for k, v in SQUEEZE_SET.items() for a in ("--set", f"{k}={v}")]
+    res = _init(*SQUEEZE, *sets, "--dir", str(root), run_id=run_id)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert _ours(run_id) == [], "init left containers behind"
+    path = root / "bgw-conformance" / "pg_squeeze.toml"
+    proposed = load_profile(str(path))
+    assert proposed.server == SQUEEZE_SET
+    (scheduler,) = proposed.processes
+    assert re.fullmatch(scheduler.title, "pg_squeeze scheduler worker for database postgres")
+    assert (scheduler.backend_type, scheduler.database, scheduler.count) == ("squeeze worker", "postgres", 1)
+    # registered with BGW_NEVER_RESTART (worker.c): gone after a termination and a crash-restart
+    assert (scheduler.after_exit, scheduler.after_crash) == ("stays-down", "stays-down")
+    assert '"squeeze.worker_autostart" = "postgres"   # given with --set' in path.read_text()
+    _start_1_passes(path, tmp_path / "reports")
+
+
+@pytest.mark.images
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (
+            [],  # no worker starts without squeeze.worker_autostart: init names its settings
+            [
+                "no background process of pg_squeeze ran at rest on pg17 (after a start with its setup "
+                "done, unchanged for 3s): init proposes the processes it sees. Settings that may gate its "
+                "workers, as they are: squeeze.max_xlock_time='0', squeeze.worker_autostart='', "
+                "squeeze.worker_role='', squeeze.workers_per_database='1', max_worker_processes='",
+                "'; give what starts them with --set NAME=VALUE (repeatable)",
+            ],
+        ),
+        (
+            ["--set", "squeeze.nope=1"],
+            ["--set squeeze.nope: the server knows no such setting (not in pg_settings with 'pg_squeeze'"],
+        ),
+        (["--set", "wal_level=bogus"], ['LOG: invalid value for parameter "wal_level": "bogus"; FATAL']),
+        (
+            ["--set", "squeeze.worker_autostart=postgres"],
+            ['did not start with it: FATAL: "squeeze.worker_role" parameter is invalid or not set'],
+        ),
+        (
+            ["--setup-sql", "SELECT nope()"],
+            ["--setup-sql 'SELECT nope()': failed in postgres: function nope()"],
+        ),
+    ],
+)
+def test_settings_and_setup_a_real_server_refuses_are_exit_2_with_one_line(
+    argv: list[str], said: list[str], tmp_path: Path
+) -> None:
+    run_id = f"init{uuid.uuid4().hex[:8]}"
+    res = _init(*SQUEEZE, *argv, "--dir", str(tmp_path / "repo"), run_id=run_id)
+    assert res.returncode == 2 and res.stdout == ""
+    (line,) = [ln for ln in res.stderr.splitlines() if not ln.startswith("[init] ")]
+    assert line.startswith("bgw-conformance: ") and all(part in line for part in said), line
+    assert _ours(run_id) == [], "init left containers behind"
+    assert list(tmp_path.iterdir()) == []

@@ -139,9 +139,8 @@ def _probe_lines(key: str, probe: Probe | None) -> list[str]:
 
 
 def _process(p: Proposal, kind: Kind) -> list[str]:
-    where = (
-        f"in pg_stat_activity as {kind.backend_type!r}" if kind.backend_type else "not in pg_stat_activity"
-    )
+    btype = kind.backend_type or (kind.backend_type_pattern and f"/{kind.backend_type_pattern}/")
+    where = f"in pg_stat_activity as {btype!r}" if btype else "not in pg_stat_activity"
     if kind.database:
         where += f", connected to {kind.database}"
     out = ["[[process]]", f"# seen at rest on pg{p.major}: {kind.count} x title {kind.bgw_name!r}, {where}"]
