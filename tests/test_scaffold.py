@@ -489,7 +489,7 @@ SQUEEZE_SET = {
 
 
 @pytest.mark.images
-def test_a_profile_that_needs_settings_is_made_with_set_alone(tmp_path: Path) -> None:
+def test_a_profile_that_needs_settings_is_made_with_set_alone_pg_squeeze(tmp_path: Path) -> None:
     root = tmp_path / "new" / "repo"  # --dir is created
     run_id = f"init{uuid.uuid4().hex[:8]}"
     sets = [a for k, v in SQUEEZE_SET.items() for a in ("--set", f"{k}={v}")]
@@ -537,7 +537,7 @@ def test_a_profile_that_needs_settings_is_made_with_set_alone(tmp_path: Path) ->
         ),
     ],
 )
-def test_settings_and_setup_a_real_server_refuses_are_exit_2_with_one_line(
+def test_settings_and_setup_pg_squeeze_refuses_are_exit_2_with_one_line(
     argv: list[str], said: list[str], tmp_path: Path
 ) -> None:
     run_id = f"init{uuid.uuid4().hex[:8]}"
