@@ -7,8 +7,9 @@
 Its options are checked before anything starts (``options``); then three steps,
 a module each:
 
-1. probe (``probe.py``): start a real server with the extension preloaded,
-   create the extension, wait until its background processes are stable, and
+1. probe (``probe.py``): start a real server with the extension preloaded (and
+   the --set settings, applied as the suite applies a profile's ``[server]``),
+   create the extension, run the --setup-sql, wait until its background processes are stable, and
    probe each kind: one of its processes terminated (does it come back, how
    soon?), and one crash-restart of the server (is each kind back after it?).
    Then build each major's image to see where the extension installs.
