@@ -237,14 +237,14 @@ def make_proposal(opts: Options) -> Proposal:
         opts.recipe,
         opts.make_args,
     )
-    library_from = "from --library" if opts.library else "named after the control file"
+    library_from = "given with --library" if opts.library else "guessed: named after the control file"
     if opts.packages and not ext.preload:
         say(f"pg{major}: installing {', '.join(ext.packages_for(major))} to find its library")
         with server(major, ext, opts.root) as probe_server:
             libraries, controls = package_files(probe_server, ext.packages_for(major))
         ext = replace(ext, preload=(package_library(libraries, controls, opts.packages),))
         library_from = (
-            f"inferred: the packages install {', '.join(f'{lib}.so' for lib in libraries)} in pkglibdir"
+            f"guessed: the packages install {', '.join(f'{lib}.so' for lib in libraries)} in pkglibdir"
         )
         ext = replace(ext, name=profile_name(opts, controls, ext.preload))
     at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

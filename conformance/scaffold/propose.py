@@ -103,7 +103,7 @@ class Proposal:
     at: str
     server_version: str = ""
     versions: list[str] = field(default_factory=list)
-    library_from: str = ""
+    library_from: str = ""  # where the library to preload came from: given, or guessed and how
     controls: list[str] = field(default_factory=list)
     setup: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)

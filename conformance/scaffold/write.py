@@ -103,8 +103,7 @@ def _install(p: Proposal, profile_dir: Path) -> list[str]:
         out.append(f"recipe = {_str(p.ext.recipe)}   # given with --recipe")
     if p.ext.make_args:
         out.append(f"make_args = {_str(p.ext.make_args)}   # given with --make-args")
-    origin = "given with --library" if p.library_from == "from --library" else f"guessed: {p.library_from}"
-    out.append(f"preload = {_strs(p.ext.preload)}   # {origin}")
+    out.append(f"preload = {_strs(p.ext.preload)}   # {p.library_from or 'guessed'}")
     return out
 
 
