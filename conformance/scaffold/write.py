@@ -2,7 +2,7 @@
 
 The files init writes (``outputs``, refused if they exist unless ``--force``),
 the profile's TOML (``render_profile``: every value with a comment saying whether
-it was measured or is a guess), the empty expectations file, the CI workflows for
+it was measured, is a guess or was given), the empty expectations file, the CI workflows for
 GitHub and GitLab from ``fixtures/ci/`` (``render_ci``), and the summary printed
 on the terminal (``summary``).
 """
