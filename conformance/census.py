@@ -113,6 +113,12 @@ class Census:
         """Every live process of the extension, of every kind."""
         return {pid for pids in self.census().values() for pid in pids}
 
+    def activity(self, spec: ProcessSpec) -> list[tuple[int, str | None]]:
+        """The (pid, datname) rows of pg_stat_activity whose backend_type is the kind's
+        (its ``backend_type``, or matched whole by its ``backend_type_pattern``)."""
+        rows = self.target.sql("SELECT pid, datname, backend_type FROM pg_stat_activity")
+        return [(pid, db) for pid, db, btype in rows if spec.backend_type_matches(btype)]
+
     def background_workers(self) -> list[Process]:
         """Every background worker of the server (core's included), by the OS."""
         return [p for p in self.target.processes() if p.backend_type not in _NOT_BGWORKER]
@@ -134,11 +140,9 @@ class Census:
                 for p in found
                 if p.ppid != postmaster
             ]
-            if spec.backend_type is None:
+            if not spec.connects:
                 continue
-            rows = self.target.sql(
-                "SELECT pid, datname FROM pg_stat_activity WHERE backend_type = %s", spec.backend_type
-            )
+            rows = self.activity(spec)
             if {r[0] for r in rows} != {p.pid for p in found}:
                 problems.append(
                     f"{spec.name}: pg_stat_activity shows {sorted(rows)}, the OS {census[spec.name]}"
@@ -187,15 +191,8 @@ class Census:
             census = self.census()
             if not all(census[k.name] for k in kinds):
                 return False
-            for k in (k for k in kinds if k.backend_type is not None):
-                rows = self.target.sql(
-                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = %s"
-                    " AND (%s::text IS NULL OR datname = %s)",
-                    k.backend_type,
-                    database,
-                    database,
-                )
-                if not rows[0][0]:
+            for k in (k for k in kinds if k.connects):
+                if not [r for r in self.activity(k) if database is None or r[1] == database]:
                     return False
             return True
 
@@ -266,7 +263,7 @@ class Census:
     def terminate(self, spec: ProcessSpec, pid: int) -> str:
         """Terminate one process: pg_terminate_backend where SQL can see it,
         otherwise SIGTERM (pg_terminate_backend refuses a non-backend)."""
-        if spec.backend_type is not None:
+        if spec.connects:
             if self.target.scalar("SELECT pg_terminate_backend(%s)", pid):
                 return "pg_terminate_backend"
         self.target.kill(pid, signal.SIGTERM)

@@ -43,6 +43,8 @@ Schema (every table and key; ``?`` marks optional ones)::
     name = "launcher"
     title = "pg_cron launcher"        # regex matched at the start of the OS title (bgw_name)
     backend_type? = "pg_cron launcher"  # pg_stat_activity.backend_type; omit if it never connects
+    backend_type_pattern? = 'ext manager \\d+'  # instead of backend_type: a regex the whole
+                                      # backend_type matches (re.fullmatch), for types with an OID or a pid
     database? = "postgres"            # the database it is connected to
     count? = 1                        # how many run at rest; 0 for workers the workload starts
     after_exit? = "restart"           # after termination: "restart" or "stays-down" (by design)
@@ -73,6 +75,7 @@ Schema (every table and key; ``?`` marks optional ones)::
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +122,19 @@ class ProcessSpec:
     after_exit: str = "restart"
     restart_s: float = 0.0
     after_crash: str = "restart"
+    backend_type_pattern: str | None = None  # a regex the whole backend_type matches
+
+    @property
+    def connects(self) -> bool:
+        """Whether its processes show in pg_stat_activity (it declares a backend type)."""
+        return self.backend_type is not None or self.backend_type_pattern is not None
+
+    def backend_type_matches(self, value: str | None) -> bool:
+        """Whether a pg_stat_activity backend_type is this kind's: equal to
+        ``backend_type``, or matched whole by ``backend_type_pattern``."""
+        if self.backend_type_pattern is not None:
+            return value is not None and re.fullmatch(self.backend_type_pattern, value) is not None
+        return value is not None and value == self.backend_type
 
 
 @dataclass(frozen=True)
@@ -196,6 +212,13 @@ class Profile:
     @property
     def worker_title(self) -> str:
         return self._pool_process("worker").title
+
+    def is_pool_backend_type(self, role: str, value: str | None) -> bool:
+        """Whether a pg_stat_activity backend_type is that of the pool's ``role``
+        ("launcher" or "worker"): by its backend_type or backend_type_pattern,
+        else (it declares neither) equal to its title."""
+        spec = self._pool_process(role)
+        return spec.backend_type_matches(value) if spec.connects else value == spec.title
 
 
 # -- validation ------------------------------------------------------------------
@@ -320,7 +343,15 @@ def _process(t: _Table) -> ProcessSpec:
         after_exit=t.choice("after_exit", RESTART_POLICIES, "restart"),
         restart_s=t.get("restart_s", float, 0.0),
         after_crash=t.choice("after_crash", RESTART_POLICIES, "restart"),
+        backend_type_pattern=t.get("backend_type_pattern", str),
     )
+    if spec.backend_type is not None and spec.backend_type_pattern is not None:
+        t.fail(t.key("backend_type_pattern"), "give backend_type or backend_type_pattern, not both")
+    for key in ("title", "backend_type_pattern"):
+        try:
+            re.compile(getattr(spec, key) or "")
+        except re.error as exc:
+            t.fail(t.key(key), f"not a regex: {exc}")
     if spec.count < 0:
         t.fail(t.key("count"), "must be 0 or more")
     if spec.restart_s < 0:

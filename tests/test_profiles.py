@@ -78,6 +78,14 @@ def test_minimal_profile_and_package_substitution(tmp_path: Path) -> None:
             "key 'pool.submit_mode': 'sometimes' is not one of transactional, autonomous",
         ),
         (lambda t: t + "[[", "not valid TOML"),
+        (
+            lambda t: t + "backend_type = 'x'\nbackend_type_pattern = 'x \\\\d+'\n",
+            "key 'process[0].backend_type_pattern': give backend_type or backend_type_pattern, not both",
+        ),
+        (
+            lambda t: t + "backend_type_pattern = 'x ('\n",
+            "key 'process[0].backend_type_pattern': not a regex",
+        ),
     ],
 )
 def test_bad_profile_names_file_and_key(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -86,6 +94,18 @@ def test_bad_profile_names_file_and_key(tmp_path: Path, edit, message: str) -> N
         load_profile(str(path))
     assert message in str(err.value) and str(path) in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_backend_type_pattern_matches_the_whole_backend_type(tmp_path: Path) -> None:
+    (spec,) = load_profile(
+        str(_write(tmp_path, MINIMAL + "backend_type_pattern = 'x manager \\d+'\n"))
+    ).processes
+    assert spec.connects and spec.backend_type is None
+    assert spec.backend_type_matches("x manager 16384")
+    assert not spec.backend_type_matches("x manager 16384 more")  # fullmatch, not search
+    assert not spec.backend_type_matches("the x manager 16384") and not spec.backend_type_matches(None)
+    (exact,) = load_profile(str(_write(tmp_path, MINIMAL + "backend_type = 'x main'\n"))).processes
+    assert exact.backend_type_matches("x main") and not exact.backend_type_matches("x main 1")
 
 
 def test_bad_profile_is_exit_2_before_anything_starts(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,12 @@ import pytest
 import yaml
 
 from conformance import __version__, cli, engine, report, scaffold
+from conformance.census import Census
+from conformance.config import KitConfig
 from conformance.errors import KitError
 from conformance.images import Extension
 from conformance.profile import Profile, load_profile
+from conformance.targets import Target
 
 HERE = Path(__file__).parent
 MAJORS = (17, 18)
@@ -291,8 +295,26 @@ def test_the_matrix_job_merges_every_major_s_run(
             "--pg '12': supported majors are 13, 15, 17, 18, 19",
         ),
         (["--extension", "/nonexistent/ext"], "--extension /nonexistent/ext: no such directory"),
-        (["--package", "postgresql-{major}-cron", "--dir", "/nonexistent"], "--dir /nonexistent: no such"),
+        (["--package", "postgresql-{major}-cron", "--dir", __file__], f"--dir {__file__}: not a directory"),
         (["--package", "postgresql-{major}-cron", "--name", "a b"], "--name 'a b': use letters"),
+        (
+            ["--package", "postgresql-{major}-cron", "--set", "wal_level"],
+            "--set 'wal_level': give NAME=VALUE",
+        ),
+        (["--package", "postgresql-{major}-cron", "--set", "a b=1"], "--set 'a b=1': give NAME=VALUE"),
+        (
+            ["--package", "postgresql-{major}-cron", "--set", "shared_preload_libraries=x"],
+            "--set shared_preload_libraries: init preloads the extension's library itself",
+        ),
+        (
+            ["--package", "postgresql-{major}-cron", "--set", "work_mem=1MB", "--set", "work_mem=2MB"],
+            "--set work_mem: given twice, as '1MB' and '2MB'",
+        ),
+        (["--package", "postgresql-{major}-cron", "--setup-sql", " "], "--setup-sql '': no SQL in it"),
+        (
+            ["--package", "postgresql-{major}-cron", "--setup-sql", "nope.sql"],
+            "--setup-sql nope.sql: no such file",
+        ),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(argv: list[str], message: str, tmp_path: Path) -> None:
@@ -339,6 +361,67 @@ def test_kinds_group_by_backend_type_else_title_and_anchor_titles_that_collide()
     assert bare.backend_type is None and bare.title == "ext$"  # 'ext' alone would match the others
 
 
+def test_numbers_that_vary_or_look_like_oids_or_pids_are_proposed_as_digits() -> None:
+    seen = [
+        # a manager per database, named after its OID, in its backend_type and title
+        scaffold.Seen(40, "ext manager 16384", "ext manager 16384", "db1", 16384),
+        scaffold.Seen(41, "ext manager 16390", "ext manager 16390", "db2", 16390),
+        # a worker named after its own pid; one named after its database's OID (postgres: 5)
+        scaffold.Seen(1234, "ext worker pid 1234", "ext worker", "postgres", 5),
+        scaffold.Seen(50, "ext janitor 5", "ext janitor 5", "postgres", 5),
+        # small numbers that are neither: kept as they are
+        scaffold.Seen(60, "ext v2 launcher", "ext v2 launcher", "postgres", 5),
+    ]
+    manager, worker, janitor, launcher = scaffold.kinds_of(seen, ["ext"])
+    assert (manager.backend_type, manager.backend_type_pattern) == (None, r"ext\ manager\ \d+")
+    assert (manager.title, manager.count, manager.generalized) == (r"ext\ manager\ ", 2, ("16384", "16390"))
+    assert (worker.backend_type, worker.backend_type_pattern) == ("ext worker", None)
+    assert worker.title == r"ext\ worker\ pid\ \d+" and worker.generalized == ("1234",)
+    assert (janitor.backend_type_pattern, janitor.title) == (r"ext\ janitor\ \d+", r"ext\ janitor\ \d+")
+    assert (launcher.backend_type, launcher.backend_type_pattern) == ("ext v2 launcher", None)
+    assert launcher.title == r"ext\ v2\ launcher" and launcher.generalized == ()
+    for kind, members in ((manager, seen[:2]), (worker, seen[2:3]), (janitor, seen[3:4])):
+        spec = kind.spec()  # what the profile will say matches what was seen, and only that
+        assert all(
+            re.match(spec.title, s.bgw_name) and spec.backend_type_matches(s.backend_type) for s in members
+        )
+        assert spec.backend_type_matches(
+            str(members[0].backend_type).replace("16384", "24601").replace("5", "7")
+        )
+        others = [s for s in seen if s not in members]
+        assert not any(spec.backend_type_matches(s.backend_type) for s in others), kind
+
+
+def test_a_profile_says_what_was_given_measured_and_guessed(tmp_path: Path) -> None:
+    ext = Extension("bgwc_fake", ("bgwc_fake",), None, ("postgresql-{major}-bgwc-fake",))
+    kind = scaffold.Kind("manager", r"bgwc_fake\ manager\ \d+", "bgwc_fake manager 16384", None, "db1", 1)
+    kind.backend_type_pattern, kind.generalized = r"bgwc_fake\ manager\ \d+", ("16384",)
+    p = scaffold.Proposal("bgwc_fake", ext, 17, "2026-01-01T00:00:00Z", kinds=[kind], majors=[17])
+    p.setup = ["CREATE EXTENSION IF NOT EXISTS bgwc_fake CASCADE"]
+    p.settings = {"wal_level": "logical", "bgwc_fake.databases": "db1 'db 2'"}
+    p.setup_sql = [
+        ("setup.sql", "CREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n"),
+        ("'SELECT 1'", "SELECT 1"),
+    ]
+    path = tmp_path / "bgw-conformance" / "bgwc_fake.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(scaffold.render_profile(p, path.parent))
+    profile = load_profile(str(path))
+    assert profile.server == p.settings
+    assert [s.sql for s in profile.setup] == [tuple(p.setup), (p.setup_sql[0][1],), ("SELECT 1",)]
+    assert all(s.database == "postgres" for s in profile.setup)
+    (spec,) = profile.processes
+    assert (spec.backend_type, spec.backend_type_pattern) == (None, kind.backend_type_pattern)
+    text = path.read_text()
+    assert '"wal_level" = "logical"   # given with --set' in text
+    assert "# given with --setup-sql setup.sql" in text and "# given with --setup-sql 'SELECT 1'" in text
+    assert "# measured; 16384 (varying, or like an OID or a pid) as \\d+" in text
+    values = [ln for ln in text.splitlines() if re.match(r'(?:"[^"]*"|[\w.]+) = ', ln)]
+    unsaid = [ln for ln in values if not re.search(r"# (measured|guessed|given)", ln)]
+    # the others are under a comment line that says it for them
+    assert all(ln.startswith(("notes = ", "database = ", "sql = ", "after_")) for ln in unsaid), unsaid
+
+
 def test_the_library_to_preload_is_the_one_installed_or_the_one_named_as_the_control() -> None:
     assert scaffold.package_library(["pg_cron"], ["pg_cron"], ("p",)) == "pg_cron"
     assert scaffold.package_library(["a", "b"], ["b"], ("p",)) == "b"
@@ -349,6 +432,33 @@ def test_the_library_to_preload_is_the_one_installed_or_the_one_named_as_the_con
 
 
 # -- on real servers ------------------------------------------------------------------
+def test_a_kind_with_a_backend_type_pattern_is_counted_through_pg_stat_activity(
+    target: Target, bgwc_config: KitConfig
+) -> None:
+    """What init proposes for a backend_type with an OID or a pid: the census matches
+    the pattern against the whole backend_type in pg_stat_activity, as it compares a
+    backend_type, and a pattern that matches only a part of it is a problem."""
+    profile = bgwc_config.profile
+    spec = next((s for s in profile.processes if s.count > 0 and s.backend_type), None)
+    if spec is None:
+        pytest.skip("not applicable: the profile promises no process at rest that shows in SQL")
+    assert spec.backend_type is not None
+
+    def census(pattern: str) -> Census:
+        kind = replace(spec, backend_type=None, backend_type_pattern=pattern)
+        return Census(target, replace(profile, processes=(kind,)))
+
+    Census(target, profile).wait_at_rest()
+    whole = census("(?:" + re.escape(spec.backend_type) + r")\d*")
+    (kind,) = whole.profile.processes
+    assert whole.problems_at_rest() == []
+    assert sorted(pid for pid, _ in whole.activity(kind)) == whole.census()[spec.name]
+    part = census(re.escape(spec.backend_type[:-1]))
+    assert part.activity(part.profile.processes[0]) == []
+    problems = part.problems_at_rest()
+    assert len(problems) == 1 and problems[0].startswith(f"{spec.name}: pg_stat_activity shows []"), problems
+
+
 #: where a hand-written profile declares a promise the extension is known not to keep:
 #: pg_wait_sampling's collector exits 0 on SIGTERM and is unregistered (its notes; STOP-1
 #: fails there), and init proposes what it measures
@@ -401,10 +511,14 @@ def test_init_proposes_what_the_hand_written_profile_says_and_the_suite_runs_on_
     assert proposed.majors == tuple(int(m) for m in CASES[name][-1].split(","))
     for ci in (scaffold.GITHUB, scaffold.GITLAB):
         assert _commands(yaml.safe_load((tmp_path / ci).read_text())), ci
+    _start_1_passes(path, tmp_path / "reports")
 
+
+def _start_1_passes(path: Path, reports: Path) -> None:
+    """The suite's start and stop tests, run on the proposed profile: START-1 passes."""
     run_id = f"init{uuid.uuid4().hex[:8]}"
     argv = ["run", "--report-only", "--profile", str(path), "--target", "pg17"]
-    argv += ["--reports", str(tmp_path / "reports"), "--", "-k", "start or stop"]
+    argv += ["--reports", str(reports), "--", "-k", "start or stop"]
     res = subprocess.run(
         [sys.executable, "-m", "conformance.cli", *argv],
         capture_output=True,
@@ -414,7 +528,7 @@ def test_init_proposes_what_the_hand_written_profile_says_and_the_suite_runs_on_
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert _ours(run_id) == [], "the run left containers behind"
-    (results,) = (tmp_path / "reports").rglob("results.json")
+    (results,) = reports.rglob("results.json")
     start = [t for t in json.loads(results.read_text())["tests"] if "START-1" in t["clauses"]]
     assert start and all(t["outcome"] == "pass" for t in start), start
 
@@ -425,3 +539,75 @@ def test_a_major_where_the_package_does_not_install_is_left_out_saying_why() -> 
     built, left_out = scaffold.installs_on([17], ext)
     assert built == [] and list(left_out) == [17]
     assert left_out[17] == "not packaged: Debian (trixie) has no postgresql-17-bgwc-no-such-package", left_out
+
+
+#: pg_squeeze (Debian's postgresql-{major}-squeeze) starts its scheduler worker only for the
+#: databases in squeeze.worker_autostart, connecting as squeeze.worker_role (its README);
+#: its squeeze workers need wal_level = logical (logical decoding), as the README says
+SQUEEZE = ["--package", "postgresql-{major}-squeeze", "--pg", "17"]
+SQUEEZE_SET = {
+    "wal_level": "logical",
+    "squeeze.worker_autostart": "postgres",
+    "squeeze.worker_role": "postgres",
+}
+
+
+@pytest.mark.images
+def test_a_profile_that_needs_settings_is_made_with_set_alone_pg_squeeze(tmp_path: Path) -> None:
+    root = tmp_path / "new" / "repo"  # --dir is created
+    run_id = f"init{uuid.uuid4().hex[:8]}"
+    sets = [a for k, v in SQUEEZE_SET.items() for a in ("--set", f"{k}={v}")]
+    res = _init(*SQUEEZE, *sets, "--dir", str(root), run_id=run_id)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert _ours(run_id) == [], "init left containers behind"
+    path = root / "bgw-conformance" / "pg_squeeze.toml"
+    proposed = load_profile(str(path))
+    assert proposed.server == SQUEEZE_SET
+    (scheduler,) = proposed.processes
+    assert re.fullmatch(scheduler.title, "pg_squeeze scheduler worker for database postgres")
+    assert (scheduler.backend_type, scheduler.database, scheduler.count) == ("squeeze worker", "postgres", 1)
+    # registered with BGW_NEVER_RESTART (worker.c): gone after a termination and a crash-restart
+    assert (scheduler.after_exit, scheduler.after_crash) == ("stays-down", "stays-down")
+    assert '"squeeze.worker_autostart" = "postgres"   # given with --set' in path.read_text()
+    _start_1_passes(path, tmp_path / "reports")
+
+
+@pytest.mark.images
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (
+            [],  # no worker starts without squeeze.worker_autostart: init names its settings
+            [
+                "no background process of pg_squeeze ran at rest on pg17 (after a start with its setup "
+                "done, unchanged for 3s): init proposes the processes it sees. Settings that may gate its "
+                "workers, as they are: squeeze.max_xlock_time='0', squeeze.worker_autostart='', "
+                "squeeze.worker_role='', squeeze.workers_per_database='1', max_worker_processes='",
+                "'; give what starts them with --set NAME=VALUE (repeatable)",
+            ],
+        ),
+        (
+            ["--set", "squeeze.nope=1"],
+            ["--set squeeze.nope: the server knows no such setting (not in pg_settings with 'pg_squeeze'"],
+        ),
+        (["--set", "wal_level=bogus"], ['LOG: invalid value for parameter "wal_level": "bogus"; FATAL']),
+        (
+            ["--set", "squeeze.worker_autostart=postgres"],
+            ['did not start with it: FATAL: "squeeze.worker_role" parameter is invalid or not set'],
+        ),
+        (
+            ["--setup-sql", "SELECT nope()"],
+            ["--setup-sql 'SELECT nope()': failed in postgres: function nope()"],
+        ),
+    ],
+)
+def test_settings_and_setup_pg_squeeze_refuses_are_exit_2_with_one_line(
+    argv: list[str], said: list[str], tmp_path: Path
+) -> None:
+    run_id = f"init{uuid.uuid4().hex[:8]}"
+    res = _init(*SQUEEZE, *argv, "--dir", str(tmp_path / "repo"), run_id=run_id)
+    assert res.returncode == 2 and res.stdout == ""
+    (line,) = [ln for ln in res.stderr.splitlines() if not ln.startswith("[init] ")]
+    assert line.startswith("bgw-conformance: ") and all(part in line for part in said), line
+    assert _ours(run_id) == [], "init left containers behind"
+    assert list(tmp_path.iterdir()) == []

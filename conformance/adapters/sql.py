@@ -115,9 +115,9 @@ class SqlAdapter(PoolAdapter):
         assert self.profile.pool is not None
         if self.profile.pool.launcher is None:
             raise NotApplicable("the pool has no launcher")
-        spec = self.profile.process(self.profile.pool.launcher)
-        return self.target.scalar(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type = %s", spec.backend_type
+        rows = self.target.sql("SELECT pid, backend_type FROM pg_stat_activity")
+        return next(
+            (pid for pid, btype in rows if self.profile.is_pool_backend_type("launcher", btype)), None
         )
 
     def check(self) -> list[str]:

@@ -2,13 +2,14 @@
 
   bgw-conformance init (--package NAME [--package NAME...] | --extension DIR) [--name NAME]
                        [--library LIB] [--recipe CMD] [--make-args ARGS] [--pg 17[,18...]]
-                       [--dir DIR] [--force]
+                       [--dir DIR] [--force] [--set GUC=VALUE...] [--setup-sql FILE|SQL...]
 
 Its options are checked before anything starts (``options``); then three steps,
 a module each:
 
-1. probe (``probe.py``): start a real server with the extension preloaded,
-   create the extension, wait until its background processes are stable, and
+1. probe (``probe.py``): start a real server with the extension preloaded (and
+   the --set settings, applied as the suite applies a profile's ``[server]``),
+   create the extension, run the --setup-sql, wait until its background processes are stable, and
    probe each kind: one of its processes terminated (does it come back, how
    soon?), and one crash-restart of the server (is each kind back after it?).
    Then build each major's image to see where the extension installs.
@@ -121,6 +122,60 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--dir", type=Path, default=Path("."), help="root of the extension's repository, where files go"
     )
     p.add_argument("--force", action="store_true", help="overwrite the files init writes")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="GUC=VALUE",
+        help="a server setting for the server init starts and the profile's [server] (repeatable)",
+    )
+    p.add_argument(
+        "--setup-sql",
+        action="append",
+        default=[],
+        metavar="FILE|SQL",
+        help="SQL run in postgres after CREATE EXTENSION, and written into the profile's [[setup]]: "
+        "a path to an existing file is read, anything else is the SQL (repeatable)",
+    )
+
+
+_GUC = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)*")
+
+
+def _settings(given: list[str]) -> tuple[tuple[str, str], ...]:
+    """--set NAME=VALUE, each checked (the server checks them again when init starts it)."""
+    out: dict[str, str] = {}
+    for item in given:
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or not _GUC.fullmatch(name):
+            raise KitError(f"--set {item!r}: give NAME=VALUE, NAME a server setting (e.g. wal_level=logical)")
+        if name.lower() == "shared_preload_libraries":
+            raise KitError(
+                "--set shared_preload_libraries: init preloads the extension's library itself "
+                "([install] preload); give --library LIB[,LIB...] to preload others with it"
+            )
+        if out.get(name, value) != value:
+            raise KitError(f"--set {name}: given twice, as {out[name]!r} and {value!r}")
+        out[name] = value
+    return tuple(out.items())
+
+
+def _setup_sql(given: list[str]) -> tuple[tuple[str, str], ...]:
+    """--setup-sql FILE|SQL: (where it came from, the SQL)."""
+    out = []
+    for item in given:
+        path = Path(item)
+        if path.is_file():
+            origin, sql = str(path), path.read_text()
+        elif re.fullmatch(r"\S+\.sql", item):
+            raise KitError(f"--setup-sql {item}: no such file")
+        else:
+            origin, sql = repr(" ".join(item.split())[:60]), item
+        if not sql.strip():
+            raise KitError(f"--setup-sql {origin}: no SQL in it")
+        out.append((origin, sql))
+    return tuple(out)
 
 
 def _csv(text: str | None) -> tuple[str, ...]:
@@ -145,9 +200,10 @@ def options(args: argparse.Namespace) -> Options:
     library = _csv(args.library)
     if source is not None and not library and not source_controls(source):
         raise KitError(f"--extension {source}: no *.control file to name its library after; give --library")
-    root = Path(args.dir)
-    if not root.is_dir():
-        raise KitError(f"--dir {root}: no such directory")
+    root = Path(args.dir)  # created when init writes into it
+    if root.exists() and not root.is_dir():
+        raise KitError(f"--dir {root}: not a directory")
+    settings, setup_sql = _settings(args.set or []), _setup_sql(args.setup_sql or [])
     return Options(
         packages,
         source,
@@ -158,6 +214,8 @@ def options(args: argparse.Namespace) -> Options:
         parse_majors(args.pg),
         root,
         args.force,
+        settings,
+        setup_sql,
     )
 
 
@@ -179,20 +237,22 @@ def make_proposal(opts: Options) -> Proposal:
         opts.recipe,
         opts.make_args,
     )
-    library_from = "from --library" if opts.library else "named after the control file"
+    library_from = "given with --library" if opts.library else "guessed: named after the control file"
     if opts.packages and not ext.preload:
         say(f"pg{major}: installing {', '.join(ext.packages_for(major))} to find its library")
         with server(major, ext, opts.root) as probe_server:
             libraries, controls = package_files(probe_server, ext.packages_for(major))
         ext = replace(ext, preload=(package_library(libraries, controls, opts.packages),))
         library_from = (
-            f"inferred: the packages install {', '.join(f'{lib}.so' for lib in libraries)} in pkglibdir"
+            f"guessed: the packages install {', '.join(f'{lib}.so' for lib in libraries)} in pkglibdir"
         )
         ext = replace(ext, name=profile_name(opts, controls, ext.preload))
     at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     p = Proposal(ext.name, ext, major, at, library_from=library_from, controls=controls)
-    say(f"pg{major}: starting a server with {p.ext.library} preloaded")
-    with server(major, ext, opts.root) as target:
+    p.settings, p.setup_sql = dict(opts.settings), list(opts.setup_sql)
+    given = "".join(f", {k}={v}" for k, v in p.settings.items())
+    say(f"pg{major}: starting a server with {p.ext.library} preloaded{given}")
+    with server(major, ext, opts.root, p.settings) as target:
         if opts.packages and not p.controls:
             p.controls = package_files(target, ext.packages_for(major))[1]
         elif opts.source and not p.controls:
@@ -201,6 +261,13 @@ def make_proposal(opts: Options) -> Proposal:
         refuse_existing(outputs(opts.root, p.name), opts.force)
         measure(target, p, opts)
     p.ext = replace(p.ext, name=p.name)
+    p.name_from = (
+        "given with --name"
+        if opts.name
+        else "guessed: its control file's name"
+        if p.name in p.controls
+        else "guessed: from its package, library or source directory"
+    )
     p.majors, p.left_out = installs_on(opts.majors, p.ext)
     return p
 

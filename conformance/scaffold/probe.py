@@ -28,7 +28,7 @@ from conformance import images
 from conformance.census import CRASH_RESTART, Census, title_of
 from conformance.config import KitConfig
 from conformance.deadlines import CRASH_RECOVERY_S, START_S
-from conformance.errors import ImageBuildError, KitError, NotPackaged
+from conformance.errors import ImageBuildError, KitError, NotPackaged, TargetError
 from conformance.images import Extension
 from conformance.scaffold.propose import Kind, Options, Probe, Proposal, Seen, draft_profile, kinds_of
 from conformance.targets import Target
@@ -51,16 +51,47 @@ def one_line(text: object) -> str:
 
 
 @contextmanager
-def server(major: int, ext: Extension, root: Path) -> Iterator[Target]:
-    """A started server with ``ext`` (through make_target), always removed."""
+def server(
+    major: int, ext: Extension, root: Path, settings: dict[str, str] | None = None
+) -> Iterator[Target]:
+    """A started server with ``ext`` (through make_target), always removed; with
+    ``settings`` (--set) as its baseline, applied as the suite applies a profile's
+    ``[server]`` (``set_baseline``), and each one checked to be known to the server."""
     from conformance.targets import make_target
 
-    kit = KitConfig((f"pg{major}",), draft_profile(ext.name, root, ext), ext, None, "pg_config", None)
+    profile = draft_profile(ext.name, root, ext, server=settings)
+    kit = KitConfig((f"pg{major}",), profile, ext, None, "pg_config", None)
     target = make_target(f"pg{major}", kit)
     try:
+        if profile.server:
+            apply_settings(target, profile.server)
         yield target
     finally:
         target.close()
+
+
+#: server log lines that say why a start with new settings failed
+_START_FAILED = re.compile(r"(?:FATAL|PANIC|ERROR):.*|LOG:.*(?:parameter|configuration file).*")
+
+
+def apply_settings(target: Target, settings: dict[str, str]) -> None:
+    """The --set settings as the server's baseline (a restart); KitError (one line) when
+    the server will not start with them, or does not know one of them."""
+    offset = target.log_offset()
+    given = ", ".join(f"{k}={v}" for k, v in settings.items())
+    try:
+        target.set_baseline(**settings)
+    except (TargetError, WaitTimeout) as exc:
+        said = [m.group(0).strip() for m in _START_FAILED.finditer(target.log_since(offset))]
+        why = "; ".join(dict.fromkeys(said)) or one_line(exc)
+        raise KitError(f"--set {given}: the server did not start with it: {one_line(why)[:600]}") from None
+    known = {str(n).lower() for (n,) in target.sql("SELECT name FROM pg_settings", idempotent=True)}
+    unknown = [name for name in settings if name.lower() not in known]
+    if unknown:
+        raise KitError(
+            f"--set {', '.join(unknown)}: the server knows no such setting (not in pg_settings "
+            f"with {target.scalar('SHOW shared_preload_libraries')!r} preloaded)"
+        )
 
 
 def package_files(target: Target, packages: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -111,10 +142,10 @@ def observe(target: Target, workers: Census) -> list[Seen]:
         for p in workers.background_workers()
         if not title_of(p, target.cluster_name).startswith(CORE_BGWORKERS)
     ]
-    rows = target.sql("SELECT pid, backend_type, datname FROM pg_stat_activity", idempotent=True)
-    sql = {pid: (btype, db) for pid, btype, db in rows}
+    rows = target.sql("SELECT pid, backend_type, datname, datid FROM pg_stat_activity", idempotent=True)
+    sql = {pid: (btype, db, datid) for pid, btype, db, datid in rows}
     return sorted(
-        (Seen(p.pid, title_of(p, target.cluster_name), *sql.get(p.pid, (None, None))) for p in procs),
+        (Seen(p.pid, title_of(p, target.cluster_name), *sql.get(p.pid, (None, None, None))) for p in procs),
         key=lambda s: s.pid,
     )
 
@@ -207,6 +238,35 @@ def probe_crash(target: Target, workers: Census, kinds: list[Kind]) -> None:
         kind.after_crash = Probe("restart", took, f"after {what} (a crash-restart), back {took:.2f} s later")
 
 
+def run_setup_sql(target: Target, given: Iterable[tuple[str, str]]) -> None:
+    """The --setup-sql, in postgres, after CREATE EXTENSION, durably (as the suite's
+    setup runs); KitError (one line) on the first that fails."""
+    for origin, sql in given:
+        try:
+            with target.connect() as conn:
+                conn.execute("SET synchronous_commit = on")
+                conn.execute(sql)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise KitError(f"--setup-sql {origin}: failed in postgres: {one_line(exc)[:400]}") from None
+
+
+def gating_settings(target: Target, names: Iterable[str]) -> list[str]:
+    """The extension's own settings (``prefix.name`` for the prefixes its names suggest:
+    the library, control and profile names, with and without ``pg_``; else every
+    setting with a dot, which only a loaded library defines) with their current
+    values, and max_worker_processes: what commonly gates its workers."""
+    prefixes = sorted({p.lower() for n in names for p in (n, n.removeprefix("pg_")) if p})
+    rows = target.sql(
+        "SELECT name, setting FROM pg_settings WHERE split_part(name, '.', 1) = ANY(%s) ORDER BY 1",
+        prefixes,
+        idempotent=True,
+    ) or target.sql(
+        "SELECT name, setting FROM pg_settings WHERE strpos(name, '.') > 0 ORDER BY 1", idempotent=True
+    )
+    core = target.sql("SELECT name, setting FROM pg_settings WHERE name = 'max_worker_processes'")
+    return [f"{name}={setting!r}" for name, setting in [*rows, *core]]
+
+
 def _versions(target: Target, packages: tuple[str, ...]) -> list[str]:
     out = [f"{p} {target.run(['dpkg-query', '-W', '-f', '${Version}', p]).strip()}" for p in packages]
     rows = target.sql("SELECT extname, extversion FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1")
@@ -219,18 +279,23 @@ def measure(target: Target, p: Proposal, opts: Options) -> None:
     p.setup, p.failed = create_extensions(target, p.controls)
     for stmt, error in p.failed:
         say(f"{stmt}: {error}")
+    run_setup_sql(target, p.setup_sql)
     target.restart("fast")  # at rest as the suite sees it: a start with the setup done
-    draft = draft_profile(p.name, opts.root, p.ext)
+    draft = draft_profile(p.name, opts.root, p.ext, server=p.settings)
     seen, p.settled_s = settle(target, Census(target, draft))
-    p.kinds = kinds_of(seen, [p.name, *p.ext.preload, *p.controls])
+    names = [p.name, *p.ext.preload, *p.controls]
+    p.kinds = kinds_of(seen, names)
     if not p.kinds:
+        given = f" with --set {', '.join(p.settings)}" if p.settings else ""
         raise KitError(
-            f"no background process of {p.name} ran at rest on pg{p.major} (after a start with its "
-            f"setup done, unchanged for {STABLE_S:g}s): init proposes the processes it sees"
+            f"no background process of {p.name} ran at rest on pg{p.major}{given} (after a start with "
+            f"its setup done, unchanged for {STABLE_S:g}s): init proposes the processes it sees. "
+            f"Settings that may gate its workers, as they are: {', '.join(gating_settings(target, names))}; "
+            "give what starts them with --set NAME=VALUE (repeatable)"
         )
     say("at rest: " + ", ".join(f"{k.count} x {k.bgw_name!r}" for k in p.kinds))
     p.versions = _versions(target, p.ext.packages_for(p.major))
-    workers = Census(target, draft_profile(p.name, opts.root, p.ext, p.kinds))
+    workers = Census(target, draft_profile(p.name, opts.root, p.ext, p.kinds, p.settings))
     for kind in p.kinds:
         back_at_rest(target, workers)
         say(f"terminating one {kind.name!r}, watching up to {BACK_S:g}s")

@@ -45,6 +45,8 @@ class Options:
     majors: tuple[int, ...]
     root: Path
     force: bool
+    settings: tuple[tuple[str, str], ...] = ()  # --set NAME=VALUE, in order
+    setup_sql: tuple[tuple[str, str], ...] = ()  # --setup-sql: (where it came from, the SQL)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Seen:
     bgw_name: str
     backend_type: str | None
     database: str | None
+    datid: int | None = None  # the OID of its database
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,19 @@ class Kind:
     databases: tuple[str, ...] = ()  # when its processes are in several databases
     after_exit: Probe | None = None
     after_crash: Probe | None = None
+    backend_type_pattern: str | None = None  # instead of backend_type: its digits vary or are ids
+    #: what the title and backend_type patterns stand for (numbers that vary or look like ids)
+    generalized: tuple[str, ...] = ()
 
     def spec(self) -> ProcessSpec:
-        return ProcessSpec(self.name, self.title, self.backend_type, self.database, self.count)
+        return ProcessSpec(
+            self.name,
+            self.title,
+            self.backend_type,
+            self.database,
+            self.count,
+            backend_type_pattern=self.backend_type_pattern,
+        )
 
 
 @dataclass
@@ -90,7 +103,7 @@ class Proposal:
     at: str
     server_version: str = ""
     versions: list[str] = field(default_factory=list)
-    library_from: str = ""
+    library_from: str = ""  # where the library to preload came from: given, or guessed and how
     controls: list[str] = field(default_factory=list)
     setup: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -98,16 +111,23 @@ class Proposal:
     settled_s: float = 0.0
     majors: list[int] = field(default_factory=list)
     left_out: dict[int, str] = field(default_factory=dict)
+    name_from: str = "guessed: named after the extension"
+    settings: dict[str, str] = field(default_factory=dict)  # given with --set
+    setup_sql: list[tuple[str, str]] = field(default_factory=list)  # given with --setup-sql
 
 
-def draft_profile(name: str, root: Path, ext: Extension, kinds: Iterable[Kind] = ()) -> Profile:
-    """The profile as known so far (for KitConfig and Census)."""
+def draft_profile(
+    name: str, root: Path, ext: Extension, kinds: Iterable[Kind] = (), server: dict[str, str] | None = None
+) -> Profile:
+    """The profile as known so far (for KitConfig and Census): its ``[server]`` is what
+    was given with --set, applied as the suite applies a profile's."""
     install = Install(ext.packages, ext.source, ext.recipe, ext.make_args, ext.preload)
     return Profile(
         name=name,
         path=root / PROFILE_DIR / f"{name}.toml",
         tiers=("bgworker",),
         install=install,
+        server=dict(server or {}),
         processes=tuple(k.spec() for k in kinds),
     )
 
@@ -150,12 +170,65 @@ def _common_start(names: list[str]) -> str:
     return first[:n]
 
 
-def _common_title(names: list[str]) -> str:
-    """A title regex matching all of ``names`` at their start."""
+#: the first OID of objects created after initdb: a number this large in a name is likely an OID
+FIRST_NORMAL_OID = 16384
+_DIGITS = re.compile(r"\d+")
+
+
+def _looks_like_an_id(number: str, s: Seen) -> bool:
+    """A number in a name that is likely an OID or a pid: as large as the first normal
+    OID, or the process's own pid or database OID."""
+    n = int(number)
+    return n >= FIRST_NORMAL_OID or n == s.pid or n == s.datid
+
+
+def _pattern(text: str, volatile: set[str]) -> str:
+    """``text`` as a regex: each digit run in ``volatile`` as ``\\d+``, the rest escaped."""
+    out, at = [], 0
+    for m in _DIGITS.finditer(text):
+        out.append(re.escape(text[at : m.start()]))
+        out.append(r"\d+" if m.group() in volatile else re.escape(m.group()))
+        at = m.end()
+    return "".join(out) + re.escape(text[at:])
+
+
+def _volatile(members: list[Seen], texts: list[str]) -> set[str]:
+    """The digit runs of ``texts`` (one per member) that vary across them, at the same
+    place, or look like an OID or a pid."""
+    runs = [_DIGITS.findall(t) for t in texts]
+    out = {n for s, rs in zip(members, runs, strict=True) for n in rs if _looks_like_an_id(n, s)}
+    if len({len(rs) for rs in runs}) == 1:
+        for column in zip(*runs, strict=True):
+            if len(set(column)) > 1:
+                out |= set(column)
+    return out
+
+
+def _common_title(members: list[Seen]) -> tuple[str, set[str]]:
+    """A title regex matching all the members' titles at their start, with the numbers
+    it generalizes: the common start, cut back to before a digit run it would split,
+    with the digit runs that look like ids as ``\\d+``."""
+    names = [m.bgw_name for m in members]
     prefix = _common_start(names)
+    if prefix[-1:].isdigit() and any(n[len(prefix) : len(prefix) + 1].isdigit() for n in names):
+        prefix = prefix.rstrip("0123456789")
     if prefix.strip():
-        return re.escape(prefix)
-    return "(?:" + "|".join(re.escape(n) for n in sorted(set(names))) + ")"
+        volatile = {n for s in members for n in _DIGITS.findall(prefix) if _looks_like_an_id(n, s)}
+        return _pattern(prefix, volatile), volatile
+    return "(?:" + "|".join(re.escape(n) for n in sorted(set(names))) + ")", set()
+
+
+def _backend_type(members: list[Seen]) -> tuple[str | None, str | None, set[str]]:
+    """The kind's backend_type, or its backend_type_pattern where its digits vary or look
+    like ids (a fullmatch regex), and the numbers generalized."""
+    types = [m.backend_type for m in members]
+    if types[0] is None:
+        return None, None, set()
+    assert all(t is not None for t in types)
+    volatile = _volatile(members, [t or "" for t in types])
+    if not volatile:
+        return types[0], None, set()
+    return None, _pattern(types[0], volatile), volatile
 
 
 def _short_name(bgw_name: str, known: Iterable[str]) -> str:
@@ -170,12 +243,15 @@ def _short_name(bgw_name: str, known: Iterable[str]) -> str:
 
 def kinds_of(seen: list[Seen], known_names: Iterable[str]) -> list[Kind]:
     """Group processes into kinds: by backend_type where pg_stat_activity shows them,
-    else by title (digits aside).  A title that would also match another kind's
+    else by title (digits aside in both).  A number in a title or a backend_type that
+    varies across a kind, or looks like an OID or a pid (``_looks_like_an_id``), is
+    proposed as ``\\d+``: in the title (a regex already), and as a backend_type_pattern
+    instead of a backend_type.  A title that would also match another kind's
     processes is anchored at its end too."""
     groups: dict[tuple[str, str], list[Seen]] = {}
     for s in seen:
-        key = ("sql", s.backend_type) if s.backend_type else ("os", re.sub(r"\d+", "#", s.bgw_name))
-        groups.setdefault(key, []).append(s)
+        key = ("sql", s.backend_type) if s.backend_type else ("os", s.bgw_name)
+        groups.setdefault((key[0], _DIGITS.sub("#", key[1])), []).append(s)
     kinds: list[Kind] = []
     known = list(known_names)
     for members in groups.values():
@@ -184,18 +260,21 @@ def kinds_of(seen: list[Seen], known_names: Iterable[str]) -> list[Kind]:
         start = _common_start(names)
         short = _short_name(start.strip() or names[0], known)
         taken = {k.name for k in kinds}
-        title = _common_title(names)
+        title, in_title = _common_title(members)
         if any(re.match(title, s.bgw_name) for s in seen if s not in members):
             title += "$"
+        backend_type, pattern, in_type = _backend_type(members)
         kinds.append(
             Kind(
                 name=short if short not in taken else f"{short} {len(kinds) + 1}",
                 title=title,
                 bgw_name=start,
-                backend_type=members[0].backend_type,
+                backend_type=backend_type,
                 database=dbs[0] if len(dbs) == 1 and all(m.database for m in members) else None,
                 count=len(members),
                 databases=tuple(dbs) if len(dbs) > 1 else (),
+                backend_type_pattern=pattern,
+                generalized=tuple(sorted(in_title | in_type, key=int)),
             )
         )
     return kinds

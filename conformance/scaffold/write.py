@@ -2,7 +2,7 @@
 
 The files init writes (``outputs``, refused if they exist unless ``--force``),
 the profile's TOML (``render_profile``: every value with a comment saying whether
-it was measured or is a guess), the empty expectations file, the CI workflows for
+it was measured, is a guess or was given), the empty expectations file, the CI workflows for
 GitHub and GitLab from ``fixtures/ci/`` (``render_ci``), and the summary printed
 on the terminal (``summary``).
 """
@@ -95,15 +95,23 @@ def _notes(p: Proposal) -> str:
 def _install(p: Proposal, profile_dir: Path) -> list[str]:
     out = ["[install]"]
     if p.ext.packages:
-        out.append(f"packages = {_strs(p.ext.packages)}")
+        out.append(f"packages = {_strs(p.ext.packages)}   # given with --package")
     if p.ext.source is not None:
-        out.append(f"source = {_str(os.path.relpath(p.ext.source, profile_dir))}   # relative to this file")
+        source = _str(os.path.relpath(p.ext.source, profile_dir))
+        out.append(f"source = {source}   # given with --extension, relative to this file")
     if p.ext.recipe:
-        out.append(f"recipe = {_str(p.ext.recipe)}")
+        out.append(f"recipe = {_str(p.ext.recipe)}   # given with --recipe")
     if p.ext.make_args:
-        out.append(f"make_args = {_str(p.ext.make_args)}")
-    out.append(f"preload = {_strs(p.ext.preload)}   # {p.library_from}")
+        out.append(f"make_args = {_str(p.ext.make_args)}   # given with --make-args")
+    out.append(f"preload = {_strs(p.ext.preload)}   # {p.library_from or 'guessed'}")
     return out
+
+
+def _server(p: Proposal) -> list[str]:
+    if not p.settings:
+        return ["[server]", "# settings the suite keeps as its baseline: none were given with --set"]
+    out = ["[server]", "# settings the suite keeps as its baseline; init's server ran with them"]
+    return out + [f"{_str(name)} = {_str(value)}   # given with --set" for name, value in p.settings.items()]
 
 
 def _setup(p: Proposal) -> list[str]:
@@ -114,6 +122,9 @@ def _setup(p: Proposal) -> list[str]:
         out += ["[[setup]]", f"# created on pg{p.major} by init (measured)", 'database = "postgres"']
         out.append(f"sql = {_strs(p.setup)}")
     out += [f"# failed on pg{p.major}, left out: {stmt}: {error}" for stmt, error in p.failed]
+    for origin, sql in p.setup_sql:
+        out += ["[[setup]]", f"# given with --setup-sql {origin}; run on pg{p.major} by init after the above"]
+        out += ['database = "postgres"', f"sql = [{_str(sql)}]"]
     return out
 
 
@@ -127,22 +138,30 @@ def _probe_lines(key: str, probe: Probe | None) -> list[str]:
 
 
 def _process(p: Proposal, kind: Kind) -> list[str]:
-    where = (
-        f"in pg_stat_activity as {kind.backend_type!r}" if kind.backend_type else "not in pg_stat_activity"
-    )
+    btype = kind.backend_type or (kind.backend_type_pattern and f"/{kind.backend_type_pattern}/")
+    where = f"in pg_stat_activity as {btype!r}" if btype else "not in pg_stat_activity"
     if kind.database:
         where += f", connected to {kind.database}"
     out = ["[[process]]", f"# seen at rest on pg{p.major}: {kind.count} x title {kind.bgw_name!r}, {where}"]
-    out += [f"name = {_str(kind.name)}", f"title = {_str(kind.title)}"]
+    ids = (
+        f"; {', '.join(kind.generalized)} (varying, or like an OID or a pid) as \\d+"
+        if kind.generalized
+        else ""
+    )
+    out.append(f"name = {_str(kind.name)}   # guessed: from its title")
+    title_ids = ids if "\\d" in kind.title else ""
+    out.append(f"title = {_str(kind.title)}   # measured: the start its titles share{title_ids}")
     if kind.backend_type:
-        out.append(f"backend_type = {_str(kind.backend_type)}")
+        out.append(f"backend_type = {_str(kind.backend_type)}   # measured")
+    if kind.backend_type_pattern:
+        out.append(f"backend_type_pattern = {_str(kind.backend_type_pattern)}   # measured{ids}")
     if kind.database:
-        out.append(f"database = {_str(kind.database)}")
+        out.append(f"database = {_str(kind.database)}   # measured")
     elif kind.databases:
         out.append(f"# connected to several databases ({', '.join(kind.databases)}): no database")
-    elif kind.backend_type:
+    elif kind.backend_type or kind.backend_type_pattern:
         out.append("# no database: connected to none")
-    out.append(f"count = {kind.count}")
+    out.append(f"count = {kind.count}   # measured at rest")
     out += _probe_lines("after_exit", kind.after_exit)
     if kind.after_exit and kind.after_exit.outcome == "restart" and kind.after_exit.seconds is not None:
         out.append(
@@ -156,18 +175,19 @@ def render_profile(p: Proposal, profile_dir: Path) -> str:
     """The profile's text: what was measured, and comments saying so."""
     out = [
         f"# {p.name}: a bgw-conformance profile proposed by `bgw-conformance init` on pg{p.major} at {p.at}.",
-        "# Each comment says whether the value under it was measured on that server or is a guess.",
-        f"name = {_str(p.name)}",
-        f"description = {_str(f'{p.name}: background workers (proposed by bgw-conformance init)')}",
-        'tiers = ["bgworker"]',
-        f"majors = [{', '.join(map(str, p.majors))}]",
+        "# Each value's comment says whether it was measured on that server, is a guess, or was",
+        "# given (an option of init: --package, --set, --setup-sql, ...).",
+        f"name = {_str(p.name)}   # {p.name_from}",
+        f"description = {_str(f'{p.name}: background workers, proposed by bgw-conformance init')}  # guessed",
+        'tiers = ["bgworker"]   # guessed: init proposes the bgworker tier only',
+        f"majors = [{', '.join(map(str, p.majors))}]   # measured: the majors its image built on",
         *(f"# pg{m} left out: {one_line(why)}" for m, why in p.left_out.items()),
+        "# measured: where, with what and how init measured",
         f"notes = {_multiline(_notes(p) + chr(10))}",
         "",
         *_install(p, profile_dir),
         "",
-        "[server]",
-        "# settings the suite keeps as its baseline: none were needed for init's server",
+        *_server(p),
         "",
         *_setup(p),
     ]
@@ -210,7 +230,8 @@ def summary(p: Proposal, paths: list[Path], root: Path) -> str:
             exit_ += f" (back in {secs:.2f}s, restart_s {promised_restart_s(secs)})"
         crash = k.after_crash.outcome if k.after_crash else "unknown"
         lines.append(
-            f"  {k.name}: title /{k.title}/, backend_type {k.backend_type or '-'}, "
+            f"  {k.name}: title /{k.title}/, backend_type "
+            f"{k.backend_type or (f'/{k.backend_type_pattern}/' if k.backend_type_pattern else '-')}, "
             f"database {k.database or '-'}, count {k.count}, after_exit {exit_}, after_crash {crash}"
         )
     lines.append(f"majors: {', '.join(map(str, p.majors))}")

@@ -336,8 +336,9 @@ class Pool:
         problems = [f"pool reports pid {pid} that is not alive" for pid in sorted(reported - os_pids)]
         problems += [f"worker process {pid} is not in the pool" for pid in sorted(os_pids - reported)]
         running = {j.handle.pid for j in jobs if j.state == "running" and j.handle.pid in os_pids}
-        kind = self.profile.process(self.profile.pool.worker).backend_type if self.profile.pool else None
-        if running and kind:  # a worker kind that connects shows in pg_stat_activity
+        spec = self.profile.process(self.profile.pool.worker) if self.profile.pool else None
+        if running and spec and spec.connects:  # a worker kind that connects shows in pg_stat_activity
+            kind = spec.backend_type or spec.backend_type_pattern
             rows = self.target.sql(
                 "SELECT pid, backend_type FROM pg_stat_activity WHERE pid = ANY(%s)", list(running)
             )
@@ -345,7 +346,7 @@ class Pool:
             problems += [
                 f"running job's pid {pid} is {seen.get(pid, 'absent')!r} in pg_stat_activity, not {kind!r}"
                 for pid in sorted(running)
-                if seen.get(pid) != kind
+                if not spec.backend_type_matches(seen.get(pid))
             ]
         return problems
 
