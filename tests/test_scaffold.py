@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance import __version__, cli, engine, report, scaffold
+from conformance import __version__, cli, engine, expectations, report, scaffold
 from conformance.errors import KitError
 from conformance.images import Extension
 from conformance.profile import Profile, load_profile
@@ -282,6 +282,111 @@ def test_the_library_to_preload_is_the_one_installed_or_the_one_named_as_the_con
         scaffold.package_library(["a", "b"], [], ("p",))
     with pytest.raises(KitError, match="no library"):
         scaffold.package_library([], ["c"], ("p",))
+
+
+# -- what a termination showed, and what init proposes from it (no server) -------------
+#: what core's postmaster logs at debug1 when a worker exits with code 0 after SIGTERM
+#: (postmaster.c, LogChildExit; bgworker.c, ForgetBackgroundWorker), as pg_wait_sampling's does
+EXIT0_LOG = (
+    '2026-01-01 00:00:00.000 UTC [1] DEBUG:  unregistering background worker "pg_wait_sampling collector"\n'
+    '2026-01-01 00:00:00.000 UTC [1] DEBUG:  background worker "pg_wait_sampling collector" '
+    "(PID 4242) exited with exit code 0\n"
+    '2026-01-01 00:00:00.100 UTC [1] LOG:  background worker "zoo launcher" (PID 77) '
+    "exited with exit code 1\n"
+)
+
+
+def test_the_log_gives_each_terminated_pid_its_exit_code_and_the_unregistering() -> None:
+    exits = scaffold.exit_lines(EXIT0_LOG)
+    assert set(exits) == {4242, 77}
+    code, line = exits[4242]
+    assert code == 0 and line == (
+        'background worker "pg_wait_sampling collector" (PID 4242) exited with exit code 0; '
+        'unregistering background worker "pg_wait_sampling collector"'
+    )
+    assert exits[77] == (1, 'background worker "zoo launcher" (PID 77) exited with exit code 1')
+
+
+def test_a_termination_is_back_unregistered_not_back_or_unknown() -> None:
+    exit0 = scaffold.exit_lines(EXIT0_LOG)[4242]
+    back = scaffold.exit_probe(77, "SIGTERM", 61.3, (1, "line"), False, 65)
+    assert (back.outcome, back.seconds) == ("restart", 61.3)
+    gone = scaffold.exit_probe(4242, "pg_terminate_backend", None, exit0, False, 65)
+    assert gone.outcome == "unregistered" and gone.evidence == exit0[1]
+    assert "pid 4242" in gone.detail and "within 65 s" in gone.detail
+    # exit code 0 but seen back (a launcher registered a new one): back wins, it was measured
+    assert scaffold.exit_probe(4242, "SIGTERM", 2.0, exit0, False, 65).outcome == "restart"
+    slow = scaffold.exit_probe(77, "SIGTERM", None, (1, "line"), False, 65)
+    assert slow.outcome == "not back" and "exited with code 1" in slow.detail
+    assert "no exit line" in scaffold.exit_probe(77, "SIGTERM", None, None, False, 65).detail
+    assert scaffold.exit_probe(77, "SIGTERM", None, None, True, 65).outcome == "unknown"
+
+
+def _proposal(*probes: scaffold.Probe) -> scaffold.Proposal:
+    ext = Extension("bgwc_fake", ("bgwc_fake",), None, ("postgresql-{major}-bgwc-fake",))
+    kinds = []
+    for i, probe in enumerate(probes):
+        kind = scaffold.Kind(f"k{i}", f"bgwc_fake k{i}$", f"bgwc_fake k{i}", None, None, 1)
+        kind.after_exit = probe
+        kind.after_crash = scaffold.Probe("restart", 0.5, "after SIGKILL, back 0.50 s later")
+        kinds.append(kind)
+    return scaffold.Proposal("bgwc_fake", ext, 17, "2026-01-01T00:00:00Z", kinds=kinds, majors=[17])
+
+
+def _lines_before(text: str, key_line: str, kind: str) -> str:
+    """The comment lines right above ``key_line`` in kind ``kind``'s entry."""
+    entry = text.split(f'name = "{kind}"', 1)[1].split("[[process]]", 1)[0]
+    head = entry.split(key_line, 1)[0].splitlines()
+    comments = []
+    for line in reversed(head):
+        if not line.startswith("#"):
+            break
+        comments.insert(0, line)
+    return "\n".join(comments)
+
+
+def test_proposed_after_exit_says_what_was_measured_and_what_is_a_guess(tmp_path: Path) -> None:
+    exit0 = scaffold.exit_lines(EXIT0_LOG)[4242]
+    p = _proposal(
+        scaffold.exit_probe(77, "SIGTERM", 61.3, (1, "line"), False, 65),  # a 60-s restarter
+        scaffold.exit_probe(4242, "SIGTERM", None, exit0, False, 65),  # exit 0: unregistered
+        scaffold.exit_probe(78, "SIGTERM", None, (1, "line"), False, 65),  # not back
+    )
+    path = tmp_path / "bgwc_fake.toml"
+    path.write_text(scaffold.render_profile(p, tmp_path))
+    slow, gone, unknown = load_profile(str(path)).processes
+    assert (slow.after_exit, slow.restart_s) == ("restart", 62.0)  # 61.3 s, less the postmaster's latency
+    assert (gone.after_exit, unknown.after_exit) == ("restart", "stays-down")
+    text = path.read_text()
+    assert _lines_before(text, 'after_exit = "restart"', "k0").startswith("# measured: ")
+    assert "restart_s = 62   # measured" in text
+    said = _lines_before(text, 'after_exit = "restart"', "k1")
+    assert said.startswith("# measured: ") and "exit code 0" in said and "unregistered" in said
+    assert "pg_cron/issues/99" in said and "postgresql.org/docs" in said
+    assert "restart_s = 1   # a guess" in text
+    said = _lines_before(text, 'after_exit = "stays-down"', "k2")
+    assert said.startswith("# unknown: not back within 65 s; check the extension's docs")
+    assert "# a guess, not measured" in said
+    assert "watched up to 65 s" in text  # the notes say how long
+
+
+def test_an_exit_0_kind_s_failures_are_expected_with_the_evidence(tmp_path: Path) -> None:
+    exit0 = scaffold.exit_lines(EXIT0_LOG)[4242]
+    restarts = scaffold.exit_probe(77, "SIGTERM", 1.1, (1, "line"), False, 65)
+    gone = scaffold.exit_probe(4242, "pg_terminate_backend", None, exit0, False, 65)
+    assert scaffold.expected_failures(_proposal(restarts)) == []
+    path = tmp_path / "bgwc_fake.expectations.toml"
+    path.write_text(expectations.render("bgwc_fake", scaffold.expected_failures(_proposal(restarts, gone))))
+    entries = expectations.load(path).entries
+    # the tests that wait for a kind promised to restart after terminating it: STOP-1, CYCLE-1
+    assert [e.test for e in entries] == [
+        "bgworker/test_stop.py::test_terminated_workers_come_back_once",
+        "bgworker/test_cycles.py::test_nothing_accumulates_over_cycles",
+    ]
+    for e in entries:
+        assert (e.outcome, e.targets, e.link) == ("fail", ("pg17",), scaffold.propose.EXIT0_BUG)
+        assert "k1: after pg_terminate_backend of pid 4242" in e.reason and "within 65 s" in e.reason
+        assert "(PID 4242) exited with exit code 0" in e.reason and "k0" not in e.reason
 
 
 # -- on real servers ------------------------------------------------------------------
