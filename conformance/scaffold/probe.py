@@ -5,9 +5,11 @@ It starts a server with the extension preloaded (``server``, through
 ``targets.make_target``, the one place servers start), finds what the packages
 install (``package_files``, ``unowned_controls``), creates the extension
 (``create_extensions``), waits until its background processes are stable
-(``observe``, ``settle``), and probes each kind: one of its processes terminated
-(``probe_exit``: does it come back, how soon?) and one crash-restart of the
-server (``probe_crash``: is each kind back after it?).  ``measure`` does all of
+(``observe``, ``settle``), and probes each kind: one of its processes terminated,
+every kind at once, watched together with the server logging at debug1
+(``probe_exits``: does it come back, how soon, and with what exit code did it
+go?), and one crash-restart of the server (``probe_crash``: is each kind back
+after it?).  ``measure`` does all of
 that on one server into a ``Proposal``; ``installs_on`` builds each major's image
 to see where the extension installs.  The deadlines of the probes are here too.
 """
