@@ -9,9 +9,9 @@ install (``package_files``, ``unowned_controls``), creates the extension
 every kind at once, watched together with the server logging at debug1
 (``probe_exits``: does it come back, how soon, and with what exit code did it
 go?), and one crash-restart of the server (``probe_crash``: is each kind back
-after it?).  ``measure`` does all of
-that on one server into a ``Proposal``; ``installs_on`` builds each major's image
-to see where the extension installs.  The deadlines of the probes are here too.
+after it?).  ``measure`` does all of that on one server into a ``Proposal``;
+``installs_on`` builds each major's image to see where the extension installs.
+The deadlines of the probes are here too.
 """
 
 from __future__ import annotations

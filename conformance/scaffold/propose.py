@@ -268,13 +268,11 @@ def kinds_of(seen: list[Seen], known_names: Iterable[str]) -> list[Kind]:
 def expected_failures(p: Proposal) -> list[Expectation]:
     """The tests a kind that exits with code 0 on termination fails on the probed target,
     once the profile promises its restart, each with the evidence."""
-    gone = [k for k in p.kinds if k.after_exit is not None and k.after_exit.outcome == "unregistered"]
+    probes = [(k.name, k.after_exit) for k in p.kinds if k.after_exit is not None]
+    gone = [(name, probe) for name, probe in probes if probe.outcome == "unregistered"]
     if not gone:
         return []
-    evidence = "; ".join(
-        f"{k.name}: {k.after_exit.detail} (server log: {k.after_exit.evidence})"  # type: ignore[union-attr]
-        for k in gone
-    )
+    evidence = "; ".join(f"{name}: {probe.detail} (server log: {probe.evidence})" for name, probe in gone)
     reason = (
         f"measured by bgw-conformance init on pg{p.major} at {p.at}: {evidence}. A worker that exits "
         f"with code 0 is unregistered by the postmaster and never restarted ({EXIT0_DOCS}), so a kind "
