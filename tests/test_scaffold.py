@@ -1,8 +1,10 @@
 """``bgw-conformance init``: the CI files it writes (every command in them is a real
 command of the kit, and the matrix job merges every major's run as the per-major jobs
-leave them), bad input, and (marked ``images``) proposals measured on real servers,
-which must agree with the hand-written profiles of pg_cron and pg_wait_sampling and
-pass START-1 when the suite runs on them."""
+leave them), bad input, the rules that turn a termination into a proposal, and
+(marked ``images``) proposals measured on real servers, which must agree with the
+shipped profiles of pg_cron, pg_partman_bgw and pg_wait_sampling, the suite giving the
+same verdicts on them apart from documented differences; pg_background, which has no
+worker at rest, is refused in one line; and a worker restarted after 60 s is seen."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance import __version__, cli, engine, report, scaffold
+from conformance import __version__, cli, engine, expectations, report, scaffold
 from conformance.census import Census
 from conformance.config import KitConfig
 from conformance.errors import KitError
@@ -431,6 +433,111 @@ def test_the_library_to_preload_is_the_one_installed_or_the_one_named_as_the_con
         scaffold.package_library([], ["c"], ("p",))
 
 
+# -- what a termination showed, and what init proposes from it (no server) -------------
+#: what core's postmaster logs at debug1 when a worker exits with code 0 after SIGTERM
+#: (postmaster.c, LogChildExit; bgworker.c, ForgetBackgroundWorker), as pg_wait_sampling's does
+EXIT0_LOG = (
+    '2026-01-01 00:00:00.000 UTC [1] DEBUG:  unregistering background worker "pg_wait_sampling collector"\n'
+    '2026-01-01 00:00:00.000 UTC [1] DEBUG:  background worker "pg_wait_sampling collector" '
+    "(PID 4242) exited with exit code 0\n"
+    '2026-01-01 00:00:00.100 UTC [1] LOG:  background worker "zoo launcher" (PID 77) '
+    "exited with exit code 1\n"
+)
+
+
+def test_the_log_gives_each_terminated_pid_its_exit_code_and_the_unregistering() -> None:
+    exits = scaffold.exit_lines(EXIT0_LOG)
+    assert set(exits) == {4242, 77}
+    code, line = exits[4242]
+    assert code == 0 and line == (
+        'background worker "pg_wait_sampling collector" (PID 4242) exited with exit code 0; '
+        'unregistering background worker "pg_wait_sampling collector"'
+    )
+    assert exits[77] == (1, 'background worker "zoo launcher" (PID 77) exited with exit code 1')
+
+
+def test_a_termination_is_back_unregistered_not_back_or_unknown() -> None:
+    exit0 = scaffold.exit_lines(EXIT0_LOG)[4242]
+    back = scaffold.exit_probe(77, "SIGTERM", 61.3, (1, "line"), False, 65)
+    assert (back.outcome, back.seconds) == ("restart", 61.3)
+    gone = scaffold.exit_probe(4242, "pg_terminate_backend", None, exit0, False, 65)
+    assert gone.outcome == "unregistered" and gone.evidence == exit0[1]
+    assert "pid 4242" in gone.detail and "within 65 s" in gone.detail
+    # exit code 0 but seen back (a launcher registered a new one): back wins, it was measured
+    assert scaffold.exit_probe(4242, "SIGTERM", 2.0, exit0, False, 65).outcome == "restart"
+    slow = scaffold.exit_probe(77, "SIGTERM", None, (1, "line"), False, 65)
+    assert slow.outcome == "not back" and "exited with code 1" in slow.detail
+    assert "no exit line" in scaffold.exit_probe(77, "SIGTERM", None, None, False, 65).detail
+    assert scaffold.exit_probe(77, "SIGTERM", None, None, True, 65).outcome == "unknown"
+
+
+def _proposal(*probes: scaffold.Probe) -> scaffold.Proposal:
+    ext = Extension("bgwc_fake", ("bgwc_fake",), None, ("postgresql-{major}-bgwc-fake",))
+    kinds = []
+    for i, probe in enumerate(probes):
+        kind = scaffold.Kind(f"k{i}", f"bgwc_fake k{i}$", f"bgwc_fake k{i}", None, None, 1)
+        kind.after_exit = probe
+        kind.after_crash = scaffold.Probe("restart", 0.5, "after SIGKILL, back 0.50 s later")
+        kinds.append(kind)
+    return scaffold.Proposal("bgwc_fake", ext, 17, "2026-01-01T00:00:00Z", kinds=kinds, majors=[17])
+
+
+def _lines_before(text: str, key_line: str, kind: str) -> str:
+    """The comment lines right above ``key_line`` in kind ``kind``'s entry."""
+    entry = text.split(f'name = "{kind}"', 1)[1].split("[[process]]", 1)[0]
+    head = entry.split(key_line, 1)[0].splitlines()
+    comments = []
+    for line in reversed(head):
+        if not line.startswith("#"):
+            break
+        comments.insert(0, line)
+    return "\n".join(comments)
+
+
+def test_proposed_after_exit_says_what_was_measured_and_what_is_a_guess(tmp_path: Path) -> None:
+    exit0 = scaffold.exit_lines(EXIT0_LOG)[4242]
+    p = _proposal(
+        scaffold.exit_probe(77, "SIGTERM", 61.3, (1, "line"), False, 65),  # a 60-s restarter
+        scaffold.exit_probe(4242, "SIGTERM", None, exit0, False, 65),  # exit 0: unregistered
+        scaffold.exit_probe(78, "SIGTERM", None, (1, "line"), False, 65),  # not back
+    )
+    path = tmp_path / "bgwc_fake.toml"
+    path.write_text(scaffold.render_profile(p, tmp_path))
+    slow, gone, unknown = load_profile(str(path)).processes
+    assert (slow.after_exit, slow.restart_s) == ("restart", 62.0)  # 61.3 s, less the postmaster's latency
+    assert (gone.after_exit, unknown.after_exit) == ("restart", "stays-down")
+    text = path.read_text()
+    assert _lines_before(text, 'after_exit = "restart"', "k0").startswith("# measured: ")
+    assert "restart_s = 62   # measured" in text
+    said = _lines_before(text, 'after_exit = "restart"', "k1")
+    assert said.startswith("# measured: ") and "exit code 0" in said and "unregistered" in said
+    assert "pg_cron/issues/99" in said and "postgresql.org/docs" in said
+    assert "restart_s = 1   # a guess" in text
+    said = _lines_before(text, 'after_exit = "stays-down"', "k2")
+    assert said.startswith("# unknown: not back within 65 s; check the extension's docs")
+    assert "# a guess, not measured" in said
+    assert "watched up to 65 s" in text  # the notes say how long
+
+
+def test_an_exit_0_kind_s_failures_are_expected_with_the_evidence(tmp_path: Path) -> None:
+    exit0 = scaffold.exit_lines(EXIT0_LOG)[4242]
+    restarts = scaffold.exit_probe(77, "SIGTERM", 1.1, (1, "line"), False, 65)
+    gone = scaffold.exit_probe(4242, "pg_terminate_backend", None, exit0, False, 65)
+    assert scaffold.expected_failures(_proposal(restarts)) == []
+    path = tmp_path / "bgwc_fake.expectations.toml"
+    path.write_text(expectations.render("bgwc_fake", scaffold.expected_failures(_proposal(restarts, gone))))
+    entries = expectations.load(path).entries
+    # the tests that wait for a kind promised to restart after terminating it: STOP-1, CYCLE-1
+    assert [e.test for e in entries] == [
+        "bgworker/test_stop.py::test_terminated_workers_come_back_once",
+        "bgworker/test_cycles.py::test_nothing_accumulates_over_cycles",
+    ]
+    for e in entries:
+        assert (e.outcome, e.targets, e.link) == ("fail", ("pg17",), scaffold.propose.EXIT0_BUG)
+        assert "k1: after pg_terminate_backend of pid 4242" in e.reason and "within 65 s" in e.reason
+        assert "(PID 4242) exited with exit code 0" in e.reason and "k0" not in e.reason
+
+
 # -- on real servers ------------------------------------------------------------------
 def test_a_kind_with_a_backend_type_pattern_is_counted_through_pg_stat_activity(
     target: Target, bgwc_config: KitConfig
@@ -459,23 +566,40 @@ def test_a_kind_with_a_backend_type_pattern_is_counted_through_pg_stat_activity(
     assert len(problems) == 1 and problems[0].startswith(f"{spec.name}: pg_stat_activity shows []"), problems
 
 
-#: where a hand-written profile declares a promise the extension is known not to keep:
-#: pg_wait_sampling's collector exits 0 on SIGTERM and is unregistered (its notes; STOP-1
-#: fails there), and init proposes what it measures
-BROKEN_PROMISES = {("pg_wait_sampling", "collector"): "stays-down"}
+STOP = "bgworker/test_stop.py::test_terminated_workers_come_back_once"
+CYCLE = "bgworker/test_cycles.py::test_nothing_accumulates_over_cycles"
+#: where init proposes other than a shipped profile declares, and why.  pg_partman_bgw's master
+#: exits with code 0 on SIGTERM and is unregistered (notes/pg_partman_bgw.md I-1): the shipped
+#: profile declares that as its design ("stays-down"; its docs promise a restart only after a
+#: crash), init proposes the restart a worker owes and expects the failures that follows
+DIFFERENCES = {("pg_partman_bgw", "master"): "restart"}
+#: the verdicts (of the tests init's check runs) that differ from the shipped profile's, and
+#: why; besides, init proposes no [workload], so the tests of one are not applicable
+VERDICT_DIFFERENCES = {
+    ("pg_partman_bgw", STOP): "the master, promised to restart, stays down (expected by init, with evidence)",
+    ("pg_partman_bgw", CYCLE): "the master, terminated in the first cycle, stays down (expected by init)",
+}
+#: the kinds that exit with code 0 when terminated: init proposes a restart and expects failures
+EXIT_0 = {"pg_wait_sampling": "collector", "pg_partman_bgw": "master background worker"}
 CMAKE = load_profile(str(HERE / "data" / "cmake_stub.toml"))
 CASES = {
     "pg_wait_sampling": ["--package", "postgresql-{major}-pg-wait-sampling", "--pg", "17"],
+    # named as the shipped profile (init names it after the control file, pg_partman)
+    "pg_partman_bgw": ["--package", "postgresql-{major}-partman", "--name", "pg_partman_bgw", "--pg", "17"],
     "pg_cron": ["--package", "postgresql-{major}-cron", "--pg", "17,18"],
     "bgwc_cmake": [
         *("--extension", str(HERE / "cmake_ext"), "--recipe", str(CMAKE.install.recipe)),
         *("--library", "bgwc_cmake", "--name", "bgwc_cmake", "--pg", "17"),
     ],
 }
+#: what init's check runs of the suite on a proposed profile: the files of the clauses init's
+#: probes inform (START-1, STOP-1, CYCLE-1), by name ("start" alone would select "restart")
+CHECKED = "test_start.py or test_stop.py or test_cycles.py"
 
 
 def _agrees(proposed: Profile, hand: Profile) -> None:
-    """The proposal's kinds are the hand-written profile's kinds at rest, as it declares them."""
+    """The proposal's kinds are the hand-written profile's kinds at rest, as it declares them
+    (apart from DIFFERENCES)."""
     at_rest = [s for s in hand.processes if s.count > 0]
     assert len(proposed.processes) == len(at_rest), proposed.processes
     for spec in at_rest:
@@ -485,17 +609,49 @@ def _agrees(proposed: Profile, hand: Profile) -> None:
             spec.database,
             spec.count,
         )
-        assert mine.after_exit == BROKEN_PROMISES.get((hand.name, spec.name), spec.after_exit), spec.name
+        assert mine.after_exit == DIFFERENCES.get((hand.name, spec.name), spec.after_exit), spec.name
         assert mine.after_crash == spec.after_crash, spec.name
-        if mine.after_exit == "restart":
+        if mine.after_exit == spec.after_exit == "restart":
             assert mine.restart_s >= spec.restart_s
+
+
+def _run_suite(profile: Path, reports: Path, select: str) -> dict[str, Any]:
+    """The suite on pg17 with ``profile`` (and the expectations beside it): its results."""
+    run_id = f"init{uuid.uuid4().hex[:8]}"
+    argv = ["run", "--report-only", "--profile", str(profile), "--target", "pg17"]
+    argv += ["--reports", str(reports), "--", "-k", select]
+    res = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "BGWC_RUN_ID": run_id},
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert _ours(run_id) == [], "the run left containers behind"
+    (results,) = reports.rglob("results.json")
+    return json.loads(results.read_text())
+
+
+def _shipped_verdict(name: str, test: str) -> str:
+    """The shipped profile's verdict on pg17, as its expectations file gates it: a listed
+    failure (a listed failure that passes is unexpected), else a pass."""
+    if name == "bgwc_cmake":
+        return "pass"
+    path = expectations.default_path(load_profile(name).path)
+    listed = expectations.load(path).entries if path.is_file() else ()
+    failing = any(e.outcome == "fail" and e.covers(test) and e.applies_to("pg17", 17) for e in listed)
+    return "fail" if failing else "pass"
 
 
 @pytest.mark.images
 @pytest.mark.parametrize("name", CASES)
-def test_init_proposes_what_the_hand_written_profile_says_and_the_suite_runs_on_it(
+def test_init_proposes_what_the_hand_written_profile_says_and_the_suite_agrees(
     name: str, tmp_path: Path
 ) -> None:
+    """About 2.5 min each (init watches terminations up to 65 s; pg_cron builds 18's image too):
+    init's profile and expectations; the suite's start, stop and cycle tests on them give the
+    shipped profile's verdicts, apart from VERDICT_DIFFERENCES, and nothing unexpected."""
     run_id = f"init{uuid.uuid4().hex[:8]}"
     res = _init(*CASES[name], "--dir", str(tmp_path), run_id=run_id)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
@@ -511,26 +667,72 @@ def test_init_proposes_what_the_hand_written_profile_says_and_the_suite_runs_on_
     assert proposed.majors == tuple(int(m) for m in CASES[name][-1].split(","))
     for ci in (scaffold.GITHUB, scaffold.GITLAB):
         assert _commands(yaml.safe_load((tmp_path / ci).read_text())), ci
-    _start_1_passes(path, tmp_path / "reports")
+    expected = expectations.load(expectations.default_path(path)).entries
+    if name in EXIT_0:  # measured: exit code 0, unregistered; the evidence is in the file
+        assert [e.test for e in expected] == [STOP, CYCLE]
+        for e in expected:
+            assert e.targets == ("pg17",) and f"{EXIT_0[name]}: after " in e.reason, e
+            assert re.search(r"\(PID \d+\) exited with exit code 0", e.reason), e.reason
+            assert "none came back within 65 s" in e.reason, e.reason
+    else:
+        assert expected == ()
+
+    results = _run_suite(path, tmp_path / "reports", CHECKED)
+    assert results["run"]["unexpected"] == [], results["run"]["unexpected"]
+    start = [t for t in results["tests"] if "START-1" in t["clauses"]]
+    assert start and all(t["outcome"] == "pass" for t in start), start
+    verdicts = {t["test"]: t["outcome"] for t in results["tests"]}
+    assert {STOP, CYCLE} <= set(verdicts), sorted(verdicts)
+    for test, outcome in verdicts.items():
+        shipped = _shipped_verdict(name, test)
+        if (name, test) in VERDICT_DIFFERENCES:
+            assert (shipped, outcome) == ("pass", "fail"), (test, VERDICT_DIFFERENCES[name, test])
+        elif outcome == "not-applicable":  # a difference for every extension: no [workload] proposed
+            assert "workload" in test.split("::")[1], (test, "init proposes no [workload]")
+        else:
+            assert outcome == shipped, (test, outcome, shipped)
 
 
 def _start_1_passes(path: Path, reports: Path) -> None:
     """The suite's start and stop tests, run on the proposed profile: START-1 passes."""
-    run_id = f"init{uuid.uuid4().hex[:8]}"
-    argv = ["run", "--report-only", "--profile", str(path), "--target", "pg17"]
-    argv += ["--reports", str(reports), "--", "-k", "start or stop"]
-    res = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "BGWC_RUN_ID": run_id},
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert _ours(run_id) == [], "the run left containers behind"
-    (results,) = reports.rglob("results.json")
-    start = [t for t in json.loads(results.read_text())["tests"] if "START-1" in t["clauses"]]
+    results = _run_suite(path, reports, "test_start.py or test_stop.py")
+    start = [t for t in results["tests"] if "START-1" in t["clauses"]]
     assert start and all(t["outcome"] == "pass" for t in start), start
+
+
+@pytest.mark.images
+def test_init_says_in_one_line_that_it_saw_no_worker_of_pg_background(tmp_path: Path) -> None:
+    """About 40 s.  pg_background (packaged from 18 on) has no worker at rest (its workers run
+    only while a client's command does): its documented difference from its shipped profile
+    is that init proposes nothing, and says so."""
+    run_id = f"init{uuid.uuid4().hex[:8]}"
+    argv = ["--package", "postgresql-{major}-pg-background", "--pg", "18", "--dir", str(tmp_path)]
+    res = _init(*argv, run_id=run_id)
+    assert res.returncode == 2 and res.stdout == "", res.stdout + res.stderr
+    said = [ln for ln in res.stderr.splitlines() if not ln.startswith(("[init]", "[images]"))]
+    assert len(said) == 1 and said[0].startswith("bgw-conformance: "), res.stderr
+    assert "no background process of pg_background ran at rest on pg18" in said[0], said
+    assert list(tmp_path.iterdir()) == [] and _ours(run_id) == []
+
+
+@pytest.mark.images
+def test_init_watches_long_enough_to_see_a_restart_after_60_s(tmp_path: Path) -> None:
+    """About 2.5 min (init's 60 s watch, then STOP-1's).  tests/slow_ext's worker has a
+    bgw_restart_time of 60 s: init sees it back and proposes a measured restart_s of at
+    least 60, on which STOP-1 passes."""
+    argv = ["--extension", str(HERE / "slow_ext"), "--library", "bgwc_slow", "--name", "bgwc_slow"]
+    run_id = f"init{uuid.uuid4().hex[:8]}"
+    res = _init(*argv, "--pg", "17", "--dir", str(tmp_path), run_id=run_id)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert _ours(run_id) == [], "init left containers behind"
+    path = tmp_path / "bgw-conformance" / "bgwc_slow.toml"
+    (worker,) = load_profile(str(path)).processes
+    assert worker.after_exit == "restart" and 60 <= worker.restart_s <= 62, worker
+    assert f"restart_s = {worker.restart_s:g}   # measured" in path.read_text()
+    assert expectations.load(expectations.default_path(path)).entries == ()
+    results = _run_suite(path, tmp_path / "reports", "test_stop.py")
+    verdicts = {t["test"]: t["outcome"] for t in results["tests"]}
+    assert verdicts[STOP] == "pass", results["tests"]
 
 
 @pytest.mark.images

@@ -9,15 +9,18 @@ a module each:
 
 1. probe (``probe.py``): start a real server with the extension preloaded (and
    the --set settings, applied as the suite applies a profile's ``[server]``),
-   create the extension, run the --setup-sql, wait until its background processes are stable, and
-   probe each kind: one of its processes terminated (does it come back, how
-   soon?), and one crash-restart of the server (is each kind back after it?).
+   create the extension, run the --setup-sql, wait until its background processes
+   are stable, and probe each kind: one of its processes terminated, every kind at
+   once and watched up to 65 s with the server logging at debug1 (does it come back,
+   how soon, or did it exit with code 0 and get unregistered?), and one
+   crash-restart of the server (is each kind back after it?).
    Then build each major's image to see where the extension installs.
 2. propose (``propose.py``): turn what was seen into a ``Proposal``: the library
    to preload, the profile's name, the kinds of process with their title
    regexes, and each kind's ``after_exit``, ``restart_s`` and ``after_crash``.
 3. write (``write.py``): the profile, whose comments say what was measured and
-   what is a guess, an empty expectations file, and CI workflows for GitHub and
+   what is a guess, the expectations file (the failures a kind that exits with
+   code 0 causes, with the evidence), and CI workflows for GitHub and
    GitLab from ``fixtures/ci/``; then a summary on the terminal.
 
 ``make_proposal`` runs the first two (they interleave: the name and library are
@@ -45,6 +48,9 @@ from conformance.scaffold.propose import (
     Probe,
     Proposal,
     Seen,
+    exit_lines,
+    exit_probe,
+    expected_failures,
     kinds_of,
     package_library,
     profile_name,
@@ -72,6 +78,9 @@ __all__ = [
     "Proposal",
     "Seen",
     "add_parser",
+    "exit_lines",
+    "exit_probe",
+    "expected_failures",
     "installs_on",
     "kinds_of",
     "make_proposal",

@@ -5,11 +5,13 @@ It starts a server with the extension preloaded (``server``, through
 ``targets.make_target``, the one place servers start), finds what the packages
 install (``package_files``, ``unowned_controls``), creates the extension
 (``create_extensions``), waits until its background processes are stable
-(``observe``, ``settle``), and probes each kind: one of its processes terminated
-(``probe_exit``: does it come back, how soon?) and one crash-restart of the
-server (``probe_crash``: is each kind back after it?).  ``measure`` does all of
-that on one server into a ``Proposal``; ``installs_on`` builds each major's image
-to see where the extension installs.  The deadlines of the probes are here too.
+(``observe``, ``settle``), and probes each kind: one of its processes terminated,
+every kind at once, watched together with the server logging at debug1
+(``probe_exits``: does it come back, how soon, and with what exit code did it
+go?), and one crash-restart of the server (``probe_crash``: is each kind back
+after it?).  ``measure`` does all of that on one server into a ``Proposal``;
+``installs_on`` builds each major's image to see where the extension installs.
+The deadlines of the probes are here too.
 """
 
 from __future__ import annotations
@@ -30,13 +32,26 @@ from conformance.config import KitConfig
 from conformance.deadlines import CRASH_RECOVERY_S, START_S
 from conformance.errors import ImageBuildError, KitError, NotPackaged, TargetError
 from conformance.images import Extension
-from conformance.scaffold.propose import Kind, Options, Probe, Proposal, Seen, draft_profile, kinds_of
+from conformance.scaffold.propose import (
+    Kind,
+    Options,
+    Probe,
+    Proposal,
+    Seen,
+    draft_profile,
+    exit_lines,
+    exit_probe,
+    kinds_of,
+)
 from conformance.targets import Target
 from conformance.waiting import WaitTimeout
 
 STABLE_S = 3.0  # at rest: the extension's processes unchanged for this long ...
 SETTLE_S = 60.0  # ... within this deadline after a start
-BACK_S = 20.0  # how long a terminated process is watched for coming back
+#: how long a terminated process is watched for coming back: the longest bgw_restart_time
+#: extensions commonly use (60 s) plus the postmaster's latency in starting it, and a margin
+#: (as long as STOP-1 watches a kind declared to stay down, deadlines.STAYS_DOWN_S)
+BACK_S = 65.0
 CRASH_S = CRASH_RECOVERY_S  # how long a kind is watched for coming back after a crash-restart
 #: core's own background workers, by the start of their title (the bgworker view keeps them)
 CORE_BGWORKERS = ("logical replication ", "slotsync worker")
@@ -195,20 +210,40 @@ def back_at_rest(target: Target, workers: Census) -> None:
         ) from None
 
 
-def probe_exit(target: Target, workers: Census, kind: Kind) -> Probe:
-    """Terminate one process of ``kind``; watch BACK_S for a new one."""
-    spec = workers.profile.process(kind.name)
-    pid = min(workers.census()[kind.name])
-    t0 = time.monotonic()
-    how = workers.terminate(spec, pid)
+def probe_exits(target: Target, workers: Census, kinds: list[Kind]) -> None:
+    """Terminate one process of every kind at once, with log_min_messages at debug1 (the
+    postmaster logs an exit with code 0 only there), and watch them all together for up
+    to BACK_S for a new one; then read each terminated pid's exit line from the log."""
+    target.set_conf(log_min_messages="debug1")
     try:
-        workers.wait_back(spec, {pid}, BACK_S)
-    except WaitTimeout:
-        if target.pid_alive(pid):
-            return Probe("unknown", None, f"pid {pid} still ran {BACK_S:g} s after {how}")
-        return Probe("stays-down", None, f"after {how} of pid {pid}, none came back within {BACK_S:g} s")
-    took = time.monotonic() - t0
-    return Probe("restart", took, f"after {how} of pid {pid}, a new one ran {took:.2f} s later")
+        offset = target.log_offset()
+        census = workers.census()
+        victims = {k.name: min(census[k.name]) for k in kinds}
+        t0 = time.monotonic()
+        how = {k.name: workers.terminate(workers.profile.process(k.name), victims[k.name]) for k in kinds}
+        back: dict[str, float] = {}
+
+        def all_back() -> bool:
+            now = time.monotonic() - t0
+            for name, pids in workers.census().items():
+                spec = workers.profile.process(name)
+                if name not in back and len(pids) == spec.count and victims[name] not in pids:
+                    back[name] = now
+            return len(back) == len(kinds)
+
+        try:
+            target.wait_until(all_back, BACK_S, what="a new process of every kind terminated")
+        except WaitTimeout:
+            pass
+        watched = time.monotonic() - t0
+        exits = exit_lines(target.log_since(offset))
+    finally:
+        target.set_conf(log_min_messages=None)  # back to the server's own setting
+    for k in kinds:
+        pid = victims[k.name]
+        alive = k.name not in back and target.pid_alive(pid)
+        exited = exits.get(pid)
+        k.after_exit = exit_probe(pid, how[k.name], back.get(k.name), exited, alive, min(watched, BACK_S))
 
 
 def probe_crash(target: Target, workers: Census, kinds: list[Kind]) -> None:
@@ -296,10 +331,11 @@ def measure(target: Target, p: Proposal, opts: Options) -> None:
     say("at rest: " + ", ".join(f"{k.count} x {k.bgw_name!r}" for k in p.kinds))
     p.versions = _versions(target, p.ext.packages_for(p.major))
     workers = Census(target, draft_profile(p.name, opts.root, p.ext, p.kinds, p.settings))
+    back_at_rest(target, workers)
+    say(f"terminating one process of each kind at once, watching up to {BACK_S:g}s")
+    probe_exits(target, workers, p.kinds)
     for kind in p.kinds:
-        back_at_rest(target, workers)
-        say(f"terminating one {kind.name!r}, watching up to {BACK_S:g}s")
-        kind.after_exit = probe_exit(target, workers, kind)
+        assert kind.after_exit is not None
         say(f"{kind.name}: {kind.after_exit.detail}")
     back_at_rest(target, workers)
     say(f"crashing the server (SIGKILL of one {p.kinds[0].name!r}), watching up to {CRASH_S:g}s")

@@ -7,8 +7,10 @@ process, as seen at rest and as probed: a ``[[process]]`` entry to be) and
 ``Proposal`` (everything init will write).  The rules: which library to preload
 (``package_library``), the profile's name (``profile_name``), the kinds and their
 title regexes (``kinds_of``), the whole-second ``restart_s`` a measured comeback
-suggests (``promised_restart_s``), and the draft profile the probes' census uses
-(``draft_profile``).  Nothing here starts a server.
+suggests (``promised_restart_s``), what a termination showed (``exit_lines``, ``exit_probe``),
+the expected failures a kind that exits with code 0 causes (``expected_failures``), and
+the draft profile the probes' census uses (``draft_profile``).  Nothing here starts a
+server.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.errors import KitError
+from conformance.expectations import Expectation
 from conformance.images import Extension
 from conformance.profile import Install, ProcessSpec, Profile
 
@@ -62,9 +65,70 @@ class Seen:
 
 @dataclass(frozen=True)
 class Probe:
-    outcome: str  # "restart", "stays-down", or "unknown" (not measured)
+    #: "restart", "stays-down", "unregistered" (exited with code 0 after a termination: the
+    #: postmaster forgot it), "not back" (within the watch: unknown why), or "unknown" (not measured)
+    outcome: str
     seconds: float | None  # back after this long (restart)
     detail: str  # what was done and seen
+    evidence: str = ""  # the server's log lines about the terminated process
+
+
+#: core's postmaster on a background worker's exit (postmaster.c, LogChildExit): at LOG, but
+#: for exit code 0 only at DEBUG1, like bgworker.c's "unregistering background worker" that follows
+EXITED = re.compile(r'background worker "[^"]*" \(PID (?P<pid>\d+)\) exited with exit code (?P<code>\d+)')
+UNREGISTERED = re.compile(r'unregistering background worker "[^"]*"')
+#: the bug of a worker that exits with code 0 when terminated
+EXIT0_BUG = "https://github.com/citusdata/pg_cron/issues/99"
+#: core's documentation of it: "if it exits with an exit code of 0 ... it will be automatically
+#: unregistered by the postmaster on exit" (doc/src/sgml/bgworker.sgml)
+EXIT0_DOCS = "https://www.postgresql.org/docs/current/bgworker.html"
+#: the tests that fail when a kind promised to restart stays down after a termination: STOP-1
+#: waits for it back within restart_s; CYCLE-1 terminates it in every cycle and waits for it back
+NOT_BACK_FAILS = (
+    "bgworker/test_stop.py::test_terminated_workers_come_back_once",
+    "bgworker/test_cycles.py::test_nothing_accumulates_over_cycles",
+)
+
+
+def exit_lines(log: str) -> dict[int, tuple[int, str]]:
+    """Each exited background worker's pid: its exit code and the log's evidence (the
+    exit line and, for code 0, the unregistering line beside it: before it on 17, as
+    ReportBackgroundWorkerExit forgets the worker before LogChildExit)."""
+    lines = log.splitlines()
+    out: dict[int, tuple[int, str]] = {}
+    for i, text in enumerate(lines):
+        m = EXITED.search(text)
+        if m is None:
+            continue
+        code, evidence = int(m.group("code")), [m.group(0)]
+        if code == 0:
+            beside = (lines[j] for j in (i - 1, i + 1) if 0 <= j < len(lines))
+            evidence += [u.group(0) for u in map(UNREGISTERED.search, beside) if u][:1]
+        out[int(m.group("pid"))] = (code, "; ".join(evidence))
+    return out
+
+
+def exit_probe(
+    pid: int, how: str, back_s: float | None, exited: tuple[int, str] | None, alive: bool, watched_s: float
+) -> Probe:
+    """What one termination of a kind showed: back (restart, after ``back_s``); gone with exit
+    code 0 (unregistered: the postmaster never restarts it); or, not back within ``watched_s``,
+    unknown (a longer bgw_restart_time, or staying down by design, look the same)."""
+    code, line = exited if exited else (None, "")
+    if back_s is not None:
+        return Probe("restart", back_s, f"after {how} of pid {pid}, a new one ran {back_s:.2f} s later", line)
+    if alive:
+        return Probe("unknown", None, f"pid {pid} still ran {watched_s:g} s after {how}", line)
+    if code == 0:
+        return Probe(
+            "unregistered",
+            None,
+            f"after {how} of pid {pid}, it exited with code 0 and none came back within {watched_s:g} s",
+            line,
+        )
+    code_said = f"it exited with code {code}" if code is not None else "no exit line in the log"
+    detail = f"after {how} of pid {pid} ({code_said}), none came back within {watched_s:g} s"
+    return Probe("not back", None, detail, line)
 
 
 @dataclass
@@ -278,3 +342,20 @@ def kinds_of(seen: list[Seen], known_names: Iterable[str]) -> list[Kind]:
             )
         )
     return kinds
+
+
+def expected_failures(p: Proposal) -> list[Expectation]:
+    """The tests a kind that exits with code 0 on termination fails on the probed target,
+    once the profile promises its restart, each with the evidence."""
+    probes = [(k.name, k.after_exit) for k in p.kinds if k.after_exit is not None]
+    gone = [(name, probe) for name, probe in probes if probe.outcome == "unregistered"]
+    if not gone:
+        return []
+    evidence = "; ".join(f"{name}: {probe.detail} (server log: {probe.evidence})" for name, probe in gone)
+    reason = (
+        f"measured by bgw-conformance init on pg{p.major} at {p.at}: {evidence}. A worker that exits "
+        f"with code 0 is unregistered by the postmaster and never restarted ({EXIT0_DOCS}), so a kind "
+        "promised to restart stays down"
+    )
+    target = (f"pg{p.major}",)
+    return [Expectation("fail", reason, test=t, targets=target, link=EXIT0_BUG) for t in NOT_BACK_FAILS]

@@ -2,7 +2,8 @@
 
 The files init writes (``outputs``, refused if they exist unless ``--force``),
 the profile's TOML (``render_profile``: every value with a comment saying whether
-it was measured, is a guess or was given), the empty expectations file, the CI workflows for
+it was measured, is a guess or was given), the expectations file (the failures a
+measured defect causes, with their evidence; else empty), the CI workflows for
 GitHub and GitLab from ``fixtures/ci/`` (``render_ci``), and the summary printed
 on the terminal (``summary``).
 """
@@ -19,7 +20,17 @@ from conformance.errors import KitError
 from conformance.paths import fixtures_dir
 from conformance.profile import load_profile
 from conformance.scaffold.probe import BACK_S, CRASH_S, STABLE_S, one_line
-from conformance.scaffold.propose import PROFILE_DIR, Kind, Options, Probe, Proposal, promised_restart_s
+from conformance.scaffold.propose import (
+    EXIT0_BUG,
+    EXIT0_DOCS,
+    PROFILE_DIR,
+    Kind,
+    Options,
+    Probe,
+    Proposal,
+    expected_failures,
+    promised_restart_s,
+)
 
 GITHUB = Path(".github/workflows/bgw-conformance.yml")
 GITLAB = Path(".gitlab/bgw-conformance.gitlab-ci.yml")
@@ -84,8 +95,9 @@ def _notes(p: Proposal) -> str:
         f"Proposed by bgw-conformance init on pg{p.major} at {p.at}: PostgreSQL {p.server_version},\n"
         f"{_inputs(p)}{versions}.\n"
         f"Measured there: the background processes at rest (unchanged for {STABLE_S:g} s from\n"
-        f"{p.settled_s:.1f} s after a start with the setup done), one termination of each kind\n"
-        f"(watched {BACK_S:g} s) and one crash-restart (SIGKILL, watched {CRASH_S:g} s).\n"
+        f"{p.settled_s:.1f} s after a start with the setup done), one termination of each kind,\n"
+        f"all at once (watched up to {BACK_S:g} s, the server logging at debug1 to show each exit\n"
+        f"code), and one crash-restart (SIGKILL, watched {CRASH_S:g} s).\n"
         "Not measured: workers that only a workload starts, the other majors' behaviour, and\n"
         "whether the measured restart intervals are what the extension promises.\n"
         "Review each value's comment, then make the promises yours."
@@ -137,6 +149,38 @@ def _probe_lines(key: str, probe: Probe | None) -> list[str]:
     return [f"# measured: {probe.detail}", f'{key} = "stays-down"']
 
 
+def _exit_lines(probe: Probe | None) -> list[str]:
+    """after_exit (and restart_s): measured where the kind came back, or where it exited with
+    code 0 (a defect: the promise is a restart, its failures expected); else a guess."""
+    if probe is None or probe.outcome not in ("restart", "unregistered", "not back"):
+        return _probe_lines("after_exit", probe)
+    if probe.outcome == "restart":
+        assert probe.seconds is not None
+        return [
+            f"# measured: {probe.detail}",
+            'after_exit = "restart"',
+            f"restart_s = {promised_restart_s(probe.seconds)}   # measured: the interval, rounded",
+        ]
+    if probe.outcome == "unregistered":
+        return [
+            f"# measured: {probe.detail}; the server logged (at debug1):",
+            f"#   {probe.evidence}",
+            "# A worker that exits with code 0 is unregistered by the postmaster and never restarted",
+            f"# ({EXIT0_DOCS}), the bug of {EXIT0_BUG}:",
+            "# a defect, not a design. The promise below is what it should do; the expectations file",
+            "# lists the failures the measured behaviour causes, with this evidence. If staying down",
+            '# is its design, write "stays-down".',
+            'after_exit = "restart"',
+            "restart_s = 1   # a guess: no restart to measure; use the worker's bgw_restart_time",
+        ]
+    return [
+        f"# unknown: not back within {BACK_S:g} s; check the extension's docs ({probe.detail})",
+        f'# a guess, not measured: "stays-down" is what {BACK_S:g} s showed (STOP-1 watches as long);',
+        '# a restart after a longer bgw_restart_time looks the same: then write "restart" and restart_s',
+        'after_exit = "stays-down"',
+    ]
+
+
 def _process(p: Proposal, kind: Kind) -> list[str]:
     btype = kind.backend_type or (kind.backend_type_pattern and f"/{kind.backend_type_pattern}/")
     where = f"in pg_stat_activity as {btype!r}" if btype else "not in pg_stat_activity"
@@ -162,11 +206,7 @@ def _process(p: Proposal, kind: Kind) -> list[str]:
     elif kind.backend_type or kind.backend_type_pattern:
         out.append("# no database: connected to none")
     out.append(f"count = {kind.count}   # measured at rest")
-    out += _probe_lines("after_exit", kind.after_exit)
-    if kind.after_exit and kind.after_exit.outcome == "restart" and kind.after_exit.seconds is not None:
-        out.append(
-            f"restart_s = {promised_restart_s(kind.after_exit.seconds)}   # the measured interval, rounded"
-        )
+    out += _exit_lines(kind.after_exit)
     out += _probe_lines("after_crash", kind.after_crash)
     return out
 
@@ -213,7 +253,7 @@ def write(p: Proposal, opts: Options) -> list[Path]:
     except KitError as exc:
         profile.unlink()
         raise KitError(f"init proposed a profile that does not load (a bug in init): {exc}") from None
-    expected.write_text(expectations.render(p.name, []))
+    expected.write_text(expectations.render(p.name, expected_failures(p)))
     for path, template in ((github, "github.yml"), (gitlab, "gitlab-ci.yml")):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render_ci(template, p.name, p.majors))
@@ -225,6 +265,10 @@ def summary(p: Proposal, paths: list[Path], root: Path) -> str:
     lines.append(f"proposed processes (measured on pg{p.major}):")
     for k in p.kinds:
         exit_ = k.after_exit.outcome if k.after_exit else "unknown"
+        if exit_ == "unregistered":
+            exit_ = "restart promised (measured: exited with code 0, unregistered; failures expected)"
+        elif exit_ == "not back":
+            exit_ = f"unknown (not back within {BACK_S:g}s; stays-down proposed as a guess)"
         if k.after_exit and k.after_exit.seconds is not None:
             secs = k.after_exit.seconds
             exit_ += f" (back in {secs:.2f}s, restart_s {promised_restart_s(secs)})"
