@@ -471,6 +471,25 @@ def test_a_termination_is_back_unregistered_not_back_or_unknown() -> None:
     assert scaffold.exit_probe(77, "SIGTERM", None, None, True, 65).outcome == "unknown"
 
 
+def test_gone_after_a_termination_and_a_crash_restart_is_stays_down_by_design() -> None:
+    """pg_squeeze's scheduler (BGW_NEVER_RESTART) exits with code 0 when terminated and is not
+    back after a crash-restart: its design, measured; pg_wait_sampling's collector, also gone
+    with code 0, is back after a crash-restart: a defect, restart promised."""
+    exit0 = scaffold.exit_lines(EXIT0_LOG)[4242]
+    gone = scaffold.exit_probe(4242, "SIGTERM", None, exit0, False, 65)
+    crash_down = scaffold.Probe("stays-down", None, "not back within 35 s")
+    crash_back = scaffold.Probe("restart", 1.2, "back 1.20 s later")
+    never = scaffold.by_design(gone, crash_down)
+    assert never.outcome == "stays-down" and "BGW_NEVER_RESTART" in never.detail
+    assert never.evidence == exit0[1] and gone.detail in never.detail
+    assert scaffold.by_design(gone, crash_back) is gone
+    not_back = scaffold.exit_probe(78, "SIGTERM", None, (1, "line"), False, 65)
+    assert scaffold.by_design(not_back, crash_down).outcome == "stays-down"
+    assert scaffold.by_design(not_back, None) is not_back
+    back = scaffold.exit_probe(77, "SIGTERM", 61.3, (1, "line"), False, 65)
+    assert scaffold.by_design(back, crash_down) is back
+
+
 def _proposal(*probes: scaffold.Probe) -> scaffold.Proposal:
     ext = Extension("bgwc_fake", ("bgwc_fake",), None, ("postgresql-{major}-bgwc-fake",))
     kinds = []

@@ -38,6 +38,7 @@ from conformance.scaffold.propose import (
     Probe,
     Proposal,
     Seen,
+    by_design,
     draft_profile,
     exit_lines,
     exit_probe,
@@ -340,6 +341,9 @@ def measure(target: Target, p: Proposal, opts: Options) -> None:
     back_at_rest(target, workers)
     say(f"crashing the server (SIGKILL of one {p.kinds[0].name!r}), watching up to {CRASH_S:g}s")
     probe_crash(target, workers, p.kinds)
+    for kind in p.kinds:
+        assert kind.after_exit is not None
+        kind.after_exit = by_design(kind.after_exit, kind.after_crash)
 
 
 def installs_on(majors: Iterable[int], ext: Extension) -> tuple[list[int], dict[int, str]]:

@@ -131,6 +131,20 @@ def exit_probe(
     return Probe("not back", None, detail, line)
 
 
+def by_design(after_exit: Probe, after_crash: Probe | None) -> Probe:
+    """A kind gone after its termination (exit code 0 or not) that is not back after a
+    crash-restart either is registered never to restart: BGW_NEVER_RESTART, which the
+    postmaster forgets at a crash-restart too (bgworker.sgml: "BGW_NEVER_RESTART,
+    indicating not to restart the process in case of a crash"), so staying down is its
+    design, measured; a kind that is back after a crash-restart keeps ``after_exit``."""
+    if after_exit.outcome not in ("unregistered", "not back"):
+        return after_exit
+    if after_crash is None or after_crash.outcome != "stays-down":
+        return after_exit
+    why = "not back after a crash-restart either: registered never to restart (BGW_NEVER_RESTART)"
+    return Probe("stays-down", None, f"{after_exit.detail}; {why}", after_exit.evidence)
+
+
 @dataclass
 class Kind:
     """One kind of background process: as seen at rest, and as probed."""
