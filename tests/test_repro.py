@@ -1,7 +1,7 @@
 """``bgw-conformance repro``: a standalone script reproducing one clause of a run.
 
 Unmarked (kit env, no server): the scripts rendered from a run's metadata and
-the one-line exit-2 paths.  ``-m images`` (tox -e images): real runs of
+the one-line exit-2 paths.  ``-m images`` (tox -e repro): real runs of
 pg_cron, pg_wait_sampling and the reference pool on 17, then each generated
 script run against a stock Debian image (the kit's local base): non-zero
 while the shipped defect is there, 0 for an extension that behaves.
