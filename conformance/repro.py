@@ -19,14 +19,13 @@ Everything comes from the run's ``results.json`` (``run.extension``,
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conformance import deadlines
+from conformance import deadlines, results
 from conformance.census import DATABASE, SCRATCH
 from conformance.errors import KitError
 from conformance.majors import PRERELEASE, SUITE_FOR_MAJOR
@@ -55,16 +54,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_results(path: Path) -> dict[str, Any]:
+    """The run of ``path`` (its results.json, or the directory holding it), checked by
+    ``results.load`` as every command that reads runs does."""
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
         raise KitError(f"repro: no results.json at {path}")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise KitError(f"repro: {file} is not a run's results.json: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("run"), dict):
-        raise KitError(f"repro: {file} is not a run's results.json (no 'run' record)")
-    return data
+    return results.load(file)
 
 
 def contract_clauses() -> dict[str, str]:

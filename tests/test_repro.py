@@ -35,6 +35,8 @@ def _results(profile: str = "pg_cron", major: int | None = 17, target: str = "pg
     return {
         "run": {
             "kit_version": "0.0",
+            "targets": [target],
+            "started": "2026-12-07T12:00:00Z",
             "extension": {
                 "name": prof.name,
                 "packages": list(prof.install.packages),
@@ -81,7 +83,8 @@ def test_orphan_script_from_a_packaged_profile(tmp_path: Path) -> None:
     assert 'kill -KILL "$PM"' in script
     assert f"deadline=$(( t0 + {int(deadlines.PM_DEATH_S * 1000)} ))" in script
     assert 'trap \'docker rm -f "$C"' in script and "docker run -d --init" in script
-    assert "ORPHAN-1: fail (bgworker/test_orphan.py" in script  # what the run said
+    header = " ".join(ln.removeprefix("# ") for ln in script.splitlines() if ln.startswith("# "))
+    assert "ORPHAN-1: fail (bgworker/test_orphan.py" in header  # what the run said
     assert "docker cp" not in script
 
 
@@ -143,7 +146,7 @@ def _edit(data: dict[str, Any], **run: Any) -> dict[str, Any]:
         ("ORPHAN-1", _edit(_results(), profile_spec=None), "repro: results.json records no profile_spec"),
         ("ORPHAN-1", _results(major=None, target="local"), "repro: the run has no container server"),
         ("ORPHAN-1", _results(major=19, target="pg19"), "repro: PostgreSQL 19 is a pre-release"),
-        ("DB-3", {}, "(no 'run' record)"),
+        ("DB-3", {}, "(no 'run' object)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -175,7 +178,7 @@ def test_missing_or_broken_report_is_exit_2(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "results.json").write_text("{not json")
     assert cli.main(["repro", str(tmp_path), "ORPHAN-1"]) == 2
     err = capsys.readouterr().err
-    assert "is not a run's results.json" in err and err.count("\n") == 1
+    assert "not a results.json (not JSON" in err and err.count("\n") == 1
 
 
 def test_run_metadata_records_what_a_script_needs(tmp_path: Path) -> None:
