@@ -2,12 +2,22 @@
 scenario (a 10 s observation window, a restart) is run once, and a failure
 of one clause does not mark the others failed.  Each verdict is recorded as
 it is reached (``clause_outcomes``); a clause the test never reached takes
-the test's own outcome."""
+the test's own outcome.
+
+One promise per assertion chain: where a test checks independent promises
+one after the other (of one clause or of several), each is judged in a
+``Checks.promise`` block, so that the first one's failure never hides the
+next; ``done()`` then fails the test with every failure."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+import pytest
+
+#: what a failed promise raises: an assertion, a wait that ran out, pytest.fail / pytest.raises
+FAILED = (AssertionError, pytest.fail.Exception)
 
 
 class Checks:
@@ -16,12 +26,44 @@ class Checks:
         self.outcomes: dict[str, str] = {}
         self.failures: list[str] = []
 
+        self.promises: dict[str, dict[str, str]] = {}
+
     def check(self, clause: str, ok: bool, message: str) -> bool:
-        self.outcomes[clause] = "pass" if ok else "fail"
+        """Record ``clause`` passed or failed; once failed it stays failed."""
+        self.outcomes[clause] = "pass" if ok and self.outcomes.get(clause) != "fail" else "fail"
         if not ok:
             self.failures.append(f"{clause}: {message}")
         self._record("clause_outcomes", dict(self.outcomes))
         return ok
+
+    @contextmanager
+    def promise(self, clause: str, what: str) -> Iterator[None]:
+        """Judge one promise of ``clause`` in the block, on its own: a failed
+        assertion (or wait, or pytest.raises) in it fails the promise and its
+        clause, and the test goes on to its next promise; each promise's
+        outcome and first line of detail are recorded (``promises``).
+        Anything else means the scenario broke: the promise is not reached,
+        the clause takes the test's own outcome (unless it already failed),
+        and the test ends there."""
+        name = f"{clause}: {what}"
+        verdict = {"outcome": "pass", "detail": ""}
+        try:
+            yield
+        except FAILED as exc:
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+            verdict.update(outcome="fail", detail=detail)
+            self.check(clause, False, f"{what}: {str(exc).strip()[:2000]}")
+        except BaseException as exc:
+            verdict.update(outcome="not-reached", detail=f"{type(exc).__name__}: {exc}"[:400])
+            if self.outcomes.get(clause) != "fail":
+                self.outcomes.pop(clause, None)
+                self._record("clause_outcomes", dict(self.outcomes))
+            raise
+        else:
+            self.check(clause, True, "")
+        finally:
+            self.promises[name] = verdict
+            self._record("promises", dict(self.promises))
 
     def done(self) -> None:
         """Fail the test if any clause failed (each keeps its own outcome)."""
