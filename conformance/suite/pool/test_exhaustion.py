@@ -13,6 +13,7 @@ import pytest
 from conformance.adapters import Handle
 from conformance.census import Census
 from conformance.deadlines import CAPACITY_BACK_S, EXH6_WITHIN_S, SLOT_FREE_S
+from conformance.suite.checks import Checks
 from conformance.suite.pool_under_test import LONG_MS, Outcomes, Pool
 from conformance.waiting import wait_until
 
@@ -39,30 +40,38 @@ def test_full_pool_rejects_with_53000_and_changes_nothing(pool: Pool) -> None:
 
 
 @pytest.mark.clause("EXH-2", "EXH-4")
-def test_too_few_worker_processes_refuses_and_returns_the_slot(pool: Pool) -> None:
+def test_too_few_worker_processes_refuses_and_returns_the_slot(
+    pool: Pool, record_property: Callable[[str, object], None]
+) -> None:
+    checks = Checks(record_property)
     # the launcher and the logical replication launcher take two; leave one
     pool.target.set_conf(max_worker_processes=3)
     pool.wait_launcher()
-    first = pool.adapter.submit("sleep", {"ms": LONG_MS})
+    pool.adapter.submit("sleep", {"ms": LONG_MS})
     free_before = [s.slot for s in pool.adapter.slots() if s.state == "free"]
-    with pytest.raises(psycopg.Error) as err:
-        pool.adapter.submit("sleep", {"ms": LONG_MS})
-    assert err.value.sqlstate == INSUFFICIENT_RESOURCES, err.value
-    assert "max_worker_processes" in (err.value.diag.message_hint or "") + str(err.value)
-    pool.target.wait_until(
-        lambda: [s.slot for s in pool.adapter.slots() if s.state == "free"] == free_before,
-        CAPACITY_BACK_S,
-        what="the refused slot back on the free list",
-    )
-    # while the refusal's state lasts (one worker running, one slot refused): all agree
-    assert pool.adapter.check() == [] and pool.agreement() == []
-    pool.stop_all([first])
-    # EXH-4: capacity is back once the worker ended
-    pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))
+    with checks.promise("EXH-2", "refused with 53000, the slot returned"):
+        with pytest.raises(psycopg.Error) as err:
+            pool.adapter.submit("sleep", {"ms": LONG_MS})
+        assert err.value.sqlstate == INSUFFICIENT_RESOURCES, err.value
+        assert "max_worker_processes" in (err.value.diag.message_hint or "") + str(err.value)
+        pool.target.wait_until(
+            lambda: [s.slot for s in pool.adapter.slots() if s.state == "free"] == free_before,
+            CAPACITY_BACK_S,
+            what="the refused slot back on the free list",
+        )
+        # while the refusal's state lasts (one worker running, one slot refused): all agree
+        assert pool.adapter.check() == [] and pool.agreement() == []
+    pool.stop_every_job()
+    with checks.promise("EXH-4", "capacity back once the worker ended"):
+        pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))
+    checks.done()
 
 
 @pytest.mark.clause("EXH-3", "EXH-4")
-def test_parallel_query_workers_starve_the_pool_until_they_end(pool: Pool) -> None:
+def test_parallel_query_workers_starve_the_pool_until_they_end(
+    pool: Pool, record_property: Callable[[str, object], None]
+) -> None:
+    checks = Checks(record_property)
     pool.target.set_conf(max_worker_processes=4, max_parallel_workers=2)
     pool.wait_launcher()
     pool.target.sql("DROP TABLE IF EXISTS bgwc_par")
@@ -107,10 +116,11 @@ def test_parallel_query_workers_starve_the_pool_until_they_end(pool: Pool) -> No
             10,
             what="two parallel workers running",
         )
-        with pytest.raises(psycopg.Error) as err:
-            pool.adapter.submit("sleep", {"ms": LONG_MS})
-        assert err.value.sqlstate == INSUFFICIENT_RESOURCES, err.value
-        assert all(s.state == "free" for s in pool.adapter.slots())
+        with checks.promise("EXH-3", "refused with 53000 while parallel workers take every slot"):
+            with pytest.raises(psycopg.Error) as err:
+                pool.adapter.submit("sleep", {"ms": LONG_MS})
+            assert err.value.sqlstate == INSUFFICIENT_RESOURCES, err.value
+            assert all(s.state == "free" for s in pool.adapter.slots())
     finally:
         pool.target.sql(
             "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'bgwc_parallel'"
@@ -118,15 +128,20 @@ def test_parallel_query_workers_starve_the_pool_until_they_end(pool: Pool) -> No
         pool.target.wait_until(done.is_set, 30, what="the parallel query to end")
         pool.target.sql("DROP TABLE IF EXISTS bgwc_par")
     assert not errors, errors
-    pool.target.wait_until(
-        lambda: (
-            pool.target.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'parallel worker'")
-            == 0
-        ),
-        CAPACITY_BACK_S,
-        what="parallel workers gone",
-    )
-    pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))
+    pool.stop_every_job()
+    with checks.promise("EXH-4", "capacity back once the parallel workers ended"):
+        pool.target.wait_until(
+            lambda: (
+                pool.target.scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'parallel worker'"
+                )
+                == 0
+            ),
+            CAPACITY_BACK_S,
+            what="parallel workers gone",
+        )
+        pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))
+    checks.done()
 
 
 #: EXH-5's timed pairs (CONTRACT.md states the detection rate this gives for a 10 µs window)

@@ -4,6 +4,7 @@ stop and list alone, with the OS and pg_stat_activity as witnesses."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -12,6 +13,7 @@ from conformance.adapters import Handle
 from conformance.census import Census
 from conformance.deadlines import CAPACITY_BACK_S, SLOT_FREE_S
 from conformance.figures import Figures, percentile
+from conformance.suite.checks import Checks
 from conformance.suite.pool_under_test import LONG_MS, Pool
 
 SUBMIT_REFUSED_S = 5.0
@@ -107,29 +109,35 @@ def test_finished_job_leaves(pool: Pool, figures: Figures) -> None:
 
 
 @pytest.mark.clause("JOB-4")
-def test_no_worker_slot_is_a_prompt_53xxx_and_leaves_nothing(pool: Pool, figures: Figures) -> None:
+def test_no_worker_slot_is_a_prompt_53xxx_and_leaves_nothing(
+    pool: Pool, figures: Figures, record_property: Callable[[str, object], None]
+) -> None:
+    checks = Checks(record_property)
     at_rest = len(Census(pool.target, pool.profile).background_workers())
     pool.target.set_conf(max_worker_processes=at_rest + 1)
     if pool.profile.pool is not None and pool.profile.pool.launcher is not None:
         pool.wait_launcher()
     first = pool.adapter.submit("sleep", {"ms": LONG_MS})
     first_pid = _pid(pool, first)
-    t0 = time.monotonic()
-    with pytest.raises(psycopg.Error) as err:
-        pool.adapter.submit("sleep", {"ms": LONG_MS})
-    took = time.monotonic() - t0
-    figures.add("JOB-4", "no worker slot → submit refused", took, SUBMIT_REFUSED_S)
-    assert took <= SUBMIT_REFUSED_S, f"the refused submit took {took:.1f}s"
-    assert (err.value.sqlstate or "").startswith(INSUFFICIENT_RESOURCES_CLASS), (
-        err.value.sqlstate,
-        err.value,
-    )
-    assert {j.handle.pid for j in pool.adapter.jobs()} == {first_pid}
-    assert {p.pid for p in pool.os_workers()} == {first_pid}
-    pool.adapter.terminate(first)
+    with checks.promise("JOB-4", "a prompt class-53 refusal that leaves nothing behind"):
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.Error) as err:
+            pool.adapter.submit("sleep", {"ms": LONG_MS})
+        took = time.monotonic() - t0
+        figures.add("JOB-4", "no worker slot → submit refused", took, SUBMIT_REFUSED_S)
+        assert took <= SUBMIT_REFUSED_S, f"the refused submit took {took:.1f}s"
+        assert (err.value.sqlstate or "").startswith(INSUFFICIENT_RESOURCES_CLASS), (
+            err.value.sqlstate,
+            err.value,
+        )
+        assert {j.handle.pid for j in pool.adapter.jobs()} == {first_pid}
+        assert {p.pid for p in pool.os_workers()} == {first_pid}
+    pool.stop_every_job()
     _wait_worker_gone(pool, first_pid, "the first job's worker")
-    again = pool.submit_within(CAPACITY_BACK_S, "sleep", {"ms": 100})
-    _wait_worker_gone(pool, _pid(pool, again), "the job after capacity came back")
+    with checks.promise("JOB-4", "a submit succeeds once the first job is stopped"):
+        again = pool.submit_within(CAPACITY_BACK_S, "sleep", {"ms": 100})
+        _wait_worker_gone(pool, _pid(pool, again), "the job after capacity came back")
+    checks.done()
 
 
 @pytest.mark.clause("JOB-5")
