@@ -19,6 +19,7 @@ import pytest
 from conformance.adapters import Handle
 from conformance.deadlines import DB_COMMAND_S, SLOT_FREE_S
 from conformance.figures import Figures
+from conformance.suite.checks import Checks
 from conformance.suite.pool_under_test import LONG_MS, Pool
 from conformance.waiting import POLL_INTERVAL_S
 
@@ -219,24 +220,34 @@ def _still_running(pool: Pool, job: Handle) -> str | None:
     ],
 )
 def test_command_bound_to_fail_stops_no_job(
-    pool: Pool, owned: str, command: str, by: str, sqlstate: str, figures: Figures
+    pool: Pool,
+    owned: str,
+    command: str,
+    by: str,
+    sqlstate: str,
+    figures: Figures,
+    record_property: Callable[[str, object], None],
 ) -> None:
     """The owner (no CREATEDB), or a superuser, runs a command that core
     refuses on its own checks: it fails with core's error, and the
     superuser's job attached to the database still runs, with the same pid."""
+    checks = Checks(record_property)
     job = _superusers_job(pool)
     took, err = _run_as(pool, command, by)
     figures.add("DBC-5", command, took, DB_COMMAND_S)
-    stopped = _still_running(pool, job)
-    assert stopped is None, (
-        f"a database command bound to fail stopped a job: {command} by {by} "
-        f"({'failed with ' + str(err.sqlstate) if err else 'succeeded'}) stopped the superuser's job "
-        f"{job}: {stopped}"
-    )
-    assert err is not None, f"{command} by {by} succeeded; core refuses it with {sqlstate}"
-    assert err.sqlstate == sqlstate, (
-        f"{command} by {by} failed with {err.sqlstate} {err}, not core's own {sqlstate}"
-    )
+    with checks.promise("DBC-5", "the job attached runs on"):
+        stopped = _still_running(pool, job)
+        assert stopped is None, (
+            f"a database command bound to fail stopped a job: {command} by {by} "
+            f"({'failed with ' + str(err.sqlstate) if err else 'succeeded'}) stopped the superuser's job "
+            f"{job}: {stopped}"
+        )
+    with checks.promise("DBC-5", f"the command fails with core's {sqlstate}"):
+        assert err is not None, f"{command} by {by} succeeded; core refuses it with {sqlstate}"
+        assert err.sqlstate == sqlstate, (
+            f"{command} by {by} failed with {err.sqlstate} {err}, not core's own {sqlstate}"
+        )
+    checks.done()
 
 
 @pytest.mark.clause("DBC-6")
@@ -261,13 +272,18 @@ def test_command_stops_only_jobs_its_role_may_stop(
     took, err = _run_as(pool, command)
     figures.add("DBC-6", command, took, DB_COMMAND_S)
     record_property("command_outcome", f"{err.sqlstate} {err}".strip() if err else "succeeded")
-    stopped = _still_running(pool, job)
-    assert stopped is None, (
-        f"the pool stopped a process its role may not stop: {command} by {OWNER} (not a superuser) "
-        f"stopped the superuser's job {job} ({stopped}); the command "
-        f"{'then failed with ' + str(err.sqlstate) if err else 'then succeeded'}"
-    )
-    assert err is not None and err.sqlstate == "55006", (
-        f"{command} with a superuser's job attached: "
-        f"{f'{err.sqlstate} {err}' if err else 'succeeded'}, not core's 55006 (being accessed by other users)"
-    )
+    checks = Checks(record_property)
+    with checks.promise("DBC-6", "the superuser's job runs on"):
+        stopped = _still_running(pool, job)
+        assert stopped is None, (
+            f"the pool stopped a process its role may not stop: {command} by {OWNER} (not a superuser) "
+            f"stopped the superuser's job {job} ({stopped}); the command "
+            f"{'then failed with ' + str(err.sqlstate) if err else 'then succeeded'}"
+        )
+    with checks.promise("DBC-6", "the command fails with core's 55006"):
+        assert err is not None and err.sqlstate == "55006", (
+            f"{command} with a superuser's job attached: "
+            f"{f'{err.sqlstate} {err}' if err else 'succeeded'}, "
+            "not core's 55006 (being accessed by other users)"
+        )
+    checks.done()

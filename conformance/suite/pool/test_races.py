@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import signal
 import threading
+from collections.abc import Callable
 
 import psycopg
 import pytest
 
 from conformance.adapters import NotApplicable
 from conformance.deadlines import LAUNCHER_START_S, SLOT_FREE_S
+from conformance.suite.checks import Checks
 from conformance.suite.pool_under_test import LONG_MS, Pool, Submitter
 
 #: bgw_pool.startup_timeout_ms of the submitters of RACE-6 onwards, and the
@@ -51,28 +53,38 @@ def test_job_exiting_at_once_is_a_success(pool: Pool) -> None:
 
 
 @pytest.mark.clause("RACE-2")
-def test_database_not_accepting_connections(pool: Pool) -> None:
+def test_database_not_accepting_connections(
+    pool: Pool, record_property: Callable[[str, object], None]
+) -> None:
+    checks = Checks(record_property)
     offset = pool.target.log_offset()
     before = pool.adapter.slots()
-    with pytest.raises(psycopg.Error) as err:
-        pool.adapter.submit("sleep", {"ms": 100}, dbname="template0")
-    assert err.value.sqlstate is not None and not err.value.sqlstate.startswith(("XX", "58"))
-    assert "template0" in str(err.value)
-    assert [(s.slot, s.state) for s in pool.adapter.slots()] == [(s.slot, s.state) for s in before]
-    _no_storm(pool, offset, "template0")
+    with checks.promise("RACE-2", "an error naming the database, no slot consumed"):
+        with pytest.raises(psycopg.Error) as err:
+            pool.adapter.submit("sleep", {"ms": 100}, dbname="template0")
+        assert err.value.sqlstate is not None and not err.value.sqlstate.startswith(("XX", "58")), err.value
+        assert "template0" in str(err.value)
+        assert [(s.slot, s.state) for s in pool.adapter.slots()] == [(s.slot, s.state) for s in before]
+    with checks.promise("RACE-2", "no retry storm in the log"):
+        _no_storm(pool, offset, "template0")
+    checks.done()
 
 
 @pytest.mark.clause("RACE-3")
-def test_dropped_database(pool: Pool) -> None:
+def test_dropped_database(pool: Pool, record_property: Callable[[str, object], None]) -> None:
+    checks = Checks(record_property)
     pool.target.sql("DROP DATABASE IF EXISTS bgwc_gone")
     pool.target.sql("CREATE DATABASE bgwc_gone")
     pool.target.sql("DROP DATABASE bgwc_gone")
     offset = pool.target.log_offset()
-    with pytest.raises(psycopg.Error) as err:
-        pool.adapter.submit("sleep", {"ms": 100}, dbname="bgwc_gone")
-    assert err.value.sqlstate == "3D000", err.value
-    assert all(s.state == "free" for s in pool.adapter.slots())
-    _no_storm(pool, offset, "bgwc_gone")
+    with checks.promise("RACE-3", "3D000, every slot free"):
+        with pytest.raises(psycopg.Error) as err:
+            pool.adapter.submit("sleep", {"ms": 100}, dbname="bgwc_gone")
+        assert err.value.sqlstate == "3D000", err.value
+        assert all(s.state == "free" for s in pool.adapter.slots())
+    with checks.promise("RACE-3", "no retry storm in the log"):
+        _no_storm(pool, offset, "bgwc_gone")
+    checks.done()
 
 
 @pytest.mark.clause("RACE-4")

@@ -10,6 +10,7 @@ import pytest
 from conformance.adapters import Handle
 from conformance.deadlines import LAUNCHER_START_S, SLOT_FREE_S
 from conformance.figures import Figures
+from conformance.suite.checks import Checks
 from conformance.suite.pool_under_test import LONG_MS, Pool
 
 #: the table TERM-6's job writes into, if it ever runs
@@ -49,44 +50,62 @@ def test_stale_handle_is_a_noop_even_after_reuse(pool: Pool) -> None:
 
 
 @pytest.mark.clause("TERM-3")
-def test_pg_terminate_backend_frees_slot_without_restart(pool: Pool) -> None:
+def test_pg_terminate_backend_frees_slot_without_restart(
+    pool: Pool, record_property: Callable[[str, object], None]
+) -> None:
+    checks = Checks(record_property)
     launcher = pool.adapter.launcher_pid()
     h = pool.adapter.submit("sleep", {"ms": LONG_MS})
     assert pool.target.scalar("SELECT pg_terminate_backend(%s)", h.pid) is True
-    slot = pool.wait_freed(h)
-    assert slot.last_exit_code == 1
-    pool.wait_gone({h.os_pid}, SLOT_FREE_S, "the worker stopped by pg_terminate_backend")
-    assert pool.adapter.launcher_pid() == launcher
+    with checks.promise("TERM-3", "the slot is freed, its exit recorded"):
+        slot = pool.wait_freed(h)
+        assert slot.last_exit_code == 1, slot
+        pool.wait_gone({h.os_pid}, SLOT_FREE_S, "the worker stopped by pg_terminate_backend")
+    with checks.promise("TERM-3", "no crash-restart (the same launcher)"):
+        assert pool.adapter.launcher_pid() == launcher
+    checks.done()
 
 
 @pytest.mark.clause("TERM-5")
-def test_terminated_launcher_returns_and_reconciles(pool: Pool, figures: Figures) -> None:
+def test_terminated_launcher_returns_and_reconciles(
+    pool: Pool, figures: Figures, record_property: Callable[[str, object], None]
+) -> None:
+    checks = Checks(record_property)
     running = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(2)]
     launcher = pool.adapter.launcher_pid()
     offset = pool.target.log_offset()
     back = pool.profile.launcher_restart_s + 5
-    with figures.timing("TERM-5", "launcher terminated → launcher back", back):
-        assert pool.target.scalar("SELECT pg_terminate_backend(%s)", launcher) is True
-        new = pool.wait_launcher(back, not_pid=launcher)
-    assert new != launcher
-    assert len(pool.os_launchers()) == 1
-    assert not re.search("reinitializing", pool.target.log_since(offset)), (
-        "the launcher's exit crashed the cluster"
-    )
-    workers = pool.os_workers()
+    with checks.promise("TERM-5", "the launcher comes back, alone"):
+        with figures.timing("TERM-5", "launcher terminated → launcher back", back):
+            assert pool.target.scalar("SELECT pg_terminate_backend(%s)", launcher) is True
+            new = pool.wait_launcher(back, not_pid=launcher)
+        assert new != launcher
+        assert len(pool.os_launchers()) == 1
+    with checks.promise("TERM-5", "its exit does not crash the cluster"):
+        assert not re.search("reinitializing", pool.target.log_since(offset)), (
+            "the launcher's exit crashed the cluster"
+        )
     if pool.profile.launcher_restart_policy == "adopt":
-        assert sorted(p.pid for p in workers) == sorted(h.pid for h in running), workers
-        for h in running:
-            slot = pool.slot(h.slot)
-            assert (slot.state, slot.pid, slot.generation) == ("running", h.pid, h.generation)
-        # while the adopted workers still run: the pool's lists, the OS and its capacity agree
-        assert pool.adapter.check() == [] and pool.agreement() == []
-        pool.capacity_witness(occupied=frozenset(h.os_pid for h in running))
-        for h in running:
-            assert pool.adapter.terminate(h) is True
-    for h in running:
-        pool.wait_freed(h)
+        with checks.promise("TERM-5", "the running workers adopted: running, listed, terminable"):
+            workers = pool.os_workers()
+            assert sorted(p.pid for p in workers) == sorted(h.pid for h in running), workers
+            for h in running:
+                slot = pool.slot(h.slot)
+                assert (slot.state, slot.pid, slot.generation) == ("running", h.pid, h.generation)
+            # while the adopted workers still run: the pool's lists, the OS and its capacity agree
+            assert pool.adapter.check() == [] and pool.agreement() == []
+            pool.capacity_witness(occupied=frozenset(h.os_pid for h in running))
+            for h in running:
+                assert pool.adapter.terminate(h) is True
+            for h in running:
+                pool.wait_freed(h)
+    else:
+        with checks.promise("TERM-5", "the running workers terminated, their slots freed"):
+            for h in running:
+                pool.wait_freed(h)
+    pool.stop_every_job()  # what a failed promise left running
     pool.wait_gone({h.os_pid for h in running}, SLOT_FREE_S, "workers of the old launcher")
+    checks.done()
 
 
 @pytest.mark.clause("TERM-6")
