@@ -119,10 +119,13 @@ def test_worker_that_never_runs_fails_the_submit_and_frees_its_slot(pool: Pool) 
 
 @pytest.mark.clause("CRASH-4")
 @pytest.mark.parametrize("point", ["worker-before-exit-hook", "worker-before-attach"])
-def test_worker_sigkill_in_the_handshake_crash_restarts_to_fresh_pool(pool: Pool, point: str) -> None:
+def test_worker_sigkill_in_the_handshake_crash_restarts_to_fresh_pool(
+    pool: Pool, point: str, record_property: Callable[[str, object], None]
+) -> None:
     """SIGKILL of a worker held in the handshake (before its exit hook
     exists, or connected but not attached): a crash-restart, a fresh pool,
     and the waiting submitter is told nothing ran (no handle)."""
+    checks = Checks(record_property)
     pm, launcher = pool.target.postmaster_pid(), pool.adapter.launcher_pid()
     offset = pool.target.log_offset()
     with pool.paused(point):
@@ -130,9 +133,12 @@ def test_worker_sigkill_in_the_handshake_crash_restarts_to_fresh_pool(pool: Pool
         worker = pool.wait_paused(point)
         pool.target.kill(worker, signal.SIGKILL)
         pool.target.wait_for_log("all server processes terminated; reinitializing", offset, CRASH_RECOVERY_S)
-    sub.wait(pool, CRASH_RECOVERY_S)
-    assert sub.handle is None and sub.error is not None, sub.handle
-    pool.wait_fresh(CRASH_RECOVERY_S, not_launcher=launcher)
-    assert pool.target.postmaster_pid() == pm
-    h = pool.adapter.submit("sleep", {"ms": 100})
-    pool.wait_freed(h)
+    with checks.promise("CRASH-4", "the waiting submitter is told nothing ran"):
+        sub.wait(pool, CRASH_RECOVERY_S)
+        assert sub.handle is None and sub.error is not None, sub.handle
+    with checks.promise("CRASH-4", "a fresh pool after the crash-restart"):
+        pool.wait_fresh(CRASH_RECOVERY_S, not_launcher=launcher)
+        assert pool.target.postmaster_pid() == pm
+        h = pool.adapter.submit("sleep", {"ms": 100})
+        pool.wait_freed(h)
+    checks.done()
