@@ -297,6 +297,7 @@ def run_function(
             def stopped() -> None:
                 assert got is True, f"terminate answered {got!r}"
                 ctx.stopped(v, f"terminate as {role}")
+                del ctx.victims[owner]
 
             return got, stopped, untouched(owner)
         args = {
