@@ -79,6 +79,15 @@ FUNCTIONS: list[tuple[str, str, str, str, str, str, str]] = [
     ("terminate(NULL, superuser's generation)", "sql", "22004", "22004", DENIED, DENIED, "22004"),
     ("terminate(NULL, NULL)", "sql", "22004", "22004", DENIED, DENIED, "22004"),
     ("terminate(superuser's slot, stale generation)", "sql", "false", "false", DENIED, DENIED, "false"),
+    (
+        "terminate(superuser's slot, generation 0, never issued)",
+        "sql",
+        "false",
+        "false",
+        DENIED,
+        DENIED,
+        "false",
+    ),
     ("terminate(superuser's slot, negative generation)", "sql", "22023", "22023", DENIED, DENIED, "22023"),
     ("terminate(slot out of range, generation)", "sql", "22023", "22023", DENIED, DENIED, "22023"),
     ("status view", "adapter", "ok", "ok", DENIED, DENIED, "ok"),
@@ -305,6 +314,7 @@ def run_function(
             "terminate(NULL, superuser's generation)": (None, v.generation),
             "terminate(NULL, NULL)": (None, None),
             "terminate(superuser's slot, stale generation)": (v.slot, (v.generation or 1) - 1),
+            "terminate(superuser's slot, generation 0, never issued)": (v.slot, 0),
             "terminate(superuser's slot, negative generation)": (v.slot, -1),
             "terminate(slot out of range, generation)": (ctx.a.capacity(), v.generation),
         }[form]
