@@ -110,6 +110,15 @@ COMMANDS: list[tuple[str, str, str, str, str, str, str]] = [
     ("DROP DATABASE, superuser's job in it", "adapter", "ok", DENIED, DENIED, "55006", DENIED),
     ("DROP DATABASE, grantee's job in it", "adapter", "ok", DENIED, DENIED, "55006", DENIED),
     ("ALTER DATABASE RENAME, grantee's job in it", "adapter", "ok", DENIED, DENIED, "55006", DENIED),
+    (
+        "ALTER DATABASE RENAME TO a taken name, superuser's job in it",
+        "adapter",
+        "42P04",
+        DENIED,
+        DENIED,
+        "42P04",
+        DENIED,
+    ),
 ]
 
 #: the escapes an sql job tries, by form: never may it run as another role than its submitter
@@ -517,7 +526,9 @@ def run_command(
         with t.connect(DB, user=TENANT) as conn:  # a job is submitted in its submitter's database
             h = ctx.a.submit("sleep", {"ms": LONG_MS}, conn=conn)
     ctx.victims = {"db": h}
-    command = f"DROP DATABASE {DB}" if form.startswith("DROP") else f"ALTER DATABASE {DB} RENAME TO {RENAMED}"
+    taken = "taken name" in form  # core refuses it (42P04) after its ownership and CREATEDB checks
+    rename = f"ALTER DATABASE {DB} RENAME TO {'postgres' if taken else RENAMED}"
+    command = f"DROP DATABASE {DB}" if form.startswith("DROP") else rename
 
     def done() -> None:
         ctx.stopped(h, command)
