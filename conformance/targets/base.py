@@ -350,9 +350,8 @@ class Target(ABC):
 
         self._record("kill", f"SIGTERM -> {first}, then a new {title!r} on sight (+{delay_us} us)")
         threading.Thread(target=watch, daemon=True, name=f"kill-on-sight-{first}").start()
-        self.wait_until(
-            lambda: done.is_set() or self._size(ready) is not None, 10, what=f"the watcher for {title!r} scanning"
-        )
+        scanning = f"the watcher for {title!r} scanning"
+        self.wait_until(lambda: done.is_set() or self._size(ready) is not None, 10, what=scanning)
 
         def outcome() -> int | None:
             self.wait_until(done.is_set, timeout + 10, what=f"the watcher for {title!r} to end")

@@ -256,7 +256,8 @@ def test_submit_answer_is_the_truth_at_the_deadline_by_timing(
         while time.monotonic() < end:
             n = counts["rounds"]
             subs = [
-                _submit(pool, timeout_ms=sweep[(n + i) % len(sweep)], setting=setting) for i in range(capacity)
+                _submit(pool, timeout_ms=sweep[(n + i) % len(sweep)], setting=setting)
+                for i in range(capacity)
             ]
             for sub in subs:
                 sub.wait(pool, max(sweep) / 1000 + SUBMIT_DEADLINE_S)
