@@ -8,13 +8,15 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pytest
 
-from conformance.adapters import NotApplicable
+from conformance.adapters import Handle, NotApplicable
 from conformance.deadlines import LAUNCHER_START_S, SLOT_FREE_S
-from conformance.suite.pool_under_test import LONG_MS, Pool, Submitter
+from conformance.suite.pool_under_test import LONG_MS, TIMED_LEAD_MS, Pool, Submitter
 
 #: bgw_pool.startup_timeout_ms of the submitters of RACE-6 onwards, and the
 #: slack a submit has beyond it to return
@@ -43,10 +45,13 @@ RACE6_TIMED_STARTUP_MS = 1_000
 RACE6_DELAYS_US = (0, 0, 200, 500, 1_000, 0)
 #: RACE-7 by timing: rounds of capacity submitters for this long at most
 RACE7_TIMED_S = 20.0
-#: submits timed for the latency, the median of which sets the deadlines swept
-RACE7_LATENCY_SAMPLES = 7
-#: the startup timeouts swept, in ms around that median
-RACE7_SWEEP_MS = (-2, -1, 0, 1, 2, 3)
+#: their startup timeout (or the setting's least value, if larger)
+RACE7_STARTUP_MS = 150
+#: rounds held this long measure the release-to-return latency
+RACE7_CALIBRATE_MS = 50
+RACE7_CALIBRATIONS = 2
+#: the release instant swept around (timeout - latency), in ms
+RACE7_SWEEP_MS = (0.0, -0.5, 0.5, -1.0, 1.0, -1.5, 1.5, -2.0, 2.0, -3.0, 3.0)
 
 
 @pytest.mark.clause("RACE-1")
@@ -230,63 +235,125 @@ def test_launcher_and_unattached_worker_terminated_by_timing(
 def test_submit_answer_is_the_truth_at_the_deadline_by_timing(
     pool: Pool, record_property: Callable[[str, object], None]
 ) -> None:
-    """RACE-7's deadline race without pause points: rounds of capacity
-    submitters, each with a startup timeout swept around the measured
-    submit latency, so that deadlines fall as workers attach.  Every
-    round: a submit that returned a handle has its worker running in the
-    OS; one that failed (53000/55000) leaves no worker of its own running,
-    within 2 s."""
+    """RACE-7's deadline race without pause points.  A worker connecting
+    reads its role's settings (pg_db_role_setting, at every connection):
+    a session holding that catalog locked holds every new worker before it
+    attaches, as long as it wants.  Rounds of capacity submitters start at
+    one instant (spinning on the server's clock) with a startup timeout;
+    the lock is released at the instant, swept round by round, that makes
+    the workers attach as their submitters reach their deadline (the
+    release-to-attach latency measured first).  Every round: a submit that
+    returned a handle has its worker running in the OS; one that failed
+    (53000/55000) leaves no worker of its own running, within 2 s."""
     spec = pool.profile.pool
     if spec is None or spec.startup_timeout is None:
         raise NotApplicable("the profile names no startup timeout setting")
     setting = spec.startup_timeout
-    took = []
-    for _ in range(RACE7_LATENCY_SAMPLES):
-        sub = _submit(pool, timeout_ms=30_000, setting=setting).wait(pool, 30)
-        assert sub.handle is not None and sub.took_s is not None, sub.error
-        took.append(sub.took_s)
-        pool.stop_all([sub.handle])
-    latency_ms = round(statistics.median(took) * 1000)
-    sweep = [latency_ms + d for d in RACE7_SWEEP_MS if latency_ms + d >= 1]
+    least = pool.target.scalar("SELECT min_val FROM pg_settings WHERE name = %s", setting)
+    timeout_ms = max(int(least or 1), RACE7_STARTUP_MS)
     capacity = pool.configured_capacity()
-    record_property("latency_ms", latency_ms)
+    # the latency from the release to the submits' return, a round held RACE7_CALIBRATE_MS
+    back = [
+        r.returned_ms - RACE7_CALIBRATE_MS
+        for _ in range(RACE7_CALIBRATIONS)
+        for r in _held_round(pool, capacity, setting, 30_000, RACE7_CALIBRATE_MS)
+    ]
+    assert back and all(r >= 0 for r in back), f"submits returned before the lock was released: {back}"
+    latency_ms = statistics.median(back)
+    record_property("release_to_return_ms", sorted(round(r, 2) for r in back))
     counts = {"rounds": 0, "submits": 0, "failed": 0}
     end = time.monotonic() + RACE7_TIMED_S
     try:
         while time.monotonic() < end:
             n = counts["rounds"]
-            subs = [
-                _submit(pool, timeout_ms=sweep[(n + i) % len(sweep)], setting=setting)
-                for i in range(capacity)
-            ]
-            for sub in subs:
-                sub.wait(pool, max(sweep) / 1000 + SUBMIT_DEADLINE_S)
-            handles = [s.handle for s in subs if s.handle is not None]
-            for sub in subs:
-                if sub.handle is None:
-                    assert _failed(sub).sqlstate in NOT_STARTED, sub.error
+            release = timeout_ms - latency_ms + RACE7_SWEEP_MS[n % len(RACE7_SWEEP_MS)]
+            rows = _held_round(pool, capacity, setting, timeout_ms, release)
+            handles = [r.handle for r in rows if r.handle is not None]
+            for r in rows:
+                if r.handle is None:
+                    assert isinstance(r.error, psycopg.Error) and r.error.sqlstate in NOT_STARTED, r.error
             counts["rounds"] += 1
-            counts["submits"] += len(subs)
-            counts["failed"] += len(subs) - len(handles)
+            counts["submits"] += len(rows)
+            counts["failed"] += len(rows) - len(handles)
             running = {h.os_pid for h in handles}
-            seen: list[set[int]] = []
+            seen: list[set[int]] = [set()]
 
             def truth(running: set[int] = running, seen: list[set[int]] = seen) -> bool:
-                seen[:] = [{p.pid for p in pool.os_workers()}]
+                seen[0] = {p.pid for p in pool.os_workers()}
                 return seen[0] == running
 
             try:
                 pool.target.wait_until(truth, SLOT_FREE_S, what="only the workers of successful submits")
             except AssertionError:
-                failed = [f"{s.error}" for s in subs if s.handle is None]
+                failed = [str(r.error) for r in rows if r.handle is None]
                 raise AssertionError(
-                    f"round {n}: the submits returned {handles} and failed {failed}, but the OS runs workers "
+                    f"round {n} (lock released {release:.1f} ms after the submits, timeout {timeout_ms} ms): "
+                    f"the submits returned {handles} and failed {failed}, but the OS runs workers "
                     f"{sorted(seen[0])}: a submit that said its worker did not start left it running"
                 ) from None
             pool.stop_all(handles)
     finally:
         record_property("timed", counts)
     pool.wait_all_free()
+
+
+@dataclass
+class _Held:
+    handle: Handle | None
+    error: BaseException | None
+    returned_ms: float  # after the common start, on the server's clock
+
+
+def _held_round(pool: Pool, n: int, setting: str, timeout_ms: int, release_ms: float) -> list[_Held]:
+    """``n`` submits started at one instant while a session holds
+    pg_db_role_setting (every new connection reads it), released
+    ``release_ms`` after that instant; each submit's outcome and when it
+    returned.  Every session is opened before the lock is taken."""
+    t = pool.target
+    conns = [t.connect() for _ in range(n)]
+    locker = t.connect()
+    out: list[_Held] = []
+    lock = threading.Lock()
+    try:
+        for c in conns:
+            c.execute(f"SET {setting} = {timeout_ms}")
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE pg_db_role_setting IN ACCESS EXCLUSIVE MODE")
+        row = locker.execute(f"SELECT clock_timestamp() + interval '{TIMED_LEAD_MS} ms'").fetchone()
+        assert row is not None
+        start = row[0]
+
+        def spin(after_ms: float) -> str:
+            return (
+                f"DO $$BEGIN WHILE clock_timestamp() < '{start.isoformat()}'::timestamptz"
+                f" + interval '{after_ms:.3f} ms' LOOP END LOOP; END$$"
+            )
+
+        def submit(c: psycopg.Connection[Any]) -> None:
+            handle, error = None, None
+            try:
+                with c.pipeline():
+                    c.execute(spin(0))
+                    handle = pool.adapter.submit("sleep", {"ms": LONG_MS}, conn=c)
+            except BaseException as exc:  # noqa: BLE001 - the test judges it
+                error = exc
+            back = c.execute("SELECT clock_timestamp()").fetchone()
+            assert back is not None
+            with lock:
+                out.append(_Held(handle, error, (back[0] - start).total_seconds() * 1000))
+
+        threads = [threading.Thread(target=submit, args=(c,), daemon=True) for c in conns]
+        for th in threads:
+            th.start()
+        locker.execute(spin(release_ms))
+        locker.execute("COMMIT")
+        for th in threads:
+            th.join(timeout=timeout_ms / 1000 + SUBMIT_DEADLINE_S + 5)
+        assert not any(th.is_alive() for th in threads), "a submitter hung"
+    finally:
+        for c in [*conns, locker]:
+            c.close()
+    return out
 
 
 @pytest.mark.clause("RACE-7")
