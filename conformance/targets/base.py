@@ -323,6 +323,49 @@ class Target(ABC):
         self.last_signal_at = time.monotonic()
         self._signal(pid, signal.Signals(sig))
 
+    def kill_on_sight(
+        self, first: int, title: str, delay_us: int, timeout: float, ignore: Sequence[int] = ()
+    ) -> Callable[[], int | None]:
+        """A race hit by timing, where no pause point holds it: a watcher
+        beside the server scans the OS (``/proc``, every few hundred
+        microseconds) for a new process of this server whose title starts
+        with ``title`` (pids in ``ignore`` excepted); on sight it waits
+        ``delay_us`` (busy), sends SIGTERM to ``first`` (a process of the
+        server: checked here) and then to it.  Returns once the watcher
+        scans: a function that waits for the watcher's end (``timeout``) and
+        gives the pid it terminated, None when none appeared in time."""
+        if first not in {p.pid for p in self.processes()}:
+            raise TargetError(f"refusing to watch for pid {first}: not a process of the server under test")
+        ready = f"/tmp/bgwc-watch-{first}-{time.monotonic_ns()}"
+        marker = f"postgres: {self.cluster_name}: {title}"
+        argv = ["perl", "-e", _KILL_ON_SIGHT, str(first), marker, str(delay_us), str(timeout), ready]
+        result: list[ExecResult] = []
+        done = threading.Event()
+
+        def watch() -> None:
+            try:
+                result.append(self._exec([*argv, *map(str, ignore)], timeout=timeout + 5))
+            finally:
+                done.set()
+
+        self._record("kill", f"SIGTERM -> {first}, then a new {title!r} on sight (+{delay_us} us)")
+        threading.Thread(target=watch, daemon=True, name=f"kill-on-sight-{first}").start()
+        scanning = f"the watcher for {title!r} scanning"
+        self.wait_until(lambda: done.is_set() or self._size(ready) is not None, 10, what=scanning)
+
+        def outcome() -> int | None:
+            self.wait_until(done.is_set, timeout + 10, what=f"the watcher for {title!r} to end")
+            self._exec(["rm", "-f", ready])
+            res = result[0] if result else None
+            if res is None or res.code not in (0, 3):
+                raise TargetError(f"the watcher for {title!r} failed: {res}")
+            if res.code == 0:
+                self.last_signal_at = time.monotonic()
+                return int(res.output.split()[0])
+            return None
+
+        return outcome
+
     def kill_postmaster(self) -> int:
         """SIGKILL the pid in postmaster.pid; return it."""
         pid = self.postmaster_pid()
@@ -602,3 +645,31 @@ class Target(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+#: ``Target.kill_on_sight``'s watcher (perl is in every image and on every
+#: host that runs PostgreSQL's own scripts): args first, title marker,
+#: delay (us), timeout (s), ready file, pids to ignore; prints the pid it
+#: terminated (exit 0), or exits 3 when none appeared
+_KILL_ON_SIGHT = r"""
+use strict; use Time::HiRes qw(time);
+my ($first, $marker, $delay, $timeout, $ready, @ignore) = @ARGV;
+my %ignore = map { $_ => 1 } @ignore;
+opendir(my $d, '/proc') or die "no /proc";
+my %old = map { $_ => 1 } grep { /^\d+$/ } readdir $d;
+open(my $r, '>', $ready) or die "$ready: $!"; close $r;
+my $end = time + $timeout;
+while (time < $end) {
+    rewinddir $d;
+    for my $p (grep { /^\d+$/ && !$old{$_} && !$ignore{$_} } readdir $d) {
+        open(my $c, '<', "/proc/$p/cmdline") or next;
+        my $cmd = <$c>; close $c;
+        if (!defined $cmd || index($cmd, $marker) != 0) { next; }
+        my $t0 = time;
+        1 while (time - $t0) * 1e6 < $delay;
+        kill 'TERM', $first; kill 'TERM', $p;
+        print "$p\n"; exit 0;
+    }
+}
+exit 3;
+"""

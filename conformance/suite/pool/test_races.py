@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -27,6 +28,18 @@ NOT_STARTED = ("53000", "55000")
 RACE8_STARTUP_TIMEOUT_MS = 30_000
 #: more lines than this about one database in a few seconds is a retry storm
 STORM_LINES = 3
+
+# The black-box form of RACE-6, for pools without pause points (and run on
+# every pool): many attempts, timed to hit the window, each judged by the
+# clause's promise; bounded in time (CONTRACT.md states the detection rate
+# it gives, measured against the mutant adopted_unattached_kept).
+#: RACE-6 by timing: attempts made for this long at most (each waits out a launcher restart)
+RACE6_TIMED_S = 20.0
+RACE6_TIMED_MAX = 12
+#: the submitter's startup timeout there: longer than any submit, short to keep attempts quick
+RACE6_TIMED_STARTUP_MS = 1_000
+#: the delay between seeing the worker and terminating the launcher, then it (us), swept
+RACE6_DELAYS_US = (0, 0, 200, 500, 1_000, 0)
 
 
 @pytest.mark.clause("RACE-1")
@@ -132,11 +145,14 @@ def _no_storm(pool: Pool, offset: int, dbname: str) -> None:
 # -- the handshake's windows, made deterministic with the pool's pause points --
 
 
-def _submit(pool: Pool, dbname: str | None = None, timeout_ms: int = STARTUP_TIMEOUT_MS) -> Submitter:
+def _submit(
+    pool: Pool,
+    dbname: str | None = None,
+    timeout_ms: int = STARTUP_TIMEOUT_MS,
+    setting: str = "bgw_pool.startup_timeout_ms",
+) -> Submitter:
     """A long job submitted in the background, with its own startup timeout."""
-    return pool.submit_in_background(
-        "sleep", {"ms": LONG_MS}, dbname, **{"bgw_pool.startup_timeout_ms": timeout_ms}
-    )
+    return pool.submit_in_background("sleep", {"ms": LONG_MS}, dbname, **{setting: timeout_ms})
 
 
 def _failed(sub: Submitter) -> psycopg.Error:
@@ -162,6 +178,54 @@ def test_launcher_restart_in_startup_wait_then_worker_dies_before_attach(pool: P
     pool.wait_launcher(not_pid=launcher)
     pool.wait_all_free()
     assert pool.adapter.check() == []
+    pool.capacity_witness()
+
+
+@pytest.mark.clause("RACE-6")
+def test_launcher_and_unattached_worker_terminated_by_timing(
+    pool: Pool, record_property: Callable[[str, object], None]
+) -> None:
+    """RACE-6 without pause points: the moment a new worker shows in the OS,
+    the launcher is terminated and then the worker, at delays swept over its
+    startup (most before it attaches).  Every attempt: the submit's answer
+    is the truth (failed with 53000/55000, or the handle of the worker
+    terminated), every slot is free within 2 s of the next launcher; at the
+    end the capacity witness holds."""
+    spec = pool.profile.pool
+    if spec is None or spec.launcher is None:
+        raise NotApplicable("the pool has no launcher")
+    if spec.startup_timeout is None:
+        raise NotApplicable("the profile names no startup timeout setting: a submit is not bounded")
+    attempts: list[str] = []
+    end = time.monotonic() + RACE6_TIMED_S
+    try:
+        while time.monotonic() < end and len(attempts) < RACE6_TIMED_MAX:
+            delay = RACE6_DELAYS_US[len(attempts) % len(RACE6_DELAYS_US)]
+            launcher = pool.wait_launcher()
+            killed = pool.target.kill_on_sight(launcher, pool.profile.worker_title, delay, 5.0)
+            sub = _submit(pool, timeout_ms=RACE6_TIMED_STARTUP_MS, setting=spec.startup_timeout)
+            worker = killed()
+            sub.wait(pool, RACE6_TIMED_STARTUP_MS / 1000 + SUBMIT_SLACK_S)
+            if worker is None:
+                raise AssertionError(f"no worker appeared in the OS for a submit ({sub.handle or sub.error})")
+            if sub.handle is not None:  # the worker had attached: the window missed
+                assert sub.handle.pid == worker, f"the submit returned {sub.handle}; worker {worker} ran"
+                attempts.append(f"+{delay}us: attached")
+            else:
+                assert _failed(sub).sqlstate in NOT_STARTED, sub.error
+                attempts.append(f"+{delay}us: not started ({_failed(sub).sqlstate})")
+            pool.wait_gone({launcher, worker}, SLOT_FREE_S, what="the launcher and the worker gone")
+            pool.wait_launcher(not_pid=launcher)
+            try:
+                pool.wait_all_free()
+            except AssertionError as err:
+                stuck = [s for s in pool.adapter.slots() if s.state != "free"]
+                raise AssertionError(
+                    f"attempt {len(attempts)} ({attempts[-1]}): a slot outlived its worker {worker} and its "
+                    f"submitter: {stuck}"
+                ) from err
+    finally:
+        record_property("attempts", attempts)
     pool.capacity_witness()
 
 
