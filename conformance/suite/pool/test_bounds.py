@@ -221,6 +221,16 @@ def _text_at_limit(pool: Pool) -> None:
     assert rows == [(top - len(head) - 2,)], f"a {top}-byte query inserted {rows}"
 
 
+def _error_at_limit(pool: Pool) -> None:
+    """An error job whose message is exactly the limit runs: it ends by ERROR, exit code 1."""
+    _, top = limits(pool, "text.bytes")
+    h = pool.adapter.submit("error", {"message": "m" * top})
+    slot = pool.wait_freed(h)
+    assert slot.generation != h.generation or slot.last_exit_code == 1, (
+        f"a {top}-byte error message: the slot records exit code {slot.last_exit_code}"
+    )
+
+
 def _refuse_submit(pool: Pool, kind: str, args: dict[str, Any], sqlstate: str) -> None:
     refused(lambda: pool.adapter.submit(kind, args), sqlstate)
     nothing_taken(pool)
@@ -243,7 +253,9 @@ def _arg_cells(pool: Pool) -> list[Cell]:
     cells += [
         ("exit.code 0", lambda: _exit_code(pool, limits(pool, "exit.code")[0])),
         ("exit.code 1", lambda: _exit_code(pool, 1)),
+        ("sleep.ms not an integer (1.5)", lambda: _refuse_submit(pool, "sleep", {"ms": 1.5}, "22023")),
         ("text at its limit", lambda: _text_at_limit(pool)),
+        ("error message at its limit", lambda: _error_at_limit(pool)),
         (
             "text just past its limit",
             lambda: _refuse_submit(
@@ -371,7 +383,7 @@ def test_numeric_arguments_at_and_past_their_limits(
     try:
         cells, handles = _terminate_cells(pool)
     except NotApplicable as exc:
-        cells, handles = [("terminate", not_applicable(str(exc)))], []
+        cells, handles = [("terminate", not_applicable(str(exc).removeprefix("not applicable: ")))], []
     try:
         applicable += run_cells(per, cells, record_property)
     finally:
