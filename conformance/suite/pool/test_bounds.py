@@ -40,9 +40,16 @@ ROLE = "bgwc_bounds"
 PAST_TYPE = ("22003", "42883")
 
 
-def run_cells(per: PerKind, cells: list[Cell], record: Callable[[str, object], None]) -> int:
+def run_cells(
+    per: PerKind,
+    cells: list[Cell],
+    record: Callable[[str, object], None],
+    cleanup: Callable[[], None] | None = None,
+) -> int:
     """Judge every cell, each on its own; a cell that raises NotApplicable is
-    recorded so.  Returns how many cells applied."""
+    recorded so.  ``cleanup`` runs after each cell, however it ended, so that
+    what a failing cell left running fails no other.  Returns how many cells
+    applied."""
     applicable = 0
     for name, cell in cells:
         try:
@@ -51,6 +58,9 @@ def run_cells(per: PerKind, cells: list[Cell], record: Callable[[str, object], N
                     cell()
                 except psycopg.Error as exc:
                     raise AssertionError(f"unexpected {exc.sqlstate}: {str(exc).splitlines()[0]}") from None
+                finally:
+                    if cleanup is not None:
+                        cleanup()
             applicable += 1
         except NotApplicable as exc:
             per.kinds[name] = {"outcome": "not-applicable", "detail": str(exc)}
@@ -232,6 +242,8 @@ def _error_at_limit(pool: Pool) -> None:
 
 
 def _refuse_submit(pool: Pool, kind: str, args: dict[str, Any], sqlstate: str) -> None:
+    # the worker of an earlier cell may still be in its exit, its slot already free
+    pool.target.wait_until(lambda: not pool.os_workers(), SLOT_FREE_S, what="no worker before the refusal")
     refused(lambda: pool.adapter.submit(kind, args), sqlstate)
     nothing_taken(pool)
 
@@ -388,7 +400,7 @@ def test_numeric_arguments_at_and_past_their_limits(
         applicable += run_cells(per, cells, record_property)
     finally:
         pool.stop_all([h for h in handles if why_not_running(pool, h) is None])
-    applicable += run_cells(per, _startup_timeout_cells(pool), record_property)
+    applicable += run_cells(per, _startup_timeout_cells(pool), record_property, pool.stop_every_job)
     # last: the limit exit code crash-restarts the cluster
     crash = [("exit.code at its maximum", lambda: _exit_code_crash(pool, limits(pool, "exit.code")[1]))]
     finish(per, applicable + run_cells(per, crash, record_property))
@@ -504,5 +516,5 @@ def test_no_reservation_outlives_a_failed_submit(
                 if "42501" not in name:  # those witness within their own session
                     _witness_beside(pool)
 
-            applicable += run_cells(per, [(name, with_witness)], record_property)
+            applicable += run_cells(per, [(name, with_witness)], record_property, pool.stop_every_job)
     finish(per, applicable)
