@@ -241,6 +241,11 @@ def _error_at_limit(pool: Pool) -> None:
     )
 
 
+def _not_an_integer(pool: Pool) -> None:
+    limits(pool, "sleep.ms")  # documented as integers, or not applicable
+    _refuse_submit(pool, "sleep", {"ms": 1.5}, "22023")
+
+
 def _refuse_submit(pool: Pool, kind: str, args: dict[str, Any], sqlstate: str) -> None:
     # the worker of an earlier cell may still be in its exit, its slot already free
     pool.target.wait_until(lambda: not pool.os_workers(), SLOT_FREE_S, what="no worker before the refusal")
@@ -265,7 +270,7 @@ def _arg_cells(pool: Pool) -> list[Cell]:
     cells += [
         ("exit.code 0", lambda: _exit_code(pool, limits(pool, "exit.code")[0])),
         ("exit.code 1", lambda: _exit_code(pool, 1)),
-        ("sleep.ms not an integer (1.5)", lambda: _refuse_submit(pool, "sleep", {"ms": 1.5}, "22023")),
+        ("sleep.ms not an integer (1.5)", lambda: _not_an_integer(pool)),
         ("text at its limit", lambda: _text_at_limit(pool)),
         ("error message at its limit", lambda: _error_at_limit(pool)),
         (
