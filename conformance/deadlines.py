@@ -51,3 +51,5 @@ MEM_REPORT_S = 5.0
 MEM_GROWTH_BYTES = 16 * 1024
 #: EXH-6: its submits (EXH6_SUBMITS at most) are made within this
 EXH6_WITHIN_S = 60.0
+#: BOUND-1: a long job is watched this long, running throughout (a duration that wrapped ends at once)
+LONG_JOB_WATCH_S = 2.0

@@ -134,6 +134,13 @@ class PoolAdapter(ABC):
         function's body (SEC-6)."""
         raise NotApplicable("the adapter gives no SQL text of a submit")
 
+    def argument_limits(self) -> dict[str, tuple[int, int]]:
+        """The inclusive limits the pool documents for its numeric job
+        arguments (``"sleep.ms"``, ``"ignore_sigterm.ms"``, ``"exit.code"``,
+        ``"text.bytes"``): BOUND-2 submits each at its limits and just past
+        them.  A pool that documents none has those cells not applicable."""
+        raise NotApplicable("the pool documents no limits for its job arguments")
+
     def test_only_settings(self) -> tuple[str, ...]:
         """The server settings that exist only to enable the pool's test hooks
         (its pause points): a production server runs without them (SEC-7)."""

@@ -76,6 +76,15 @@ class BgwPoolAdapter(PoolAdapter):
         args = psycopg.sql.Literal(json.dumps({"query": query})).as_string(None)
         return f"SELECT slot, generation, pid FROM bgw_pool.submit('sql', {args}::jsonb)"
 
+    def argument_limits(self) -> dict[str, tuple[int, int]]:
+        # reference_ext/README.md (job kinds, SQL table) and sql.c's parse_int_arg
+        return {
+            "sleep.ms": (0, 2**31 - 1),
+            "ignore_sigterm.ms": (0, 30_000),
+            "exit.code": (0, 255),
+            "text.bytes": (0, 1023),
+        }
+
     def test_only_settings(self) -> tuple[str, ...]:
         return ("bgw_pool.pause_points",)
 
