@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -330,3 +330,72 @@ def test_database_command_wait_is_interruptible(
             pool.wait_freed(job, 10)
         for name in (db, renamed):
             t.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", idempotent=True)
+
+
+#: INTR-5: an unprivileged role granted the pool, and another whose job it asks to stop
+STOPPER, OWNER = "bgwc_intr_stopper", "bgwc_intr_owner"
+#: the catalog terminate's privilege check between two roles reads (has_privs_of_role)
+MEMBERS = "pg_catalog.pg_auth_members"
+
+
+@pytest.fixture
+def roles(pool: Pool) -> Iterator[tuple[str, str]]:
+    pool.drop_roles(STOPPER, OWNER)
+    for role in (STOPPER, OWNER):
+        pool.target.sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+    try:
+        for role in (STOPPER, OWNER):
+            pool.adapter.grant_submit(role)  # NotApplicable for a pool that cannot be granted
+        yield STOPPER, OWNER
+    finally:
+        pool.drop_roles(STOPPER, OWNER)
+
+
+@pytest.mark.clause("INTR-5")
+@pytest.mark.parametrize("leave", ("cancel", "timeout", "terminate"))
+def test_terminate_waiting_for_a_catalog_is_interruptible(
+    pool: Pool, roles: tuple[str, str], leave: str, figures: Figures
+) -> None:
+    """A role's terminate of another role's job waits for a lock on the
+    catalog its privilege check reads: a cancel, its statement_timeout or
+    pg_terminate_backend ends it within INTERRUPT_S."""
+    t = pool.target
+    stopper, owner = roles
+    with t.connect(user=owner) as conn:
+        job = pool.adapter.submit("sleep", {"ms": LONG_MS}, conn=conn)
+    holder = t.connect()
+    fresh = t.connect(user=stopper)  # no role membership cached yet
+    try:
+        fresh.execute(f"SET statement_timeout = {COMMAND_TIMEOUT_MS if leave == 'timeout' else 20_000}")
+        fresh.execute("SET lock_timeout = 0")
+        holder.execute("BEGIN")
+        holder.execute(f"LOCK TABLE {MEMBERS} IN ACCESS EXCLUSIVE MODE")
+        call = _Call("terminate", conn=fresh, pid=fresh.info.backend_pid)
+        call.start(lambda c: pool.adapter.terminate(job, conn=fresh))
+        t.wait_until(
+            lambda: (
+                call.done.is_set()
+                or t.scalar("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", call.pid)
+            ),
+            INTERRUPT_S,
+            what=f"the terminate waiting for its lock on {MEMBERS}",
+        )
+        t0 = time.monotonic()
+        if leave != "timeout":
+            fn = "pg_cancel_backend" if leave == "cancel" else "pg_terminate_backend"
+            t.scalar(f"SELECT {fn}(%s)", call.pid)
+        allowed = INTERRUPT_S + (COMMAND_TIMEOUT_MS / 1000 if leave == "timeout" else 0.0)
+        ended = call.done.wait(allowed)
+        took = (call.took_s or 0.0) if leave == "timeout" else time.monotonic() - t0
+        figures.add("INTR-5", f"terminate, {leave}", took, allowed)
+        if leave == "terminate":
+            pool.wait_gone({call.pid}, allowed, what=f"the terminate's session {call.pid}, terminated")
+        else:
+            assert ended, f"the terminate still waits {allowed:g} s after its {leave}"
+            assert getattr(call.error, "sqlstate", None) == "57014", f"the terminate ended by {call.error!r}"
+    finally:
+        holder.close()  # its lock with it
+    ok, why = _alive(pool)
+    assert ok, why
+    assert pool.target.pid_alive(job.os_pid), "the job whose stop was given up was stopped"
+    pool.stop_all([job])
