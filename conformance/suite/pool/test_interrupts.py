@@ -37,7 +37,7 @@ DEADLINE_STARTUP_MS = 1_000
 #: the statement_timeout of a submitter that leaves by it: past the time every step takes to reach
 TIMEOUT_MS = 3_000
 #: INTR-4: the job that ignores SIGTERM, and the command's statement_timeout, well within it
-IGNORE_MS = 3_000
+IGNORE_MS = 5_000
 COMMAND_TIMEOUT_MS = 1_000
 #: the table whose rows witness which jobs ran
 WITNESS = "bgwc_intr_witness"
