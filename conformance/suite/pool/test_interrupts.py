@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conformance.adapters import Handle
+from conformance.adapters import Handle, NotApplicable
 from conformance.deadlines import INTERRUPT_S, LIVENESS_S, SLOT_FREE_S
 from conformance.figures import Figures
 from conformance.suite.checks import Checks
@@ -105,6 +105,14 @@ def _submit_held(pool: Pool, tag: str, startup_ms: int, **settings: object) -> _
     return call.start(lambda c: pool.adapter.submit("sql", _writer(tag), conn=conn))
 
 
+def _still_waiting(call: _Call, where: str) -> None:
+    """The step exists for this pool only if its submit still waits there."""
+    if call.done.is_set():
+        raise NotApplicable(
+            f"the submit returned ({call.result or call.error!r}) while {where}: it does not wait there"
+        )
+
+
 def _disconnect(conn: psycopg.Connection[Any]) -> None:
     """The client goes away: its socket shut down under the running statement."""
     sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
@@ -171,10 +179,11 @@ def test_submitter_leaves_at_each_step(
                 SLOT_FREE_S,
                 what="the worker attached while its submitter stands past its deadline",
             )
+        _still_waiting(sub, f"the handshake stands at {step}")
         t0 = time.monotonic()
         if leave in ("cancel", "terminate"):
             fn = "pg_cancel_backend" if leave == "cancel" else "pg_terminate_backend"
-            assert t.scalar(f"SELECT {fn}(%s)", sub.pid) is True
+            t.scalar(f"SELECT {fn}(%s)", sub.pid)
         elif leave == "disconnect":
             assert sub.conn is not None
             _disconnect(sub.conn)
@@ -241,6 +250,7 @@ def test_late_worker_of_abandoned_request(pool: Pool) -> None:
         with pool.paused("worker-before-attach"):
             old = _submit_held(pool, "old", HELD_STARTUP_MS)
             late = pool.wait_paused("worker-before-attach")
+            _still_waiting(old, "its worker stands before attaching")
             assert t.scalar("SELECT pg_cancel_backend(%s)", old.pid) is True
             t.wait_until(old.done.is_set, INTERRUPT_S, what="the abandoned submit to return")
             assert old.result is None, f"the submit returned {old.result} though it was cancelled"
