@@ -39,6 +39,8 @@ TIMEOUT_MS = 3_000
 #: INTR-4: the job that ignores SIGTERM, and the command's statement_timeout, well within it
 IGNORE_MS = 5_000
 COMMAND_TIMEOUT_MS = 1_000
+#: a command active this long without a wait event is waiting in a loop of core's
+WAITING_S = 0.3
 #: the table whose rows witness which jobs ran
 WITNESS = "bgwc_intr_witness"
 
@@ -304,20 +306,23 @@ def test_database_command_wait_is_interruptible(
 
         call = _Call(sql).start(run)
         t.wait_until(lambda: call.pid or None, 10, what="the command's session")
-        # the command waits (for the pool's workers, or core's own wait for its database)
+        # the command waits (for the pool's workers, or in core's own wait for its database,
+        # which shows no wait event): active with a wait event, or for WAITING_S already
         t.wait_until(
             lambda: (
                 call.done.is_set()
                 or t.scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
-                    " AND query = %s AND wait_event_type IS NOT NULL",
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active' AND query = %s"
+                    " AND (wait_event_type IS NOT NULL OR clock_timestamp() - query_start > %s * interval '1 s')",
                     call.pid,
                     sql,
+                    WAITING_S,
                 )
             ),
             10,
             what=f"{sql} waiting",
         )
+        assert not call.done.is_set(), f"{sql} did not wait: {call.error!r}"
         t0 = time.monotonic()
         if leave != "timeout":
             fn = "pg_cancel_backend" if leave == "cancel" else "pg_terminate_backend"
