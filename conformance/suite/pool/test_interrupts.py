@@ -99,8 +99,12 @@ def _writer(tag: str) -> dict[str, object]:
 
 def _submit_held(pool: Pool, tag: str, startup_ms: int, **settings: object) -> _Call:
     """A submit of a job writing ``tag``, in a session of its own (kept on the call)."""
+    spec = pool.profile.pool
+    setting = spec.startup_timeout if spec is not None else None
+    if setting is None:
+        raise NotApplicable("the profile names no setting bounding a submit's wait ([pool] startup_timeout)")
     conn: psycopg.Connection[Any] = pool.target.connect()
-    conn.execute(f"SET bgw_pool.startup_timeout_ms = {startup_ms}")
+    conn.execute(f"SET {setting} = {startup_ms}")
     for name, value in settings.items():
         conn.execute(f"SET {name} = {value}")
     call = _Call(f"submit {tag}", conn=conn, pid=conn.info.backend_pid)
@@ -312,8 +316,9 @@ def test_database_command_wait_is_interruptible(
             lambda: (
                 call.done.is_set()
                 or t.scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active' AND query = %s"
-                    " AND (wait_event_type IS NOT NULL OR clock_timestamp() - query_start > %s * interval '1 s')",
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
+                    " AND query = %s AND (wait_event_type IS NOT NULL"
+                    " OR clock_timestamp() - query_start > %s * interval '1 s')",
                     call.pid,
                     sql,
                     WAITING_S,
