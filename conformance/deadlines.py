@@ -53,3 +53,8 @@ MEM_GROWTH_BYTES = 16 * 1024
 EXH6_WITHIN_S = 60.0
 #: BOUND-1: a long job is watched this long, running throughout (a duration that wrapped ends at once)
 LONG_JOB_WATCH_S = 2.0
+#: INTR-1: a blocking call of the pool ends within this of a cancel or pg_terminate_backend (of its
+#: statement_timeout's expiry), as any interruptible wait of core does
+INTERRUPT_S = 2.0
+#: INTR-2: after a submitter left, another session reads the status and submits within this
+LIVENESS_S = 5.0
