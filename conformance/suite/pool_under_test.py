@@ -308,6 +308,21 @@ class Pool:
             self.adapter.terminate(job.handle)
         self.target.wait_until(lambda: not self.adapter.jobs(), timeout, what="every job stopped")
 
+    @contextmanager
+    def granted_roles(self, *roles: str) -> Iterator[tuple[str, ...]]:
+        """Unprivileged login roles granted the pool for the block (made anew,
+        dropped after it however it ends); NotApplicable for a pool that
+        cannot be granted."""
+        self.drop_roles(*roles)
+        for role in roles:
+            self.target.sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        try:
+            for role in roles:
+                self.adapter.grant_submit(role)
+            yield roles
+        finally:
+            self.drop_roles(*roles)
+
     def drop_roles(self, *roles: str) -> None:
         """Drop the roles a test made, and what they own, once every job is
         stopped (a role whose job runs may hold objects); nothing if none exists."""

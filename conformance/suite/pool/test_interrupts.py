@@ -28,6 +28,7 @@ from conformance.deadlines import INTERRUPT_S, LIVENESS_S, SLOT_FREE_S
 from conformance.figures import Figures
 from conformance.suite.checks import Checks
 from conformance.suite.pool_under_test import LONG_MS, Pool
+from conformance.targets import Target
 
 #: the submitter's startup timeout where it waits for its worker: far past
 #: INTERRUPT_S, so that a wait deaf to interrupts shows
@@ -82,6 +83,20 @@ class _Call:
 
         threading.Thread(target=run, daemon=True, name=self.what).start()
         return self
+
+    def interrupt(self, t: Target, leave: str) -> tuple[bool, float, float]:
+        """End the call's wait by ``leave`` (cancel, terminate, or its own
+        statement_timeout of COMMAND_TIMEOUT_MS): whether it ended within its
+        allowance, how long that took (from the signal, or the call's own time),
+        and the allowance."""
+        t0 = time.monotonic()
+        if leave != "timeout":
+            fn = "pg_cancel_backend" if leave == "cancel" else "pg_terminate_backend"
+            t.scalar(f"SELECT {fn}(%s)", self.pid)
+        allowed = INTERRUPT_S + (COMMAND_TIMEOUT_MS / 1000 if leave == "timeout" else 0.0)
+        ended = self.done.wait(allowed)
+        took = (self.took_s or 0.0) if leave == "timeout" else time.monotonic() - t0
+        return ended, took, allowed
 
 
 def _witness(pool: Pool) -> None:
@@ -328,13 +343,7 @@ def test_database_command_wait_is_interruptible(
             what=f"{sql} waiting",
         )
         assert not call.done.is_set(), f"{sql} did not wait: {call.error!r}"
-        t0 = time.monotonic()
-        if leave != "timeout":
-            fn = "pg_cancel_backend" if leave == "cancel" else "pg_terminate_backend"
-            t.scalar(f"SELECT {fn}(%s)", call.pid)
-        allowed = INTERRUPT_S + (COMMAND_TIMEOUT_MS / 1000 if leave == "timeout" else 0.0)
-        ended = call.done.wait(allowed)
-        took = (call.took_s or 0.0) if leave == "timeout" else time.monotonic() - t0
+        ended, took, allowed = call.interrupt(t, leave)
         figures.add("INTR-4", f"{command}, {leave}", took, allowed)
         assert ended, f"{sql} still running {allowed:g} s after its {leave}"
         if leave == "terminate":
@@ -360,15 +369,8 @@ MEMBERS = "pg_catalog.pg_auth_members"
 
 @pytest.fixture
 def roles(pool: Pool) -> Iterator[tuple[str, str]]:
-    pool.drop_roles(STOPPER, OWNER)
-    for role in (STOPPER, OWNER):
-        pool.target.sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
-    try:
-        for role in (STOPPER, OWNER):
-            pool.adapter.grant_submit(role)  # NotApplicable for a pool that cannot be granted
+    with pool.granted_roles(STOPPER, OWNER):
         yield STOPPER, OWNER
-    finally:
-        pool.drop_roles(STOPPER, OWNER)
 
 
 @pytest.mark.clause("INTR-5")
@@ -400,13 +402,7 @@ def test_terminate_waiting_for_a_catalog_is_interruptible(
             INTERRUPT_S,
             what=f"the terminate waiting for its lock on {MEMBERS}",
         )
-        t0 = time.monotonic()
-        if leave != "timeout":
-            fn = "pg_cancel_backend" if leave == "cancel" else "pg_terminate_backend"
-            t.scalar(f"SELECT {fn}(%s)", call.pid)
-        allowed = INTERRUPT_S + (COMMAND_TIMEOUT_MS / 1000 if leave == "timeout" else 0.0)
-        ended = call.done.wait(allowed)
-        took = (call.took_s or 0.0) if leave == "timeout" else time.monotonic() - t0
+        ended, took, allowed = call.interrupt(t, leave)
         figures.add("INTR-5", f"terminate, {leave}", took, allowed)
         if leave == "terminate":
             pool.wait_gone({call.pid}, allowed, what=f"the terminate's session {call.pid}, terminated")

@@ -36,15 +36,8 @@ CATALOG = "pg_catalog.pg_auth_members"
 @pytest.fixture
 def member(pool: Pool) -> Iterator[str]:
     """An unprivileged role granted the pool (and OTHER, another)."""
-    pool.drop_roles(ROLE, OTHER)
-    for role in (ROLE, OTHER):
-        pool.target.sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
-    try:
-        for role in (ROLE, OTHER):
-            pool.adapter.grant_submit(role)  # NotApplicable for a pool that cannot be granted
+    with pool.granted_roles(ROLE, OTHER):
         yield ROLE
-    finally:
-        pool.drop_roles(ROLE, OTHER)
 
 
 @dataclass
