@@ -68,6 +68,17 @@ static uint64 *handle_generation = NULL;
 /* Handles whose pool slot moved on, until the postmaster has reaped them. */
 static List *retiring = NIL;
 
+/* Workers of ours seen reaped during the current retiring_workers() call. */
+static int	reaped_now = 0;
+
+/*
+ * Core shows a worker stopped (its slot's pid 0) a moment before it frees the
+ * worker's background-worker slot (ReportBackgroundWorkerExit, whose comment
+ * admits the window): a registration refused right after we saw one of ours
+ * reaped is tried again this many times, a millisecond apart.
+ */
+#define REAPED_RETRIES 10
+
 /* Pids of adopted workers, by slot (0: none), until the processes are gone. */
 static pid_t *adopted_pids = NULL;
 
@@ -81,6 +92,7 @@ retire(BackgroundWorkerHandle *handle)
 	if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
 	{
 		pfree(handle);
+		reaped_now++;
 		return;
 	}
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
@@ -103,6 +115,7 @@ prune_retiring(void)
 		{
 			pfree(handle);
 			retiring = foreach_delete_current(retiring, lc);
+			reaped_now++;
 		}
 	}
 	return list_length(retiring);
@@ -118,6 +131,7 @@ retiring_workers(void)
 {
 	int			adopted = 0;
 
+	reaped_now = 0;
 	LWLockAcquire(BgwPool->lock, LW_SHARED);
 	for (int i = 0; i < BgwPool->capacity; i++)
 	{
@@ -233,6 +247,11 @@ launch(int id, uint64 generation)
 	unreaped = retiring_workers();
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	ok = RegisterDynamicBackgroundWorker(&worker, &handle);
+	for (int retry = 0; !ok && reaped_now > 0 && retry < REAPED_RETRIES; retry++)
+	{
+		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1L, BGWP_WAIT_EVENT);
+		ok = RegisterDynamicBackgroundWorker(&worker, &handle);
+	}
 	MemoryContextSwitchTo(oldcxt);
 
 	if (!ok && unreaped > 0)
