@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import pytest
 
@@ -131,3 +132,44 @@ def test_kill_treats_an_exited_process_as_gone(target: Target) -> None:
             target.kill(holder, signal.SIGKILL)  # its live parent is still refused
     finally:
         target.exec(["kill", "-s", "KILL", str(holder)], user="root")
+
+
+def test_stop_when_idle_stops_a_process_asleep_in_its_wait(target: Target) -> None:
+    """A slow process, stopped only while it sleeps in a kernel wait: the
+    checkpointer, idle, is stopped (state T), still answers nothing the
+    server needs meanwhile, and goes on once resumed; a foreign pid is refused."""
+    pid = target.scalar("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+    target.stop_when_idle(pid)
+    try:
+        stat = target.run(["cat", f"/proc/{pid}/stat"], user="root")
+        assert stat.split(") ", 1)[1].startswith("T"), stat
+        assert target.scalar("SELECT 1") == 1, "a stopped idle checkpointer blocked a query"
+    finally:
+        target.kill(pid, signal.SIGCONT)
+    target.wait_until(
+        lambda: not target.run(["cat", f"/proc/{pid}/stat"], user="root").split(") ", 1)[1].startswith("T"),
+        KILL_DEADLINE_S,
+        what=f"checkpointer {pid} resumed",
+    )
+    with pytest.raises(TargetError, match="refusing to stop pid 1"):
+        target.stop_when_idle(1)
+
+
+def test_sessions_held_makes_new_sessions_wait_in_their_start(target: Target) -> None:
+    """While ``sessions_held`` lasts, a new session waits in its start (seen in
+    ``waiting_at_start``) and the sessions already open go on; once it ends,
+    the new session starts."""
+    started = threading.Event()
+
+    def connect() -> None:
+        with target.connect() as conn:
+            conn.execute("SELECT 1")
+            started.set()
+
+    with target.sessions_held():
+        assert target.waiting_at_start() == []
+        threading.Thread(target=connect, daemon=True).start()
+        waiter = target.wait_until(target.waiting_at_start, KILL_DEADLINE_S, what="a new session waiting")
+        assert len(waiter) == 1 and not started.is_set()
+        assert target.scalar("SELECT 1") == 1, "an open session was held"
+    target.wait_until(started.is_set, KILL_DEADLINE_S, what="the held session started")

@@ -41,6 +41,15 @@ TIMED_LEAD_MS = 200
 Outcomes = tuple[list[tuple[psycopg.Connection[Any], Handle]], list[str | None], list[BaseException]]
 
 
+#: the table whose rows witness which jobs ran (``writer``)
+WITNESS = "bgwc_witness"
+
+
+def writer(tag: str) -> dict[str, object]:
+    """The args of a ``sql`` job that writes ``tag`` to the witness table."""
+    return {"query": f"INSERT INTO {WITNESS} VALUES ('{tag}')"}
+
+
 @dataclass
 class Submitter:
     """A submit running in a session and a thread of its own, so that the
@@ -127,13 +136,25 @@ class Pool:
         )
 
     def submit_in_background(
-        self, kind: str, args: dict[str, object] | None = None, dbname: str | None = None, **settings: object
+        self,
+        kind: str,
+        args: dict[str, object] | None = None,
+        dbname: str | None = None,
+        before: Callable[[int], object] | None = None,
+        **settings: object,
     ) -> Submitter:
-        """Start a submit in its own session (``settings`` SET there first)."""
+        """Start a submit in its own session (``settings`` SET there first;
+        ``before`` called with its backend's pid just before the submit)."""
         conn: psycopg.Connection[Any] = self.target.connect()
         for name, value in settings.items():
             conn.execute(f"SET {name} = {value}")
         sub = Submitter(conn.info.backend_pid)
+        if before is not None:
+            try:
+                before(sub.pid)
+            except BaseException:
+                conn.close()
+                raise
 
         def run() -> None:
             t0 = time.monotonic()
@@ -247,6 +268,15 @@ class Pool:
         )
 
     # -- witnesses ---------------------------------------------------------------
+    def create_witness(self) -> None:
+        """An empty witness table, for jobs that write their tag (``writer``)."""
+        self.target.sql(f"DROP TABLE IF EXISTS {WITNESS}", idempotent=True)
+        self.target.sql(f"CREATE TABLE {WITNESS} (tag text)")
+
+    def job_ran(self, tag: str) -> int:
+        """How many jobs wrote ``tag`` to the witness table."""
+        return int(self.target.scalar(f"SELECT count(*) FROM {WITNESS} WHERE tag = %s", tag))
+
     def configured_capacity(self) -> int:
         """The capacity the server was given (the profile's ``capacity``
         setting), which the pool's own reports must agree with; without such

@@ -15,7 +15,8 @@ import signal
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ import psycopg
 
 from conformance.errors import TargetError
 from conformance.processes import PS_ARGV, Process, parse_ps
+from conformance.targets.watchers import KILL_ON_SIGHT, STOP_WHEN_IDLE
 from conformance.waiting import WaitTimeout
 from conformance.waiting import wait_until as _wait_until
 
@@ -37,6 +39,8 @@ _OVERRIDES = "bgwc_overrides.conf"
 #: statement the extension blocks ends in an error that names the blocker, never in a hang
 STATEMENT_TIMEOUT_S = 30.0
 LOCK_TIMEOUT_S = 10.0
+#: the catalog every new session reads as it starts (process_settings): ``Target.sessions_held`` locks it
+HELD_AT_START = "pg_catalog.pg_db_role_setting"
 #: each step of the escalation ladder (fast, immediate, SIGKILL of every process) gets this long
 LADDER_STEP_S = 10.0
 #: log lines that name the process a command waits for
@@ -338,7 +342,7 @@ class Target(ABC):
             raise TargetError(f"refusing to watch for pid {first}: not a process of the server under test")
         ready = f"/tmp/bgwc-watch-{first}-{time.monotonic_ns()}"
         marker = f"postgres: {self.cluster_name}: {title}"
-        argv = ["perl", "-e", _KILL_ON_SIGHT, str(first), marker, str(delay_us), str(timeout), ready]
+        argv = ["perl", "-e", KILL_ON_SIGHT, str(first), marker, str(delay_us), str(timeout), ready]
         result: list[ExecResult] = []
         done = threading.Event()
 
@@ -365,6 +369,46 @@ class Target(ABC):
             return None
 
         return outcome
+
+    @contextmanager
+    def sessions_held(self) -> Iterator[None]:
+        """While the block runs, every new session of the server waits in its
+        start, a background worker's connection included: a session holds
+        ``pg_db_role_setting`` (which each reads as it starts) in ACCESS
+        EXCLUSIVE mode.  The waiters hold no lightweight lock (theirs is a
+        lock wait, which SIGTERM ends); sessions already open go on.  The
+        block must open none itself."""
+        with self.connect() as conn:
+            conn.execute("BEGIN")
+            conn.execute(f"LOCK TABLE {HELD_AT_START} IN ACCESS EXCLUSIVE MODE")
+            self._record("hold", f"new sessions wait for {HELD_AT_START}")
+            try:
+                yield
+            finally:
+                conn.execute("ROLLBACK")
+
+    def waiting_at_start(self) -> list[int]:
+        """The processes waiting in their start while ``sessions_held``."""
+        rows = self.sql(
+            "SELECT pid FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+            HELD_AT_START,
+            idempotent=True,
+        )
+        return [r[0] for r in rows]
+
+    def stop_when_idle(self, pid: int, timeout: float = 5.0) -> None:
+        """A slow process, made so without wedging what it shares: stop it
+        (SIGSTOP) while it sleeps in a wait of the kernel's, never in a lock
+        wait or between its own statements; resume it with ``kill(pid,
+        SIGCONT)``.  Only a process of the server is stopped."""
+        if pid not in {p.pid for p in self.processes()}:
+            raise TargetError(f"refusing to stop pid {pid}: not a process of the server under test")
+        res = self._exec(["perl", "-e", STOP_WHEN_IDLE, str(pid), str(timeout)], timeout=timeout + 10)
+        if res.code != 0:
+            raise TargetError(
+                f"pid {pid} was never seen asleep in a wait within {timeout} s: {res.output.strip()}"
+            )
+        self._record("kill", f"SIGSTOP -> {pid}, asleep in syscall {res.output.strip()}")
 
     def kill_postmaster(self) -> int:
         """SIGKILL the pid in postmaster.pid; return it."""
@@ -645,31 +689,3 @@ class Target(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
-
-
-#: ``Target.kill_on_sight``'s watcher (perl is in every image and on every
-#: host that runs PostgreSQL's own scripts): args first, title marker,
-#: delay (us), timeout (s), ready file, pids to ignore; prints the pid it
-#: terminated (exit 0), or exits 3 when none appeared
-_KILL_ON_SIGHT = r"""
-use strict; use Time::HiRes qw(time);
-my ($first, $marker, $delay, $timeout, $ready, @ignore) = @ARGV;
-my %ignore = map { $_ => 1 } @ignore;
-opendir(my $d, '/proc') or die "no /proc";
-my %old = map { $_ => 1 } grep { /^\d+$/ } readdir $d;
-open(my $r, '>', $ready) or die "$ready: $!"; close $r;
-my $end = time + $timeout;
-while (time < $end) {
-    rewinddir $d;
-    for my $p (grep { /^\d+$/ && !$old{$_} && !$ignore{$_} } readdir $d) {
-        open(my $c, '<', "/proc/$p/cmdline") or next;
-        my $cmd = <$c>; close $c;
-        if (!defined $cmd || index($cmd, $marker) != 0) { next; }
-        my $t0 = time;
-        1 while (time - $t0) * 1e6 < $delay;
-        kill 'TERM', $first; kill 'TERM', $p;
-        print "$p\n"; exit 0;
-    }
-}
-exit 3;
-"""

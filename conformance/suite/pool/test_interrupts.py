@@ -27,7 +27,7 @@ from conformance.adapters import Handle, NotApplicable
 from conformance.deadlines import INTERRUPT_S, LIVENESS_S, SLOT_FREE_S
 from conformance.figures import Figures
 from conformance.suite.checks import Checks
-from conformance.suite.pool_under_test import LONG_MS, Pool
+from conformance.suite.pool_under_test import LONG_MS, Pool, writer
 from conformance.targets import Target
 
 #: the submitter's startup timeout where it waits for its worker: far past
@@ -42,8 +42,6 @@ IGNORE_MS = 5_000
 COMMAND_TIMEOUT_MS = 1_000
 #: a command active this long without a wait event is waiting in a loop of core's
 WAITING_S = 0.3
-#: the table whose rows witness which jobs ran
-WITNESS = "bgwc_intr_witness"
 
 #: a step of the handshake -> the pause points that hold it, the one a process is awaited at last
 STEPS: dict[str, tuple[str, ...]] = {
@@ -99,19 +97,6 @@ class _Call:
         return ended, took, allowed
 
 
-def _witness(pool: Pool) -> None:
-    pool.target.sql(f"DROP TABLE IF EXISTS {WITNESS}", idempotent=True)
-    pool.target.sql(f"CREATE TABLE {WITNESS} (tag text)")
-
-
-def _ran(pool: Pool, tag: str) -> int:
-    return int(pool.target.scalar(f"SELECT count(*) FROM {WITNESS} WHERE tag = %s", tag))
-
-
-def _writer(tag: str) -> dict[str, object]:
-    return {"query": f"INSERT INTO {WITNESS} VALUES ('{tag}')"}
-
-
 def _submit_held(pool: Pool, tag: str, startup_ms: int, **settings: object) -> _Call:
     """A submit of a job writing ``tag``, in a session of its own (kept on the call)."""
     spec = pool.profile.pool
@@ -123,7 +108,7 @@ def _submit_held(pool: Pool, tag: str, startup_ms: int, **settings: object) -> _
     for name, value in settings.items():
         conn.execute(f"SET {name} = {value}")
     call = _Call(f"submit {tag}", conn=conn, pid=conn.info.backend_pid)
-    return call.start(lambda c: pool.adapter.submit("sql", _writer(tag), conn=conn))
+    return call.start(lambda c: pool.adapter.submit("sql", writer(tag), conn=conn))
 
 
 def _still_waiting(call: _Call, where: str) -> None:
@@ -178,7 +163,7 @@ def test_submitter_leaves_at_each_step(
     points = STEPS[step]
     for point in points:
         pool.adapter.paused_at(point)  # NotApplicable for a pool without pause points
-    _witness(pool)
+    pool.create_witness()
     settings: dict[str, object] = {}
     if leave == "timeout":
         settings["statement_timeout"] = TIMEOUT_MS
@@ -246,7 +231,7 @@ def test_submitter_leaves_at_each_step(
         pool.wait_all_free()
         problems = pool.adapter.check()
         # on 13 a disconnected client's submit goes on, and commits: its job may run
-        ran = _ran(pool, "left") if judged else 0
+        ran = pool.job_ran("left") if judged else 0
         consistent = not problems and ran == 0
         why = f"check: {problems}; the left request's job ran {ran} times"
     except AssertionError as exc:
@@ -263,7 +248,7 @@ def test_late_worker_of_abandoned_request(pool: Pool) -> None:
     job never runs."""
     t = pool.target
     pool.adapter.paused_at("worker-before-attach")  # NotApplicable without pause points
-    _witness(pool)
+    pool.create_witness()
     capacity = pool.configured_capacity()
     # every slot but one taken, so that the new request gets the abandoned one's slot
     others = [pool.adapter.submit("sleep", {"ms": LONG_MS}) for _ in range(capacity - 1)]
@@ -291,9 +276,9 @@ def test_late_worker_of_abandoned_request(pool: Pool) -> None:
         h: Handle = new.result
         assert h.slot == freed.slot and h.generation != freed.generation, (h, freed)
         assert h.pid != late, f"the new request's handle {h} names the late worker of the abandoned one"
-        t.wait_until(lambda: _ran(pool, "new") == 1 or None, SLOT_FREE_S, what="the new request's job ran")
+        t.wait_until(lambda: pool.job_ran("new") == 1 or None, SLOT_FREE_S, what="the new request's job ran")
         pool.wait_freed(h)
-        assert _ran(pool, "old") == 0, "the abandoned request's job ran"
+        assert pool.job_ran("old") == 0, "the abandoned request's job ran"
     finally:
         pool.stop_all(others)
 

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 
 import psycopg
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from conformance.adapters import NotApplicable
 from conformance.deadlines import LAUNCHER_START_S, SLOT_FREE_S
 from conformance.suite.checks import Checks
-from conformance.suite.pool_under_test import LONG_MS, Pool, Submitter
+from conformance.suite.pool_under_test import LONG_MS, Pool, Submitter, writer
 
 #: bgw_pool.startup_timeout_ms of the submitters of RACE-6 onwards, and the
 #: slack a submit has beyond it to return
@@ -40,6 +41,13 @@ RACE6_TIMED_MAX = 12
 RACE6_TIMED_STARTUP_MS = 1_000
 #: the delay between seeing the worker and terminating the launcher, then it (us), swept
 RACE6_DELAYS_US = (0, 0, 200, 500, 1_000, 0)
+
+# The black-box forms of RACE-7 and RACE-9: the new worker is held in its
+# start, before it attaches, by a session that holds the catalog every new
+# session reads as it starts (``Target.sessions_held``); the fault is put in
+# place, and the catalog let go.
+#: RACE-7's held submitters' startup timeout (the deadline form waits it out)
+RACE7_HELD_STARTUP_MS = 1_000
 
 
 @pytest.mark.clause("RACE-1")
@@ -150,9 +158,10 @@ def _submit(
     dbname: str | None = None,
     timeout_ms: int = STARTUP_TIMEOUT_MS,
     setting: str = "bgw_pool.startup_timeout_ms",
+    before: Callable[[int], object] | None = None,
 ) -> Submitter:
     """A long job submitted in the background, with its own startup timeout."""
-    return pool.submit_in_background("sleep", {"ms": LONG_MS}, dbname, **{setting: timeout_ms})
+    return pool.submit_in_background("sleep", {"ms": LONG_MS}, dbname, before, **{setting: timeout_ms})
 
 
 def _failed(sub: Submitter) -> psycopg.Error:
@@ -265,6 +274,80 @@ def test_submit_answer_is_the_truth(pool: Pool, how: str) -> None:
         pool.wait_all_free()
 
 
+def _held_worker(
+    pool: Pool, stack: ExitStack, tag: str, timeout_ms: int, setting: str
+) -> tuple[Submitter, int]:
+    """A submit of a job writing ``tag`` whose worker is held in its start
+    (the hold is entered on ``stack``, once the submitter's session is open)."""
+    before = {p.pid for p in pool.os_workers()}
+    sub = pool.submit_in_background(
+        "sql",
+        writer(tag),
+        None,
+        lambda _pid: stack.enter_context(pool.target.sessions_held()),
+        **{setting: timeout_ms},
+    )
+    worker = pool.target.wait_until(
+        lambda: next(
+            (
+                p.pid
+                for p in pool.os_workers()
+                if p.pid not in before and p.pid in pool.target.waiting_at_start()
+            ),
+            None,
+        ),
+        LAUNCHER_START_S,
+        what="the submit's worker waiting in its start",
+    )
+    return sub, worker
+
+
+@pytest.mark.clause("RACE-7")
+@pytest.mark.parametrize("how", ["deadline", "cancel", "terminate"])
+def test_submit_answer_is_the_truth_held_in_start(pool: Pool, how: str) -> None:
+    """RACE-7 without pause points: the new worker is held in its start,
+    before it attaches, and the launcher is stopped asleep (a slow
+    launcher); the submitter reaches its deadline, is cancelled or is
+    terminated.  Once it has answered, the worker goes on, then the
+    launcher: a submit that failed never has its job run, and its worker
+    is gone within 2 s of the launcher's return."""
+    spec = pool.profile.pool
+    if spec is None or spec.startup_timeout is None:
+        raise NotApplicable("the profile names no startup timeout setting: a submit is not bounded")
+    timeout_ms = RACE7_HELD_STARTUP_MS if how == "deadline" else STARTUP_TIMEOUT_MS
+    launcher = pool.wait_launcher() if spec.launcher is not None else None
+    pool.create_witness()
+    with ExitStack() as stack:
+        sub, worker = _held_worker(pool, stack, how, timeout_ms, spec.startup_timeout)
+        if launcher is not None:  # asleep in its wait: it holds none of the pool's locks
+            pool.target.stop_when_idle(launcher)
+        try:
+            if how == "deadline" or sub.done.is_set():
+                sub.wait(pool, SUBMIT_DEADLINE_S, expected=timeout_ms / 1000)
+            else:
+                fn = "pg_cancel_backend" if how == "cancel" else "pg_terminate_backend"
+                pool.target.scalar(f"SELECT {fn}(%s)", sub.pid)  # false if it has just returned
+                sub.wait(pool, SUBMIT_SLACK_S)
+            if sub.handle is not None:  # a pool whose worker attaches before it connects
+                assert sub.handle.pid == worker, f"the submit returned {sub.handle}; worker {worker} was held"
+            stack.close()  # the worker goes on, the launcher still stopped
+            pool.target.wait_until(
+                lambda: pool.job_ran(how) or not pool.target.pid_alive(worker),
+                SLOT_FREE_S,
+                what=f"worker {worker} of the submit ({sub.handle or sub.error}) gone, or its job run",
+            )
+        finally:
+            if launcher is not None:
+                pool.target.kill(launcher, signal.SIGCONT)
+    if sub.handle is not None:
+        pool.wait_freed(sub.handle)
+        assert pool.job_ran(how) == 1, f"the submit returned {sub.handle}, and its job did not run"
+        return
+    assert pool.job_ran(how) == 0, f"the submit failed ({sub.error}), yet its job ran"
+    pool.wait_gone({worker}, SLOT_FREE_S, what=f"worker {worker} of a submit that failed ({sub.error})")
+    pool.wait_all_free()
+
+
 @pytest.mark.clause("RACE-8")
 def test_launcher_restart_before_register(pool: Pool) -> None:
     """The launcher ends after choosing a request and before registering its
@@ -328,6 +411,28 @@ def test_database_dropped_while_worker_connects(
     with checks.promise("RACE-10", "no retry storm in the log"):
         _no_storm(pool, offset, "bgwc_dropping")
     checks.done()
+
+
+@pytest.mark.clause("RACE-9")
+def test_worker_terminated_before_attaching_held_in_start(pool: Pool) -> None:
+    """RACE-9 without pause points: the worker, held in its start (before it
+    attaches), is sent SIGTERM: the submit fails with 53000 within 2 s of
+    the worker's end, its job never ran, every slot is free."""
+    spec = pool.profile.pool
+    if spec is None or spec.startup_timeout is None:
+        raise NotApplicable("the profile names no startup timeout setting: a submit is not bounded")
+    pool.create_witness()
+    with ExitStack() as stack:
+        sub, worker = _held_worker(pool, stack, "race9", RACE8_STARTUP_TIMEOUT_MS, spec.startup_timeout)
+        pool.target.kill(worker, signal.SIGTERM)
+        pool.wait_gone({worker}, SLOT_FREE_S, what=f"worker {worker} terminated in its start")
+    sub.wait(pool, SLOT_FREE_S)
+    if sub.handle is not None:  # a pool whose worker attaches before it connects: its slot must come back
+        pool.wait_freed(sub.handle)
+    else:
+        assert _failed(sub).sqlstate == "53000", sub.error
+    assert pool.job_ran("race9") == 0
+    pool.wait_all_free()
 
 
 @pytest.mark.clause("RACE-11")
