@@ -58,3 +58,6 @@ LONG_JOB_WATCH_S = 2.0
 INTERRUPT_S = 2.0
 #: INTR-2: after a submitter left, another session reads the status and submits within this
 LIVENESS_S = 5.0
+#: RAND-1, RAND-2: hypothesis shrinks a failing sequence at most this long (its own bound,
+#: MAX_SHRINKING_SECONDS, set from here), then prints the smallest it found
+SHRINK_S = 300.0

@@ -17,6 +17,9 @@ class Workload:
     ci_seeds: tuple[int, ...]
 
     @classmethod
-    def load(cls, name: str = "random_ops") -> Workload:
+    def load(cls, name: str = "random_ops", table: str | None = None) -> Workload:
+        """The file's top-level workload (RAND-1's), or its ``table`` (e.g. ``churn``, RAND-2's)."""
         data = tomllib.loads((fixtures_dir() / "workloads" / f"{name}.toml").read_text())
+        if table is not None:
+            data = data[table]
         return cls(int(data["steps"]), int(data["examples"]), tuple(data["ci_seeds"]))

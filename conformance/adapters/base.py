@@ -122,9 +122,15 @@ class PoolAdapter(ABC):
         return [s for s in self.slots() if s.state != "free"]
 
     # -- security: a pool that can be granted to a role is judged by the SEC clauses
-    def grant_submit(self, role: str) -> None:
-        """Grant ``role`` what it needs to submit, terminate and list jobs."""
+    def grant_submit(self, role: str, conn: psycopg.Connection[Any] | None = None) -> None:
+        """Grant ``role`` what it needs to submit, terminate and list jobs (in
+        ``conn``, in one transaction, where given)."""
         raise NotApplicable("the profile does not say how to grant the pool to a role")
+
+    def revoke_submit(self, role: str, conn: psycopg.Connection[Any] | None = None) -> None:
+        """Take back from ``role`` what ``grant_submit`` gave it (in ``conn``,
+        in one transaction, where given)."""
+        raise NotApplicable("the profile does not say how to take the pool back from a role")
 
     def submit_sql(self, query: str) -> str:
         """The SQL text of a query that submits an ``sql`` job running

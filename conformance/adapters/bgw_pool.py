@@ -61,16 +61,28 @@ class BgwPoolAdapter(PoolAdapter):
             assert row is not None and cur.description is not None
             return {d.name: v for d, v in zip(cur.description, row, strict=True)}
 
-    def grant_submit(self, role: str) -> None:
+    def grant_submit(self, role: str, conn: psycopg.Connection[Any] | None = None) -> None:
+        self._grants("GRANT", "TO", role, conn)
+
+    def revoke_submit(self, role: str, conn: psycopg.Connection[Any] | None = None) -> None:
+        self._grants("REVOKE", "FROM", role, conn)
+
+    def _grants(self, verb: str, to: str, role: str, conn: psycopg.Connection[Any] | None) -> None:
         ident = psycopg.sql.Identifier(role).as_string(None)
-        self.target.sql(f"GRANT USAGE ON SCHEMA bgw_pool TO {ident}", idempotent=True)
-        self.target.sql(
-            "GRANT EXECUTE ON FUNCTION bgw_pool.submit(text, jsonb, name),"
+        statements = [
+            f"{verb} USAGE ON SCHEMA bgw_pool {to} {ident}",
+            f"{verb} EXECUTE ON FUNCTION bgw_pool.submit(text, jsonb, name),"
             " bgw_pool._submit(text, text, text, text, text, text, name),"
-            f" bgw_pool.terminate(int, bigint), bgw_pool._status() TO {ident}",
-            idempotent=True,
-        )
-        self.target.sql(f"GRANT SELECT ON bgw_pool.status TO {ident}", idempotent=True)
+            f" bgw_pool.terminate(int, bigint), bgw_pool._status() {to} {ident}",
+            f"{verb} SELECT ON bgw_pool.status {to} {ident}",
+        ]
+        if conn is None:
+            for statement in statements:
+                self.target.sql(statement, idempotent=True)
+            return
+        with conn.transaction():
+            for statement in statements:
+                conn.execute(statement)
 
     def submit_sql(self, query: str) -> str:
         args = psycopg.sql.Literal(json.dumps({"query": query})).as_string(None)

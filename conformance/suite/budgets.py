@@ -73,6 +73,8 @@ _FAMILY: dict[str, Callable[[Profile], float]] = {
     "BARRIER": lambda p: 2 * (3 * w.BARRIER_S + 2 * w.BARRIER_S + 2 * STATEMENT_TIMEOUT_S) + w.START_S,
     "CYCLE": _cycle,
     "LOG": lambda p: w.START_S + 2 * w.OBSERVE_S,
+    # the sequences, then the shrinking of a failure
+    "RAND": lambda p: POOL_TEST_S + w.SHRINK_S,
 }
 
 

@@ -3,16 +3,20 @@ pool, step by step, with hypothesis' stateful testing.
 
 Each CI seed (fixtures/workloads/random_ops.toml) drives ``examples``
 sequences of up to ``steps`` operations; ``--bgwc-seed N`` replays one seed.
-Each sequence starts on a freshly restarted server.  A sequence that
+RAND-1's sequences each start on a freshly restarted server; RAND-2's
+(catalog churn in several sessions at once, ``churn.py``) on a pool whose
+jobs were stopped and whose roles and databases were reset.  A sequence that
 breaks the model is shrunk to a minimal one (hypothesis gives shrinking at
-most 5 minutes), which the failure prints as a script of steps, after the
-command that replays it.
+most SHRINK_S, 5 minutes, which the test's budget counts), which the failure
+prints as a script of steps, after the command that replays it.
 Faker makes the data the jobs carry (their error messages).
 """
 
 from __future__ import annotations
 
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -20,6 +24,7 @@ import pytest
 from faker import Faker
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture import engine
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
@@ -30,20 +35,23 @@ from hypothesis.stateful import (
 
 from conformance.adapters import Handle
 from conformance.config import KitConfig
-from conformance.deadlines import CRASH_RECOVERY_S, SLOT_FREE_S
+from conformance.deadlines import CRASH_RECOVERY_S, SHRINK_S, SLOT_FREE_S
 from conformance.plugin import CONFIG_KEY
+from conformance.suite.faults.churn import NAMES, SEEN, TENANTS, ChurnMachine
 from conformance.suite.pool_under_test import LONG_MS, Pool
 from conformance.workloads import Workload
 
 WORKLOAD = Workload.load()
+CHURN = Workload.load(table="churn")
 ANY = st.integers(min_value=0, max_value=10_000)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "seed_" in metafunc.fixturenames:
-        kit: KitConfig = metafunc.config.stash[CONFIG_KEY]
-        seeds = [kit.seed] if kit.seed is not None else list(WORKLOAD.ci_seeds)
-        metafunc.parametrize("seed_", seeds, ids=[f"seed{s}" for s in seeds])
+    kit: KitConfig = metafunc.config.stash[CONFIG_KEY]
+    for name, workload in (("seed_", WORKLOAD), ("churn_seed", CHURN)):
+        if name in metafunc.fixturenames:
+            seeds = [kit.seed] if kit.seed is not None else list(workload.ci_seeds)
+            metafunc.parametrize(name, seeds, ids=[f"seed{s}" for s in seeds])
 
 
 @dataclass
@@ -155,13 +163,12 @@ class PoolMachine(RuleBasedStateMachine):
         self.pool_agrees_with_model()
 
 
-def replay_command(kit: KitConfig, target: str, seed_: int) -> str:
+def replay_command(
+    kit: KitConfig, target: str, seed_: int, test: str = "test_random_sequences_agree_with_model"
+) -> str:
     """The command that runs this seed's sequences again (and shrinks a failure the same way)."""
     inputs = f" --profile {kit.profile.name}" if kit.profile.name != "bgw_pool" else ""
-    return (
-        f"bgw-conformance run --target {target}{inputs} --seed {seed_} "
-        "-- -k test_random_sequences_agree_with_model"
-    )
+    return f"bgw-conformance run --target {target}{inputs} --seed {seed_} -- -k {test}"
 
 
 @pytest.mark.clause("RAND-1")
@@ -177,12 +184,56 @@ def test_random_sequences_agree_with_model(
     def machine() -> PoolMachine:
         return PoolMachine(pool, sequences)
 
+    run_sequences(machine, WORKLOAD, seed_, replay, request, sequences)
+
+
+@pytest.mark.clause("RAND-2")
+def test_catalog_churn_agrees_with_model(
+    pool: Pool, churn_seed: int, bgwc_config: KitConfig, request: pytest.FixtureRequest
+) -> None:
+    replay = replay_command(bgwc_config, pool.target.name, churn_seed, "test_catalog_churn_agrees_with_model")
+    print(f"RAND-2 seed={churn_seed}; replay: {replay}")
+    request.node.user_properties += [("seed", churn_seed), ("replay", replay)]
+    t = pool.target
+    sequences: list[list[str]] = []
+    tally: dict[str, int] = {}
+    with pool.granted_roles(*TENANTS.values()):  # NotApplicable for a pool that cannot be granted
+        pool.adapter.revoke_submit(TENANTS["a"])  # NotApplicable for one that cannot be taken back
+        t.sql(f"DROP TABLE IF EXISTS {SEEN}", idempotent=True)
+        t.sql(f"CREATE TABLE {SEEN} (tag text, cu text, su text, path text)")
+        t.sql(f"GRANT INSERT ON {SEEN} TO PUBLIC")
+        t0 = time.monotonic()
+        try:
+            run_sequences(
+                lambda: ChurnMachine(pool, sequences, tally), CHURN, churn_seed, replay, request, sequences
+            )
+        finally:
+            request.node.user_properties += [("ops", tally), ("took_s", round(time.monotonic() - t0, 1))]
+            print(f"RAND-2 seed={churn_seed}: {tally} in {time.monotonic() - t0:.1f} s")
+            if t.is_running():
+                for name in NAMES:
+                    t.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", idempotent=True)
+                t.sql(f"DROP TABLE IF EXISTS {SEEN}", idempotent=True)
+
+
+def run_sequences(
+    machine: Callable[[], RuleBasedStateMachine],
+    workload: Workload,
+    seed_: int,
+    replay: str,
+    request: pytest.FixtureRequest,
+    sequences: list[list[str]],
+) -> None:
+    """Run the seed's sequences; a failure is shrunk (for SHRINK_S at most), and
+    reported as the minimal script(s)."""
+    bound = engine.MAX_SHRINKING_SECONDS
+    engine.MAX_SHRINKING_SECONDS = int(SHRINK_S)  # hypothesis' own bound, which the budget counts
     try:
         run_state_machine_as_test(
             seed(seed_)(machine),
             settings=settings(
-                max_examples=WORKLOAD.examples,
-                stateful_step_count=WORKLOAD.steps,
+                max_examples=workload.examples,
+                stateful_step_count=workload.steps,
                 deadline=None,
                 database=None,
                 phases=(Phase.generate, Phase.shrink),
@@ -200,6 +251,7 @@ def test_random_sequences_agree_with_model(
             f"{len(found)} failing sequence(s), each shrunk to a minimal one; replay: {replay}\n\n{said}"
         ) from exc
     finally:
+        engine.MAX_SHRINKING_SECONDS = bound
         request.node.user_properties.append(("sequences", sequences))
 
 
