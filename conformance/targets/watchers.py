@@ -1,9 +1,10 @@
-"""Watchers that run beside the server and hit a race window by timing,
-where no pause point of the extension holds it: small perl programs (perl is
-in every image and on every host that runs PostgreSQL's own scripts) that
-scan ``/proc`` for a new process of the server and signal it on sight.
-``Target.kill_on_sight`` and ``Target.stop_when_idle`` run them; the kit's
-other signals go through ``Target.kill``.
+"""Programs that run beside the server and signal its processes where
+timing matters, where no pause point of the extension serves: small perl
+programs (perl is in every image and on every host that runs PostgreSQL's
+own scripts) that read ``/proc`` as fast as a process changes.
+``Target.kill_on_sight`` (a new process terminated on sight) and
+``Target.stop_when_idle`` (a process stopped only asleep in a wait) run
+them; the kit's other signals go through ``Target.kill``.
 """
 
 #: ``Target.kill_on_sight``'s watcher: args first, title marker,
@@ -38,10 +39,12 @@ exit 3;
 #: wait of the kernel's (epoll, poll, select, a sleep), as ``/proc/PID/
 #: syscall`` shows: a process stopped there holds no lock it takes around
 #: its wait (a lock wait itself is a futex: it is resumed, and tried again
-#: a millisecond later).  Exits 0 once stopped, 3 when not in time.
+#: a millisecond later).  Exits 0 once stopped, 3 when not in time (the
+#: process then resumed).
 STOP_WHEN_IDLE = r"""
 use strict; use POSIX (); use Time::HiRes qw(time sleep);
 my ($pid, $timeout) = @ARGV;
+sub give_up { kill 'CONT', $pid; exit 3; }
 my %idle = (POSIX::uname())[4] eq 'aarch64'
     ? map { $_ => 1 } (22, 72, 73, 101, 115, 441)
     : map { $_ => 1 } (7, 23, 35, 230, 232, 270, 271, 281, 441);
@@ -49,11 +52,11 @@ my $end = time + $timeout;
 while (time < $end) {
     kill 'STOP', $pid or exit 3;
     for (1 .. 100) {
-        open(my $s, '<', "/proc/$pid/stat") or exit 3;
+        open(my $s, '<', "/proc/$pid/stat") or give_up();
         my $st = <$s>; close $s;
         last if $st =~ /\) T /;
     }
-    open(my $f, '<', "/proc/$pid/syscall") or exit 3;
+    open(my $f, '<', "/proc/$pid/syscall") or give_up();
     my ($nr) = split ' ', scalar <$f>; close $f;
     if (defined $nr && $idle{$nr}) { print "$nr\n"; exit 0; }
     kill 'CONT', $pid;

@@ -158,10 +158,9 @@ def _submit(
     dbname: str | None = None,
     timeout_ms: int = STARTUP_TIMEOUT_MS,
     setting: str = "bgw_pool.startup_timeout_ms",
-    before: Callable[[int], object] | None = None,
 ) -> Submitter:
     """A long job submitted in the background, with its own startup timeout."""
-    return pool.submit_in_background("sleep", {"ms": LONG_MS}, dbname, before, **{setting: timeout_ms})
+    return pool.submit_in_background("sleep", {"ms": LONG_MS}, dbname, **{setting: timeout_ms})
 
 
 def _failed(sub: Submitter) -> psycopg.Error:
