@@ -42,8 +42,12 @@ def title_of(proc: Process, cluster_name: str) -> str:
 
 @dataclass
 class Census:
+    """``role``: the server's part in its topology; the kinds at rest are
+    those the profile declares for it (``roles``)."""
+
     target: Target
     profile: Profile
+    role: str = "primary"
 
     # -- setup and workload ----------------------------------------------------------
     def run_setup(self, scratch: str | None = None) -> None:
@@ -86,7 +90,7 @@ class Census:
 
     # -- what runs -------------------------------------------------------------------
     def at_rest(self) -> list[ProcessSpec]:
-        return [s for s in self.profile.processes if s.count > 0]
+        return [s for s in self.profile.processes if s.count > 0 and s.runs_on(self.role)]
 
     def at_rest_or_skip(self) -> list[ProcessSpec]:
         """The kinds at rest; a clause about them is not applicable without any."""

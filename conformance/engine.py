@@ -1,4 +1,5 @@
-"""The Docker engine: the one client, the kit's labels, and cleanup of containers.
+"""The Docker engine: the one client, the kit's labels, and cleanup of
+containers and of the networks that join a primary to its standby.
 
 Ryuk (testcontainers' reaper) must be pulled from a registry, so it cannot run
 here; the kit owns cleanup instead.  Every container it starts carries
@@ -65,24 +66,50 @@ def _remove(container: Any) -> None:
         pass
 
 
+def create_network(name: str) -> str:
+    """A bridge network of this run, labelled as its containers are (so that
+    the same clean-up removes it); return its name."""
+    client().networks.create(name, driver="bridge", labels=run_labels())
+    return name
+
+
+def remove_network(name: str) -> None:
+    """Remove a network of the kit (its containers removed first); gone already is fine."""
+    try:
+        client().networks.get(name).remove()
+    except docker.errors.NotFound:
+        pass
+
+
 def sweep_stale() -> list[str]:
-    """Remove the kit's containers whose owning process is dead; return their names."""
+    """Remove the kit's containers and networks whose owning process is dead; return their names."""
     removed = []
     # ignore_removed: another run may remove its own containers while we list them
     for c in client().containers.list(all=True, filters={"label": LABEL_RUN}, ignore_removed=True):
         if not _owner_alive(c.labels.get(LABEL_OWNER, "")):
             _remove(c)
             removed.append(c.name)
+    for n in client().networks.list(filters={"label": LABEL_RUN}):
+        if not _owner_alive(n.attrs.get("Labels", {}).get(LABEL_OWNER, "")):
+            try:
+                n.remove()
+                removed.append(n.name)
+            except docker.errors.DockerException:
+                pass  # in use by a container another run still owns
     return removed
 
 
 def remove_run_containers() -> None:
-    """Remove every container of this run (idempotent, safe at exit)."""
+    """Remove every container and network of this run (idempotent, safe at exit)."""
     try:
         c = docker.from_env(timeout=30)
-        for container in c.containers.list(
-            all=True, filters={"label": f"{LABEL_RUN}={RUN_ID}"}, ignore_removed=True
-        ):
+        mine = {"label": f"{LABEL_RUN}={RUN_ID}"}
+        for container in c.containers.list(all=True, filters=mine, ignore_removed=True):
             _remove(container)
+        for network in c.networks.list(filters=mine):
+            try:
+                network.remove()
+            except docker.errors.NotFound:
+                pass
     except docker.errors.DockerException:
         pass

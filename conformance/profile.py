@@ -50,6 +50,11 @@ Schema (every table and key; ``?`` marks optional ones)::
     after_exit? = "restart"           # after termination: "restart" or "stays-down" (by design)
     restart_s? = 1.0                  # its promised restart interval (bgw_restart_time)
     after_crash? = "restart"          # after a crash-restart: "restart" or "stays-down"
+    roles? = ["primary"]              # where it runs: "primary", "standby" (a hot standby), or both
+    after_promotion? = "starts"       # when its standby is promoted: "starts" (within promotion_s),
+                                      # "stops" or "keeps" (running, the same processes); the default
+                                      # follows roles: starts, stops, keeps for primary, standby, both
+    promotion_s? = 10.0               # the deadline of "starts" and "stops", from pg_promote()'s return
 
     [workload]?                       # SQL that makes it start workers
     database? = "postgres"
@@ -71,6 +76,7 @@ Schema (every table and key; ``?`` marks optional ones)::
     direct_launch_ms? = "SELECT ..."  # the floor of a submit (ms): a backend starting a worker itself
     submit_mode? = "transactional"    # a job runs only if its submitting transaction commits (TXN-1),
                                       # or "autonomous": it runs whatever that transaction does, by design
+    standby_submit_sqlstate? = "25006"   # what a submit on a hot standby fails with (REPLICA-9)
 """
 
 from __future__ import annotations
@@ -88,6 +94,10 @@ from conformance.paths import fixtures_dir, reference_ext_dir
 
 TIERS = ("bgworker", "pool", "faults")
 RESTART_POLICIES = ("restart", "stays-down")
+ROLES = ("primary", "standby")
+AFTER_PROMOTION = ("starts", "stops", "keeps")
+#: promotion_s when a profile gives none: a kind's start after pg_promote() is a start
+PROMOTION_S = 10.0
 SUBMIT_MODES = ("transactional", "autonomous")
 REFERENCE = "@reference"
 
@@ -123,6 +133,13 @@ class ProcessSpec:
     restart_s: float = 0.0
     after_crash: str = "restart"
     backend_type_pattern: str | None = None  # a regex the whole backend_type matches
+    roles: tuple[str, ...] = ("primary",)
+    after_promotion: str = "starts"
+    promotion_s: float = PROMOTION_S
+
+    def runs_on(self, role: str) -> bool:
+        """Whether it runs on a server of this role ("primary" or "standby")."""
+        return role in self.roles
 
     @property
     def connects(self) -> bool:
@@ -158,6 +175,7 @@ class PoolSpec:
     startup_timeout: str | None = None  # a session setting, in ms
     startup_timeout_sqlstate: str | None = None
     direct_launch_ms: str | None = None  # SQL: one direct worker launch, in ms (the latency floor)
+    standby_submit_sqlstate: str | None = None  # what a submit on a hot standby fails with
     submit_mode: str = (
         "transactional"  # or "autonomous": a job runs whatever its submitter's transaction does
     )
@@ -333,7 +351,17 @@ def _apt_source(t: _Table, base: Path) -> AptSource:
     return src
 
 
+def _roles(t: _Table) -> tuple[str, ...]:
+    roles = t.strings("roles") or ("primary",)
+    for role in roles:
+        if role not in ROLES:
+            t.fail(t.key("roles"), f"{role!r} is not one of {', '.join(ROLES)}")
+    return tuple(dict.fromkeys(roles))
+
+
 def _process(t: _Table) -> ProcessSpec:
+    roles = _roles(t)
+    default = "keeps" if len(roles) == 2 else "stops" if roles == ("standby",) else "starts"
     spec = ProcessSpec(
         name=t.get("name", str, required=True),
         title=t.get("title", str, required=True),
@@ -344,7 +372,14 @@ def _process(t: _Table) -> ProcessSpec:
         restart_s=t.get("restart_s", float, 0.0),
         after_crash=t.choice("after_crash", RESTART_POLICIES, "restart"),
         backend_type_pattern=t.get("backend_type_pattern", str),
+        roles=roles,
+        after_promotion=t.choice("after_promotion", AFTER_PROMOTION, default),
+        promotion_s=t.get("promotion_s", float, PROMOTION_S),
     )
+    if spec.after_promotion == "keeps" and "standby" not in roles:
+        t.fail(t.key("after_promotion"), "a kind that does not run on the standby cannot keep running")
+    if spec.promotion_s <= 0:
+        t.fail(t.key("promotion_s"), "must be more than 0")
     if spec.backend_type is not None and spec.backend_type_pattern is not None:
         t.fail(t.key("backend_type_pattern"), "give backend_type or backend_type_pattern, not both")
     for key in ("title", "backend_type_pattern"):
@@ -417,6 +452,7 @@ def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
             startup_timeout=p.get("startup_timeout", str),
             startup_timeout_sqlstate=p.get("startup_timeout_sqlstate", str),
             direct_launch_ms=p.get("direct_launch_ms", str),
+            standby_submit_sqlstate=p.get("standby_submit_sqlstate", str),
             submit_mode=p.choice("submit_mode", SUBMIT_MODES, "transactional"),
         )
         if (pool.startup_timeout is None) != (pool.startup_timeout_sqlstate is None):

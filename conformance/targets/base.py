@@ -116,6 +116,13 @@ class Target(ABC):
         self.generation = 0  # how many times the server was rebuilt from a fresh data directory
         #: names a server process for a diagnosis (the suite maps pids to the profile's kinds)
         self.pid_namer: Callable[[int], str | None] | None = None
+        #: the streaming hot standby of this primary, in a primary+standby topology
+        self.standby: Target | None = None
+
+    @property
+    def topology(self) -> str:
+        """``primary``, or ``primary+standby`` when a standby streams from this server."""
+        return "primary" if self.standby is None else "primary+standby"
 
     # -- what a target provides ------------------------------------------------
     @abstractmethod
@@ -675,7 +682,7 @@ class Target(ABC):
     def describe(self) -> dict[str, Any]:
         """This server as plain data, for the results: name, major, version,
         extensions, image, start-to-ready time."""
-        info: dict[str, Any] = {"target": self.name, "major": self.major}
+        info: dict[str, Any] = {"target": self.name, "major": self.major, "topology": self.topology}
         try:
             info["version"] = self.scalar("SELECT version()", idempotent=True)
             info["extensions"] = dict(

@@ -35,12 +35,22 @@ LOGFILE = "/var/lib/bgwc/server.log"
 
 
 class ContainerTarget(Target):
-    def __init__(self, image: str, major: int) -> None:
+    """``name``: how the results call it (default ``pgNN``); ``role``: the
+    server's part in its topology; ``network``: the engine network that
+    joins it to its standby (the container is then reachable there by its
+    cluster name)."""
+
+    def __init__(
+        self, image: str, major: int, name: str = "", role: str = "primary", network: str | None = None
+    ) -> None:
+        suffix = "" if role == "primary" else f"_{role}"
         super().__init__(
-            f"bgwc_{engine.RUN_ID}_pg{major}", DATADIR, LOGFILE, f"/usr/lib/postgresql/{major}/bin"
+            f"bgwc_{engine.RUN_ID}_pg{major}{suffix}", DATADIR, LOGFILE, f"/usr/lib/postgresql/{major}/bin"
         )
-        self.name = f"pg{major}"
+        self.name = name or f"pg{major}"
         self.major = major
+        self.role = role
+        self.network = network
         self.image = image
         self.ext_build_dir = "/usr/src/ext"
         self.pg_config = f"{self.bindir}/pg_config"
@@ -49,7 +59,12 @@ class ContainerTarget(Target):
         self._container = self._new_container()
 
     def _new_container(self) -> DockerContainer:
-        container = DockerContainer(self.image).with_kwargs(labels=engine.run_labels())
+        kwargs: dict[str, object] = {"labels": engine.run_labels()}
+        if self.network:
+            kwargs["network"] = self.network
+        container = DockerContainer(self.image).with_kwargs(**kwargs)
+        if self.network:
+            container.with_name(self.cluster_name)  # its host name on the network
         # published on loopback only, on a free port: docker-py's (ip, port) form,
         # which with_bind_ports does not accept
         container.ports[f"{PORT}/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
@@ -62,7 +77,7 @@ class ContainerTarget(Target):
         self._container.start()
         self._init_pid = self._host_init_pid()
         try:
-            self._include_overrides()
+            self._prepare_datadir()
             self.start()
         except Exception as exc:
             logs = self._exec(["sh", "-c", f"tail -n 60 {LOGFILE}"], user="root").output
@@ -81,9 +96,23 @@ class ContainerTarget(Target):
         self._container = self._new_container()
         self._container.start()
         self._init_pid = self._host_init_pid()
-        self._include_overrides()
+        self._prepare_datadir()
         self._write_overrides()
         self.start()
+
+    def _prepare_datadir(self) -> None:
+        """The image's data directory made this target's: the override file
+        included; on a network, replication connections from it allowed."""
+        self._include_overrides()
+        if self.network:
+            line = "host replication all all trust"
+            self.run(
+                [
+                    "sh",
+                    "-c",
+                    f"grep -qx '{line}' {DATADIR}/pg_hba.conf || echo '{line}' >> {DATADIR}/pg_hba.conf",
+                ]
+            )
 
     def _exec(self, argv: Sequence[str], user: str = "postgres", timeout: float = 120) -> ExecResult:
         wrapped = self._container.get_wrapped_container()
@@ -170,8 +199,12 @@ class ContainerTarget(Target):
         return {"PGHOST": "/tmp", "PGPORT": str(PORT), "PGUSER": "postgres"}
 
     def close(self) -> None:
+        if self.standby is not None:
+            self.standby.close()
         self._drop_connection()
         try:
             self._container.stop()
         except Exception:  # noqa: BLE001 - already gone
             pass
+        if self.network and self.role == "primary":
+            engine.remove_network(self.network)

@@ -1,5 +1,7 @@
 """Target names, the one place they are parsed: ``pg17`` is a server of that
-major in a container, ``local`` the host's server.  Every other module asks
+major in a container, ``pg17+standby`` that server as a primary with a
+streaming hot standby beside it (``TOPOLOGIES``), ``local`` the host's
+server.  Every other module asks
 a ``TargetSpec`` what a name means (``parse``, ``kind``, ``major``), and
 which names exist (``all_names``); a new kind of target is one entry in
 ``KINDS`` here and a class beside this file.  ``pg14`` and ``pg16``, majors
@@ -17,9 +19,12 @@ from conformance.majors import KNOWN_MAJORS, SOURCE_ONLY, SUPPORTED_MAJORS
 CONTAINER, LOCAL = "container", "local"
 #: the kinds of target and what each runs on
 KINDS = {
-    CONTAINER: "a server of one PostgreSQL major in a container (pgNN)",
+    CONTAINER: "a server of one PostgreSQL major in a container (pgNN, or pgNN+standby)",
     LOCAL: "the host's own server (local)",
 }
+PRIMARY, PRIMARY_STANDBY = "primary", "primary+standby"
+#: a container target's topologies, by the suffix of its name
+TOPOLOGIES = {"": PRIMARY, "+standby": PRIMARY_STANDBY}
 
 
 @dataclass(frozen=True)
@@ -30,17 +35,24 @@ class TargetSpec:
     name: str
     kind: str
     major: int | None = None
+    topology: str = PRIMARY
 
     @classmethod
     def parse(cls, name: str) -> TargetSpec:
-        """``pg17`` or ``local``; KitError naming the valid names otherwise."""
+        """``pg17``, ``pg17+standby`` or ``local``; KitError naming the valid names otherwise."""
         name = name.strip()
         if name == LOCAL:
             return cls(LOCAL, LOCAL)
-        digits = name.removeprefix("pg")
-        if name.startswith("pg") and digits.isdigit() and int(digits) in KNOWN_MAJORS:
-            return cls(name, CONTAINER, int(digits))  # SOURCE_ONLY majors: configuration checks the source
-        raise KitError(f"target {name!r}: choose from all, {', '.join(all_names())}{_WITH_SOURCE}")
+        base, plus, suffix = name.partition("+")
+        topology = TOPOLOGIES.get(plus + suffix)
+        digits = base.removeprefix("pg")
+        if topology and base.startswith("pg") and digits.isdigit() and int(digits) in KNOWN_MAJORS:
+            # SOURCE_ONLY majors: configuration checks the source
+            return cls(name, CONTAINER, int(digits), topology)
+        raise KitError(
+            f"target {name!r}: choose from all, {', '.join(all_names())}{_WITH_SOURCE}; "
+            "pgNN+standby adds a streaming hot standby"
+        )
 
     @classmethod
     def container(cls, major: int) -> TargetSpec:
@@ -53,6 +65,10 @@ class TargetSpec:
     @property
     def is_local(self) -> bool:
         return self.kind == LOCAL
+
+    @property
+    def has_standby(self) -> bool:
+        return self.topology == PRIMARY_STANDBY
 
 
 _WITH_SOURCE = f" ({', '.join(f'pg{m}' for m in SOURCE_ONLY)} with an apt source that provides them)"
