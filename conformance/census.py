@@ -20,7 +20,7 @@ import pytest
 from conformance.deadlines import DB_COMMAND_S, START_S
 from conformance.processes import AUXILIARY, Process
 from conformance.profile import ProcessSpec, Profile
-from conformance.targets import Target
+from conformance.targets import StandbyTarget, Target
 
 SCRATCH = "{scratch}"  # a [[setup]] database: run in the scratch databases the suite creates
 DATABASE = "{database}"  # in workload SQL: the database the workload runs in
@@ -43,11 +43,13 @@ def title_of(proc: Process, cluster_name: str) -> str:
 @dataclass
 class Census:
     """``role``: the server's part in its topology; the kinds at rest are
-    those the profile declares for it (``roles``)."""
+    those the profile declares for it (``roles``).  A standby's census
+    knows its ``primary``'s: its canaries are written there and read here."""
 
     target: Target
     profile: Profile
     role: str = "primary"
+    primary: Census | None = None
 
     # -- setup and workload ----------------------------------------------------------
     def run_setup(self, scratch: str | None = None) -> None:
@@ -96,7 +98,8 @@ class Census:
         """The kinds at rest; a clause about them is not applicable without any."""
         kinds = self.at_rest()
         if not kinds:
-            pytest.skip("not applicable: the profile promises no process at rest")
+            where = "" if self.role == "primary" else f" on the {self.role}"
+            pytest.skip(f"not applicable: the profile promises no process at rest{where}")
         return kinds
 
     def of(self, spec: ProcessSpec, procs: list[Process] | None = None) -> list[Process]:
@@ -275,7 +278,13 @@ class Census:
 
     def commit_canary(self, value: str) -> None:
         """Commit a row durably: the kit's servers run with synchronous_commit
-        off, whose last commits a crash-restart may lose by design."""
+        off, whose last commits a crash-restart may lose by design.  On a
+        standby: committed on its primary, and replayed here."""
+        if self.primary is not None:
+            self.primary.commit_canary(value)
+            assert isinstance(self.target, StandbyTarget)
+            self.target.wait_caught_up()
+            return
         with self.target.connect() as conn:
             conn.execute("SET synchronous_commit = on")
             conn.execute("CREATE TABLE IF NOT EXISTS bgwc_canary (v text)")

@@ -103,6 +103,8 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     """Run the suite; with ``--json`` the summary is the only thing on stdout."""
+    if args.clauses:
+        pytest_args = [f"--bgwc-clauses={_known_clauses(args.clauses)}", *pytest_args]
     if not args.json:
         return _run(args, pytest_args)
     stdout = sys.stdout
@@ -117,6 +119,19 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
             file=stdout,
         )
         raise
+
+
+def _known_clauses(text: str) -> str:
+    """``--clauses``: clause ids or families of the contract; KitError naming an unknown one."""
+    from conformance import verdicts
+
+    known = set(verdicts.load_contract())
+    families = {c.split("-")[0] for c in known}
+    wanted = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in known and w not in families]
+    if not wanted or unknown:
+        raise KitError(f"--clauses {text!r}: no clause or family {', '.join(unknown) or '(none given)'}")
+    return ",".join(wanted)
 
 
 def _cmd_verify(args: argparse.Namespace, pytest_args: list[str]) -> int:
@@ -373,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", default="pg17", help=OPTIONS["target"][1])
     run.add_argument("--reports", default="reports", help="directory for run reports")
     run.add_argument("--seed", default=None, help=OPTIONS["seed"][1])
+    run.add_argument(
+        "--clauses",
+        default=None,
+        metavar="IDS",
+        help="only the tests of these clauses or families, comma-separated (e.g. REPLICA,HOT,SHUT-1)",
+    )
     run.add_argument(
         "--report-only",
         action="store_true",

@@ -39,8 +39,9 @@ from conformance.targets.spec import TargetSpec, parse_list
 OPTIONS: dict[str, tuple[str, str]] = {
     "target": (
         "pg17",
-        "targets to run on, comma-separated: pg13,pg15,pg17,pg18,pg19 (containers) and local "
-        "(the host's server); all: every supported major",
+        "targets to run on, comma-separated: pg13,pg15,pg17,pg18,pg19 (containers), pgNN+standby "
+        "(that server with a streaming hot standby: the REPLICA family) and local (the host's "
+        "server); all: every supported major",
     ),
     "profile": ("bgw_pool", "extension profile: a name in fixtures/profiles/ or a path to a TOML file"),
     "extension": ("", "source directory of the extension under test (PGXS, or built by --recipe)"),

@@ -54,9 +54,14 @@ class Mutant:
     kill: tuple[str, ...]
     #: the majors where its clauses judge it (empty: all); on the others it is not run
     majors: tuple[int, ...] = ()
+    #: the topology its clauses need: "primary", or "primary+standby" (run on pgNN+standby)
+    topology: str = "primary"
 
     def applies_to(self, major: int) -> bool:
         return not self.majors or major in self.majors
+
+    def target(self, major: int) -> str:
+        return f"pg{major}" + ("+standby" if self.topology == "primary+standby" else "")
 
     @property
     def patch(self) -> Path | None:
@@ -80,7 +85,14 @@ class MutantResult:
 def load_mutants(only: list[str] | None = None) -> list[Mutant]:
     data = tomllib.loads((mutants_dir() / "mutants.toml").read_text())
     mutants = [
-        Mutant(m["name"], m["bug"], m["precedent"], tuple(m["kill"]), tuple(m.get("majors", ())))
+        Mutant(
+            m["name"],
+            m["bug"],
+            m["precedent"],
+            tuple(m["kill"]),
+            tuple(m.get("majors", ())),
+            m.get("topology", "primary"),
+        )
         for m in data["mutant"]
     ]
     if only:
@@ -126,7 +138,7 @@ class _Broken(Exception):
 
 
 def _child(
-    source: Path, major: int, run_dir: Path, tests: list[str], extra: list[str]
+    source: Path, target: str, run_dir: Path, tests: list[str], extra: list[str]
 ) -> list[dict[str, Any]]:
     """Run the suite (``tests``: paths or node ids) in a child pytest and
     return its failing test records; _Broken when the run itself broke."""
@@ -140,7 +152,7 @@ def _child(
         "-p",
         "no:cacheprovider",
         f"--rootdir={suite_dir()}",
-        f"--bgwc-target=pg{major}",
+        f"--bgwc-target={target}",
         f"--bgwc-extension={source}",
         f"--bgwc-results={run_dir}",
         "-W",
@@ -186,30 +198,30 @@ def run_mutant(mutant: Mutant, major: int, out_dir: Path) -> MutantResult:
     return result
 
 
-def _repeated(source: Path, major: int, run_dir: Path, failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _repeated(source: Path, target: str, run_dir: Path, failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The failures that fail again when their tests run once more."""
-    again = {t["nodeid"] for t in _child(source, major, run_dir, [t["nodeid"] for t in failed], [])}
+    again = {t["nodeid"] for t in _child(source, target, run_dir, [t["nodeid"] for t in failed], [])}
     return [t for t in failed if t["nodeid"] in again]
 
 
 def _judge(result: MutantResult, source: Path, run_dir: Path) -> None:
-    mutant, major = result.mutant, result.major
+    mutant, target = result.mutant, result.mutant.target(result.major)
     try:
         if mutant.kill:
             clauses = [f"--bgwc-clauses={','.join(mutant.kill)}"]
-            failed = _child(source, major, run_dir / "own", [str(suite_dir())], clauses)
+            failed = _child(source, target, run_dir / "own", [str(suite_dir())], clauses)
             own = [t for t in failed if failed_clauses(t) & set(mutant.kill)]
             if own:
-                result.killed_by = _record(_repeated(source, major, run_dir / "again", own))
+                result.killed_by = _record(_repeated(source, target, run_dir / "again", own))
                 result.verdict = "killed" if result.killed_by else "flaky"
                 if not result.killed_by:
                     result.detail = "its clause failed once and passed when run again"
                 return
         tiers = [str(suite_dir() / "pool"), str(suite_dir() / "faults")]
-        failed = _child(source, major, run_dir / "suite", tiers, [f"--maxfail={MAX_FAILURES}"])
+        failed = _child(source, target, run_dir / "suite", tiers, [f"--maxfail={MAX_FAILURES}"])
         if not failed:
             return
-        result.killed_by = _record(_repeated(source, major, run_dir / "again", failed))
+        result.killed_by = _record(_repeated(source, target, run_dir / "again", failed))
     except _Broken as exc:
         result.verdict, result.detail = "broken", str(exc)
         return

@@ -52,7 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--bgwc-clauses",
         dest="bgwc_clauses",
         default=None,
-        help="run only the tests of these clauses (comma-separated ids, e.g. RACE-6,SEC-1)",
+        help="run only the tests of these clauses or families (comma-separated, e.g. RACE-6,SEC-1,REPLICA)",
     )
 
 
@@ -102,7 +102,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=lambda i: (order[target_of(i) or ""], repeat_of(i)))
     wanted = {c.strip() for c in (config.getoption("bgwc_clauses") or "").split(",") if c.strip()}
     if wanted:
-        keep = [i for i in items if wanted & set(clauses_of(i))]
+        keep = [i for i in items if wanted & {x for c in clauses_of(i) for x in (c, c.split("-")[0])}]
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
     kit = config.stash.get(CONFIG_KEY, None)
@@ -140,13 +140,25 @@ def _live(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str, object]:
     if target.name not in servers and call.when == "call":
         servers[target.name] = target.describe()
     if call.when in ("call", "teardown"):
-        try:
-            live["log_excerpt"] = target.log_since(target.test_log_offset)[-LOG_EXCERPT_CHARS:]
-        except Exception as exc:  # noqa: BLE001 - the server may be gone
-            live["log_excerpt"] = f"(log unavailable: {exc})"
-        live["faults"] = [{"t": t, "what": w, "detail": d} for t, w, d in target.faults]
+        live["log_excerpt"] = _excerpt(target)
+        faults = [{"t": t, "what": w, "detail": d} for t, w, d in target.faults]
+        if target.standby is not None and target.standby.current_test == item.nodeid:
+            # a test of the REPLICA family: the standby's log and faults too
+            live["log_excerpt"] = (
+                f"{live['log_excerpt']}\n--- {target.standby.name} ---\n{_excerpt(target.standby)}"
+            )
+            faults += [{"t": t, "what": w, "detail": f"standby: {d}"} for t, w, d in target.standby.faults]
+        live["faults"] = faults
         live["started_at"] = target.test_started_wall
     return live
+
+
+def _excerpt(target: Target) -> str:
+    """The server's log since its test began (its end, if long)."""
+    try:
+        return target.log_since(target.test_log_offset)[-LOG_EXCERPT_CHARS:]
+    except Exception as exc:  # noqa: BLE001 - the server may be gone
+        return f"(log unavailable: {exc})"
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

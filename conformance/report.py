@@ -47,7 +47,16 @@ def run_label(results: dict[str, Any]) -> str:
     run = results["run"]
     servers = run.get("servers") or [{"target": t} for t in run["targets"]]
     profile = f"{run['profile']} · " if run.get("profile") else ""
-    return profile + ", ".join(s["target"] for s in servers) + f" @ {run['started']}"
+    return profile + ", ".join(server_label(s) for s in servers) + f" @ {run['started']}"
+
+
+def server_label(server: dict[str, Any]) -> str:
+    """A server as reports name it: its target, and its topology when it has a standby
+    (``pg17 primary+standby``)."""
+    topology = server.get("topology") or "primary"
+    if topology == "primary":
+        return str(server["target"])
+    return f"{str(server['target']).split('+')[0]} {topology}"
 
 
 _CSS = """
@@ -385,7 +394,7 @@ def render_run(
         for t in tests
     )
     servers = "".join(
-        f"<tr><td>{_e(s['target'])}</td><td>{_e(s.get('version'))}"
+        f"<tr><td>{_e(server_label(s))}</td><td>{_e(s.get('version'))}"
         f"{' ' + release_mark({'run': {'servers': [s]}})}</td><td>{_e(s.get('image') or '')}</td></tr>"
         for s in run.get("servers", [])
     )

@@ -20,9 +20,10 @@ HERE = Path(__file__).parent
 
 
 def _ours(run_id: str) -> list[str]:
-    return [
-        c.name
-        for c in engine.client().containers.list(all=True, filters={"label": f"{engine.LABEL_RUN}={run_id}"})
+    """The run's containers and networks."""
+    mine = {"label": f"{engine.LABEL_RUN}={run_id}"}
+    return [c.name for c in engine.client().containers.list(all=True, filters=mine)] + [
+        n.name for n in engine.client().networks.list(filters=mine)
     ]
 
 
@@ -35,8 +36,13 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.parametrize("topology", ["", "+standby"], ids=["primary", "primary+standby"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupted_run_leaves_nothing_behind(sig: signal.Signals, bgwc_config: KitConfig) -> None:
+def test_interrupted_run_leaves_nothing_behind(
+    sig: signal.Signals, topology: str, bgwc_config: KitConfig
+) -> None:
+    if topology and not all(s.in_container for s in bgwc_config.specs):
+        pytest.skip("not applicable: a standby runs beside a container target only")
     run_id = f"int{uuid.uuid4().hex[:8]}"
     argv = [
         sys.executable,
@@ -48,7 +54,7 @@ def test_interrupted_run_leaves_nothing_behind(sig: signal.Signals, bgwc_config:
         "-s",
         "-p",
         "no:cacheprovider",
-        f"--bgwc-target={','.join(bgwc_config.targets)}",
+        f"--bgwc-target={','.join(t + topology for t in bgwc_config.targets)}",
         f"--bgwc-extension={bgwc_config.extension.source}",
         f"--bgwc-library={bgwc_config.extension.library}",
     ]
@@ -75,7 +81,7 @@ def test_interrupted_run_leaves_nothing_behind(sig: signal.Signals, bgwc_config:
     assert _ours(run_id) or _server_processes(run_id), "the child started nothing to clean up"
     child.send_signal(sig)
     wait_until(lambda: child.poll() is not None, 60, what=f"the child to exit after {sig.name}")
-    assert _ours(run_id) == [], "containers left behind"
+    assert _ours(run_id) == [], "containers or networks left behind"
     assert _server_processes(run_id) == [], "server processes left behind"
     leftovers = list(Path(tempfile.gettempdir()).glob(f"bgwc-*{run_id}*"))
     assert leftovers == [], "temporary directories left behind"
@@ -101,3 +107,12 @@ def test_containers_of_live_runs_are_kept() -> None:
         assert _ours("live") == [c.name]
     finally:
         c.remove(force=True)
+
+
+def test_stale_networks_of_dead_runs_are_swept() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    labels = {engine.LABEL_RUN: "stalenet", engine.LABEL_OWNER: f"{os.uname().nodename}:{dead.pid}"}
+    n = engine.client().networks.create(f"bgwc_stalenet_{uuid.uuid4().hex[:6]}", labels=labels)
+    assert n.name in engine.sweep_stale()
+    assert _ours("stalenet") == []

@@ -276,3 +276,43 @@ def test_a_run_reads_its_profile_and_expectations_once(
     code = cli.main([*argv, "-k", "no_test_has_this_name"])
     assert code == 2  # no test selected: the harness says so
     assert reads == {"profile": 1, "expectations": 1}, reads
+
+
+def test_target_names_with_a_standby_parse() -> None:
+    from conformance.errors import KitError
+    from conformance.targets.spec import TargetSpec
+
+    spec = TargetSpec.parse("pg17+standby")
+    assert (spec.major, spec.topology, spec.has_standby, spec.in_container) == (
+        17,
+        "primary+standby",
+        True,
+        True,
+    )
+    assert not TargetSpec.parse("pg17").has_standby
+    for bad in ("pg17+replica", "local+standby", "pg12+standby", "pg17+"):
+        with pytest.raises(KitError, match="pgNN\\+standby"):
+            TargetSpec.parse(bad)
+
+
+def test_profile_roles_and_promotion_defaults(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conformance.profile import ProfileError, parse_profile
+
+    data: dict[str, Any] = {"name": "p", "tiers": ["bgworker"]}
+    data["process"] = [
+        {"name": "a", "title": "a"},
+        {"name": "b", "title": "b", "roles": ["standby"]},
+        {"name": "c", "title": "c", "roles": ["primary", "standby"]},
+    ]
+    p = parse_profile(tmp_path / "p.toml", data)
+    assert [(s.roles, s.after_promotion) for s in p.processes] == [
+        (("primary",), "starts"),
+        (("standby",), "stops"),
+        (("primary", "standby"), "keeps"),
+    ]
+    data["process"] = [{"name": "a", "title": "a", "roles": ["witness"]}]
+    with pytest.raises(ProfileError, match="roles"):
+        parse_profile(tmp_path / "p.toml", data)
+    data["process"] = [{"name": "a", "title": "a", "after_promotion": "keeps"}]
+    with pytest.raises(ProfileError, match="after_promotion"):
+        parse_profile(tmp_path / "p.toml", data)

@@ -75,6 +75,15 @@ _FAMILY: dict[str, Callable[[Profile], float]] = {
     "LOG": lambda p: w.START_S + 2 * w.OBSERVE_S,
     # the sequences, then the shrinking of a failure
     "RAND": lambda p: POOL_TEST_S + w.SHRINK_S,
+    # the standby's scenarios: STOP's or KILL's on it, an observation window, a
+    # promotion, two shutdowns and the starts after them
+    "REPLICA": lambda p: (
+        max(_stop(p), _kill(p))
+        + w.OBSERVE_S
+        + max((s.promotion_s for s in _at_rest(p)), default=0.0)
+        + 2 * w.SHUTDOWN_S
+        + 3 * w.START_S
+    ),
 }
 
 

@@ -3,6 +3,9 @@
 - ``profile``: the extension profile (validated when the run started).
 - ``extension``: the target at its baseline with the profile's settings and
   setup done, every process it promises at rest up (the ``bgworker`` tier).
+- ``pair``: on a primary+standby target, ``extension`` and the census of the
+  standby, following its primary, the kinds declared for a standby at rest
+  (the REPLICA family); not applicable on a lone primary.
 - ``pool``: the same, seen through the profile's pool adapter, with no worker
   left from an earlier test (the ``pool`` and ``faults`` tiers).  After every
   test that used it, the INV clauses are checked: each one's outcome is
@@ -19,6 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from types import FrameType
 
 import pytest
@@ -32,7 +36,7 @@ from conformance.figures import CLOSEST_WAIT, Figures
 from conformance.profile import TIERS, Profile
 from conformance.suite.budgets import budget_s
 from conformance.suite.pool_under_test import CAPACITY_LOST, INV_VIOLATED, Pool
-from conformance.targets import Target
+from conformance.targets import StandbyTarget, Target
 from conformance.waiting import last_wait, observed
 
 #: servers whose setup ran: (cluster name, generation), a fresh data directory needs it again
@@ -143,6 +147,55 @@ def extension(
             workers.stop_workload()
         except Exception:  # noqa: BLE001 - the next test's set-up judges what is left
             pass
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A primary+standby target as the REPLICA family sees it: the census of each."""
+
+    primary: Census
+    standby: Census
+
+
+def standby_of(target: Target) -> StandbyTarget:
+    """The target's standby; a test on a lone primary is not applicable."""
+    if not isinstance(target.standby, StandbyTarget):
+        pytest.skip(f"not applicable: {target.name} has no standby (run it on pg{target.major}+standby)")
+    return target.standby
+
+
+def standby_at_rest(standby: StandbyTarget, primary: Census) -> Census:
+    """The standby with the profile's settings, following its primary (rebuilt
+    from a new base backup when it does not), its kinds at rest as promised."""
+    if standby.cluster_name not in {name for name, _ in _SET_UP}:
+        standby.set_baseline(**primary.profile.server)
+        _SET_UP.add((standby.cluster_name, 0))
+    standby.ensure_baseline()
+    standby.follow("it did not stream from its primary before the test")
+    census = Census(standby, primary.profile, "standby", primary)
+    standby.pid_namer = census.name_pid
+    census.wait_at_rest()
+    return census
+
+
+@pytest.fixture
+def pair(request: pytest.FixtureRequest, pg_target: Target, profile: Profile) -> Pair:
+    """The primary at rest as promised (``extension``), and its standby
+    following it with the kinds declared for a standby at rest.  A standby
+    not as promised is restarted, then rebuilt; one that cannot be restored
+    makes the test not reached."""
+    standby = standby_of(pg_target)
+    primary: Census = request.getfixturevalue("extension")
+    try:
+        try:
+            census = standby_at_rest(standby, primary)
+        except (AssertionError, TargetError) as exc:
+            standby.recover(f"standby not as promised before the test: {str(exc).splitlines()[0][:300]}")
+            census = standby_at_rest(standby, primary)
+    except (AssertionError, TargetError) as exc:
+        raise NotReached(f"not reached (standby could not be restored): {exc}") from exc
+    standby.begin_test(request.node.nodeid)
+    return Pair(primary, census)
 
 
 @pytest.fixture

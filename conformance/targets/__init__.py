@@ -7,6 +7,7 @@ server is created and started."""
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 from conformance.targets.base import STOP_MODES, Target
@@ -39,7 +40,7 @@ def make_target(name: str, kit: KitConfig) -> Target:
     image = images.build_extension(spec.major, kit.extension, kit.base)
     if not spec.has_standby:
         return ContainerTarget(image.tag, spec.major).setup()
-    network = engine.create_network(f"bgwc_{engine.RUN_ID}_pg{spec.major}")
+    network = engine.create_network(f"bgwc_{engine.RUN_ID}_pg{spec.major}_{uuid.uuid4().hex[:6]}")
     primary = ContainerTarget(image.tag, spec.major, spec.name, network=network)
     try:
         primary.setup()

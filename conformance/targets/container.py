@@ -37,8 +37,8 @@ LOGFILE = "/var/lib/bgwc/server.log"
 class ContainerTarget(Target):
     """``name``: how the results call it (default ``pgNN``); ``role``: the
     server's part in its topology; ``network``: the engine network that
-    joins it to its standby (the container is then reachable there by its
-    cluster name)."""
+    joins it to its standby (the container is then reachable there by
+    ``host``)."""
 
     def __init__(
         self, image: str, major: int, name: str = "", role: str = "primary", network: str | None = None
@@ -51,6 +51,8 @@ class ContainerTarget(Target):
         self.major = major
         self.role = role
         self.network = network
+        #: its host name on the network: unique, as a run may hold two pairs of one major
+        self.host = f"{self.cluster_name}_{network.rsplit('_', 1)[-1]}" if network else ""
         self.image = image
         self.ext_build_dir = "/usr/src/ext"
         self.pg_config = f"{self.bindir}/pg_config"
@@ -64,7 +66,7 @@ class ContainerTarget(Target):
             kwargs["network"] = self.network
         container = DockerContainer(self.image).with_kwargs(**kwargs)
         if self.network:
-            container.with_name(self.cluster_name)  # its host name on the network
+            container.with_name(self.host)
         # published on loopback only, on a free port: docker-py's (ip, port) form,
         # which with_bind_ports does not accept
         container.ports[f"{PORT}/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]

@@ -34,7 +34,7 @@ class StandbyTarget(ContainerTarget):
         """The image's cluster replaced by a base backup of the primary,
         configured (``-R``) to stream from it."""
         backup = (
-            f"rm -rf {DATADIR} && {self.bindir}/pg_basebackup -h {self.primary.cluster_name} -p {PORT} "
+            f"rm -rf {DATADIR} && {self.bindir}/pg_basebackup -h {self.primary.host} -p {PORT} "
             f"-U postgres -D {DATADIR} -X stream -R -c fast && chmod 700 {DATADIR} && "
             f"echo \"wal_retrieve_retry_interval = '{RETRY_INTERVAL}'\" >> {DATADIR}/postgresql.auto.conf"
         )
@@ -59,8 +59,10 @@ class StandbyTarget(ContainerTarget):
 
     def wait_caught_up(self, timeout: float = STREAMING_S) -> None:
         """Wait until the standby streams and has replayed everything the
-        primary had written when this was called."""
-        lsn = self.primary.scalar("SELECT pg_current_wal_lsn()::text", idempotent=True)
+        primary had inserted into its WAL when this was called (its
+        servers commit asynchronously: a commit may still be in the WAL
+        buffers, which the walwriter flushes within wal_writer_delay)."""
+        lsn = self.primary.scalar("SELECT pg_current_wal_insert_lsn()::text", idempotent=True)
         self.wait_until(
             lambda: (
                 self.streaming()

@@ -37,6 +37,7 @@
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -251,6 +252,13 @@ bgw_pool_submit(PG_FUNCTION_ARGS)
 
 	/* a call that cannot take the answer starts nothing */
 	tupdesc = pool_begin_materialize(fcinfo, &store);
+
+	/*
+	 * A hot standby runs no launcher (it starts at the end of recovery) and
+	 * cannot assign the transaction id a job waits on: refuse as core refuses
+	 * a write there (25006), before anything is claimed.
+	 */
+	PreventCommandDuringRecovery("bgw_pool.submit()");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

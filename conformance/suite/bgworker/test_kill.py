@@ -25,8 +25,16 @@ BACK_AFTER_CRASH_S = CRASH_RECOVERY_S + RESTART_SLACK_S
 def test_sigkilled_worker_crash_restarts_and_comes_back(
     extension: Census, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
+    kill_each_kind(extension, "KILL-1", record_property, figures)
+
+
+def kill_each_kind(
+    extension: Census, clause: str, record_property: Callable[[str, object], None], figures: Figures
+) -> None:
+    """Each kind at rest of the census's server SIGKILLed and judged on its
+    own under ``clause`` (KILL-1 on a primary, REPLICA-4 on a standby)."""
     kinds = extension.at_rest_or_skip()
-    verdicts = PerKind("KILL-1", record_property)
+    verdicts = PerKind(clause, record_property)
     mismatch: list[str] = []
     for i, spec in enumerate(kinds):
         with verdicts.judging(spec.name) as verdict:
@@ -60,7 +68,7 @@ def test_sigkilled_worker_crash_restarts_and_comes_back(
                     took, most = extension.wait_back(spec, old, BACK_AFTER_CRASH_S, since=killed_at)
                 finally:
                     figures.add(
-                        "KILL-1",
+                        clause,
                         f"SIGKILL → {spec.name} back",
                         time.monotonic() - killed_at,
                         BACK_AFTER_CRASH_S,

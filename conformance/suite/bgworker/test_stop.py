@@ -20,8 +20,16 @@ from conformance.suite.checks import PerKind
 def test_terminated_workers_come_back_once(
     extension: Census, record_property: Callable[[str, object], None], figures: Figures
 ) -> None:
+    terminate_each_kind(extension, "STOP-1", record_property, figures)
+
+
+def terminate_each_kind(
+    extension: Census, clause: str, record_property: Callable[[str, object], None], figures: Figures
+) -> None:
+    """Each kind at rest of the census's server terminated and judged on its
+    own under ``clause`` (STOP-1 on a primary, REPLICA-3 on a standby)."""
     kinds = extension.at_rest_or_skip()
-    verdicts = PerKind("STOP-1", record_property)
+    verdicts = PerKind(clause, record_property)
     for spec in (s for s in kinds if s.after_exit == "restart"):
         with verdicts.judging(spec.name) as verdict:
             old = set(extension.census()[spec.name])
@@ -32,7 +40,7 @@ def test_terminated_workers_come_back_once(
                 took, most = extension.wait_back(spec, old, deadline, since=terminated_at)
             finally:
                 figures.add(
-                    "STOP-1", f"terminate → {spec.name} back", time.monotonic() - terminated_at, deadline
+                    clause, f"terminate → {spec.name} back", time.monotonic() - terminated_at, deadline
                 )
             most = max(most, extension.hold(spec, min(spec.restart_s + 1.0, DUPLICATE_WATCH_S)))
             assert most <= spec.count, f"{spec.name}: {most} at once after termination, promised {spec.count}"
