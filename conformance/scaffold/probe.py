@@ -9,7 +9,9 @@ install (``package_files``, ``unowned_controls``), creates the extension
 every kind at once, watched together with the server logging at debug1
 (``probe_exits``: does it come back, how soon, and with what exit code did it
 go?), and one crash-restart of the server (``probe_crash``: is each kind back
-after it?).  ``measure`` does all of that on one server into a ``Proposal``;
+after it?).  The server has a hot standby: ``probe_standby`` sees which kinds
+run there and what each does when it is promoted.  ``measure`` does all of
+that on one server (and its standby) into a ``Proposal``;
 ``installs_on`` builds each major's image to see where the extension installs.
 The deadlines of the probes are here too.
 """
@@ -32,6 +34,7 @@ from conformance.config import KitConfig
 from conformance.deadlines import CRASH_RECOVERY_S, START_S
 from conformance.errors import ImageBuildError, KitError, NotPackaged, TargetError
 from conformance.images import Extension
+from conformance.profile import PROMOTION_S
 from conformance.scaffold.propose import (
     Kind,
     Options,
@@ -44,7 +47,7 @@ from conformance.scaffold.propose import (
     exit_probe,
     kinds_of,
 )
-from conformance.targets import Target
+from conformance.targets import StandbyTarget, Target
 from conformance.waiting import WaitTimeout
 
 STABLE_S = 3.0  # at rest: the extension's processes unchanged for this long ...
@@ -56,6 +59,9 @@ BACK_S = 65.0
 CRASH_S = CRASH_RECOVERY_S  # how long a kind is watched for coming back after a crash-restart
 #: core's own background workers, by the start of their title (the bgworker view keeps them)
 CORE_BGWORKERS = ("logical replication ", "slotsync worker")
+#: how long the kinds are watched after the standby's promotion: REPLICA-7's default
+#: deadline (profile.PROMOTION_S) and as much again, so a slow start is measured, not missed
+PROMOTED_S = 2 * PROMOTION_S
 
 
 def say(line: str) -> None:
@@ -76,8 +82,9 @@ def server(
     from conformance.targets import make_target
 
     profile = draft_profile(ext.name, root, ext, server=settings)
-    kit = KitConfig((f"pg{major}",), profile, ext, None, "pg_config", None)
-    target = make_target(f"pg{major}", kit)
+    name = f"pg{major}+standby"  # the standby tells which kinds run there, and what a promotion does
+    kit = KitConfig((name,), profile, ext, None, "pg_config", None)
+    target = make_target(name, kit)
     try:
         if profile.server:
             apply_settings(target, profile.server)
@@ -344,6 +351,68 @@ def measure(target: Target, p: Proposal, opts: Options) -> None:
     for kind in p.kinds:
         assert kind.after_exit is not None
         kind.after_exit = by_design(kind.after_exit, kind.after_crash)
+    probe_standby(target, p, opts)
+
+
+def probe_standby(target: Target, p: Proposal, opts: Options) -> None:
+    """Which kinds run on the hot standby (after its start with the setup
+    replayed, unchanged for STABLE_S), and what each does when it is
+    promoted (watched PROMOTED_S): starts, stops, or keeps its processes."""
+    standby = target.standby
+    if not isinstance(standby, StandbyTarget):
+        return
+    say(f"a hot standby: which kinds run there, then its promotion, watched up to {PROMOTED_S:g}s")
+    if p.settings:
+        standby.set_baseline(**p.settings)
+    standby.follow("init probes the standby with the setup done")
+    standby.restart("fast")
+    draft = draft_profile(p.name, opts.root, p.ext, p.kinds, p.settings)
+    workers = Census(standby, draft, "standby")
+    settle(standby, workers)
+    before = workers.census()
+    for kind in p.kinds:
+        kind.roles = ("primary", "standby") if before[kind.name] else ("primary",)
+    standby.promote()
+    promoted = time.monotonic()
+    seen: dict[str, float] = {}
+
+    def settled() -> bool:
+        now = workers.census()
+        for kind in p.kinds:
+            ok = (
+                set(before[kind.name]) <= set(now[kind.name])
+                if before[kind.name]
+                else len(now[kind.name]) >= kind.count
+            )
+            if ok and kind.name not in seen:
+                seen[kind.name] = round(time.monotonic() - promoted, 2)
+            if not ok:
+                seen.pop(kind.name, None)
+        return len(seen) == len(p.kinds)
+
+    try:
+        standby.wait_until(settled, PROMOTED_S, what="every kind as it will be after the promotion")
+    except WaitTimeout:
+        pass
+    for kind in p.kinds:
+        on_standby = bool(before[kind.name])
+        if kind.name in seen:
+            kind.after_promotion = "keeps" if on_standby else "starts"
+            kind.promotion_seen_s = seen[kind.name]
+            kind.promotion_detail = (
+                "ran on in the same processes"
+                if on_standby
+                else f"up {seen[kind.name]:g} s after pg_promote()"
+            )
+        else:
+            kind.after_promotion = "stops" if on_standby else None
+            kind.promotion_detail = (
+                f"its processes on the standby gone or replaced within {PROMOTED_S:g} s of pg_promote()"
+                if on_standby
+                else f"not up within {PROMOTED_S:g} s of pg_promote()"
+            )
+        where = "on the standby too" if on_standby else "not on the standby"
+        say(f"{kind.name}: {where}; {kind.promotion_detail}")
 
 
 def installs_on(majors: Iterable[int], ext: Extension) -> tuple[list[int], dict[int, str]]:

@@ -161,6 +161,12 @@ class Kind:
     backend_type_pattern: str | None = None  # instead of backend_type: its digits vary or are ids
     #: what the title and backend_type patterns stand for (numbers that vary or look like ids)
     generalized: tuple[str, ...] = ()
+    #: where it ran, as seen on a primary and its hot standby (None: not probed)
+    roles: tuple[str, ...] | None = None
+    #: what it did when the standby was promoted: starts, stops or keeps, and after how long
+    after_promotion: str | None = None
+    promotion_seen_s: float | None = None
+    promotion_detail: str = ""
 
     def spec(self) -> ProcessSpec:
         return ProcessSpec(
@@ -170,6 +176,7 @@ class Kind:
             self.database,
             self.count,
             backend_type_pattern=self.backend_type_pattern,
+            roles=self.roles or ("primary",),
         )
 
 

@@ -11,6 +11,7 @@ on the terminal (``summary``).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,8 +19,8 @@ from pathlib import Path
 from conformance import __version__, expectations
 from conformance.errors import KitError
 from conformance.paths import fixtures_dir
-from conformance.profile import load_profile
-from conformance.scaffold.probe import BACK_S, CRASH_S, STABLE_S, one_line
+from conformance.profile import PROMOTION_S, load_profile
+from conformance.scaffold.probe import BACK_S, CRASH_S, PROMOTED_S, STABLE_S, one_line
 from conformance.scaffold.propose import (
     EXIT0_BUG,
     EXIT0_DOCS,
@@ -97,7 +98,8 @@ def _notes(p: Proposal) -> str:
         f"Measured there: the background processes at rest (unchanged for {STABLE_S:g} s from\n"
         f"{p.settled_s:.1f} s after a start with the setup done), one termination of each kind,\n"
         f"all at once (watched up to {BACK_S:g} s, the server logging at debug1 to show each exit\n"
-        f"code), and one crash-restart (SIGKILL, watched {CRASH_S:g} s).\n"
+        f"code), one crash-restart (SIGKILL, watched {CRASH_S:g} s), and on a hot standby which\n"
+        f"kinds run there and what each does at its promotion (watched {PROMOTED_S:g} s).\n"
         "Not measured: workers that only a workload starts, the other majors' behaviour, and\n"
         "whether the measured restart intervals are what the extension promises.\n"
         "Review each value's comment, then make the promises yours."
@@ -208,6 +210,25 @@ def _process(p: Proposal, kind: Kind) -> list[str]:
     out.append(f"count = {kind.count}   # measured at rest")
     out += _exit_lines(kind.after_exit)
     out += _probe_lines("after_crash", kind.after_crash)
+    out += _role_lines(kind)
+    return out
+
+
+def _role_lines(kind: Kind) -> list[str]:
+    """roles and after_promotion, as a hot standby and its promotion showed them."""
+    if kind.roles is None:
+        return ["# not probed on a hot standby: roles default to the primary only"]
+    out = [f"roles = {_strs(kind.roles)}   # measured: where it ran, primary and hot standby"]
+    if kind.after_promotion is None:
+        out += [
+            f"# measured: {kind.promotion_detail}; the promise below is the default for a kind of",
+            "# the primary (REPLICA-7 fails unless the extension documents otherwise)",
+            'after_promotion = "starts"',
+        ]
+        return out
+    out.append(f"after_promotion = {_str(kind.after_promotion)}   # measured: {kind.promotion_detail}")
+    if kind.after_promotion == "starts" and (kind.promotion_seen_s or 0) > PROMOTION_S / 2:
+        out.append(f"promotion_s = {math.ceil(2 * (kind.promotion_seen_s or 0))}   # measured, doubled")
     return out
 
 
