@@ -579,8 +579,11 @@ def render_zoo_table(tables: list[dict[str, Any]]) -> str:
         rows = ""
         for m in table["members"]:
             ok = m["as_expected"] and m["wall_s"] <= m["budget_s"] and not m["containers_left"]
+            # a member run with a hot standby beside its primary says so (rows before it: a lone server)
+            topology = m.get("topology", "primary")
+            where = f" <small>({_e(topology)})</small>" if topology != "primary" else ""
             rows += (
-                f"<tr><td>{_e(m['name'])}</td><td>{_e(m['defect'])}</td><td>{_e(m['precedent'])}</td>"
+                f"<tr><td>{_e(m['name'])}{where}</td><td>{_e(m['defect'])}</td><td>{_e(m['precedent'])}</td>"
                 f"<td>{_e(', '.join(m['expected']) or 'none')}</td>"
                 f"<td class='{'pass' if ok else 'fail'}'>{_e(', '.join(m['flagged']) or 'none')}</td>"
                 f"<td class='not-reached'>{_e(', '.join(m['not_reached']))}</td>"

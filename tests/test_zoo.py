@@ -11,8 +11,12 @@ fairness); the clauses its scenario could not reach past its defect are
 sum of its tests' budgets and a set-up allowance) and leave no container.
 Members run ``BGWC_ZOO_JOBS`` at a time (default 2: each run mostly waits
 on its server, and every clause's figure is timed against its own server).
-Each member's row goes into ``reports/zoo-pgNN/zoo.json``, which the matrix
-page shows as a table.  Run by ``tox -e zoo``.
+A member whose ``zoo.toml`` entry says ``topology = "primary+standby"`` runs
+on a primary with a streaming hot standby (``--target pgNN+standby``), so
+that the clauses of a standby and of its promotion judge it too; the others
+run on a lone server (``--target pgNN``).
+Each member's row (with its topology) goes into ``reports/zoo-pgNN/zoo.json``,
+which the matrix page shows as a table.  Run by ``tox -e zoo``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ ZOO = Path(__file__).parent / "zoo"
 MAJOR = int(os.environ.get("BGWC_ZOO_MAJOR", "17"))
 REPORTS = Path(os.environ.get("BGWC_REPORTS", Path(__file__).parent.parent / "reports"))
 MEMBERS: list[dict[str, Any]] = tomllib.loads((ZOO / "zoo.toml").read_text())["member"]
+#: a member's topology (zoo.toml's ``topology``, "primary" when it names none): its --target suffix
+TOPOLOGIES = {"primary": "", "primary+standby": "+standby"}
 #: building the member's image layer (its sources, with PGXS) and starting its container
 SETUP_ALLOWANCE_S = 240.0
 #: the last resort against a run that hangs in spite of every budget (the test then fails)
@@ -49,9 +55,18 @@ _lock = threading.Lock()
 _pool = ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="zoo")
 
 
+def _topology(member: dict[str, Any]) -> str:
+    topology = member.get("topology", "primary")
+    assert topology in TOPOLOGIES, (
+        f"{member['name']}: topology {topology!r} is not one of {sorted(TOPOLOGIES)}"
+    )
+    return topology
+
+
 def _run(name: str) -> tuple[subprocess.CompletedProcess[str], float, str, Path]:
-    """One member through the bgworker tier, by the command users run: its
-    exit, its wall time, its run id and its reports directory."""
+    """One member through the bgworker tier, by the command users run, on its
+    topology: its exit, its wall time, its run id and its reports directory."""
+    member = next(m for m in MEMBERS if m["name"] == name)
     run_id = f"zoo{uuid.uuid4().hex[:8]}"
     out = REPORTS / f"zoo-pg{MAJOR}" / name
     t0 = time.monotonic()
@@ -62,7 +77,7 @@ def _run(name: str) -> tuple[subprocess.CompletedProcess[str], float, str, Path]
             "--profile",
             str(ZOO / f"{name}.toml"),
             "--target",
-            f"pg{MAJOR}",
+            f"pg{MAJOR}{TOPOLOGIES[_topology(member)]}",
             "--reports",
             str(out),
         ],
@@ -123,6 +138,7 @@ def test_member_is_flagged_by_its_own_clauses_only(
     expected = set(member["flagged_by"])
     row = {
         "name": name,
+        "topology": _topology(member),
         "defect": member["defect"],
         "precedent": member["precedent"],
         "expected": sorted(expected),

@@ -8,8 +8,10 @@
  *
  *	"zoo launcher"	static, connected to database "postgres", restarted 1 s
  *					after an exit: it keeps the job workers that zoo_start()
- *					asked for running;
- *	"zoo collector"	static, shared memory only (it never connects);
+ *					asked for running; it starts once recovery has finished,
+ *					so on a hot standby only after its promotion;
+ *	"zoo collector"	static, shared memory only (it never connects), started
+ *					as soon as the server is consistent: on a hot standby too;
  *	"zoo job"		dynamic, one per requested job, connected to the
  *					requested database, never restarted by the postmaster.
  *
@@ -45,6 +47,10 @@
  *	ZOO_DEFECT_DROPPED_DB		the launcher never checks that the database exists
  *	ZOO_DEFECT_SPIN				the launcher retries a registration in a busy loop
  *	ZOO_DEFECT_NEVER_RESTART	the launcher is registered BGW_NEVER_RESTART
+ *	ZOO_DEFECT_STANDBY_LOOP		the launcher also starts on a hot standby, where
+ *								its first transaction takes a transaction id
+ *	ZOO_DEFECT_NO_PROMOTE		the launcher also starts on a hot standby, where
+ *								it exits with code 0: it never runs after promotion
  *
  * IDENTIFICATION
  *		tests/zoo/src/zoo_citizen.c
@@ -57,6 +63,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
@@ -101,6 +108,18 @@ PG_MODULE_MAGIC;
 #define ZOO_LAUNCHER_RESTART_S	BGW_NEVER_RESTART
 #else
 #define ZOO_LAUNCHER_RESTART_S	1
+#endif
+
+#if defined(ZOO_DEFECT_STANDBY_LOOP) || defined(ZOO_DEFECT_NO_PROMOTE)
+/*
+ * Defect (of both): the launcher is registered to start as soon as the server
+ * is consistent, so on a hot standby too, and does not cope with recovery
+ * there (see zoo_launcher_main).  The two start times are the same on a
+ * primary.
+ */
+#define ZOO_LAUNCHER_START		BgWorkerStart_ConsistentState
+#else
+#define ZOO_LAUNCHER_START		BgWorkerStart_RecoveryFinished
 #endif
 
 /* What the SQL functions ask for and who serves it, in shared memory. */
@@ -224,11 +243,11 @@ zoo_set_request(const char *dbname, int njobs)
  */
 static void
 zoo_fill_worker(BackgroundWorker *worker, const char *name, const char *function,
-				int flags, int restart_time)
+				int flags, BgWorkerStartTime start_time, int restart_time)
 {
 	memset(worker, 0, sizeof(BackgroundWorker));
 	worker->bgw_flags = flags;
-	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_start_time = start_time;
 	worker->bgw_restart_time = restart_time;
 	strlcpy(worker->bgw_library_name, ZOO_LIBRARY, sizeof(worker->bgw_library_name));
 	strlcpy(worker->bgw_function_name, function, sizeof(worker->bgw_function_name));
@@ -255,11 +274,12 @@ _PG_init(void)
 
 	zoo_fill_worker(&worker, "zoo launcher", "zoo_launcher_main",
 					BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
-					ZOO_LAUNCHER_RESTART_S);
+					ZOO_LAUNCHER_START, ZOO_LAUNCHER_RESTART_S);
 	RegisterBackgroundWorker(&worker);
 
+	/* shared memory only, so it can run on a hot standby as well */
 	zoo_fill_worker(&worker, "zoo collector", "zoo_collector_main",
-					BGWORKER_SHMEM_ACCESS, 1);
+					BGWORKER_SHMEM_ACCESS, BgWorkerStart_ConsistentState, 1);
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -390,7 +410,7 @@ zoo_register_job(ZooLauncherState *st, int slot)
 
 	zoo_fill_worker(&worker, "zoo job", "zoo_job_main",
 					BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
-					BGW_NEVER_RESTART);
+					BgWorkerStart_RecoveryFinished, BGW_NEVER_RESTART);
 	worker.bgw_main_arg = Int32GetDatum(slot);
 	worker.bgw_notify_pid = MyProcPid;
 	memset(&args, 0, sizeof(args));
@@ -508,6 +528,32 @@ zoo_launcher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection("postgres", NULL, 0);
+
+#ifdef ZOO_DEFECT_NO_PROMOTE
+	/*
+	 * Defect: on a hot standby the launcher leaves at once, with exit code 0,
+	 * which unregisters it: after a promotion nothing starts it again
+	 * (pgnats #25: its worker, disabled on replicas, did not start on a
+	 * promoted one).
+	 */
+	if (RecoveryInProgress())
+		proc_exit(0);
+#endif
+#ifdef ZOO_DEFECT_STANDBY_LOOP
+	/*
+	 * Defect: its first transaction takes a transaction id (as one that
+	 * records the launcher's start in a table would), and nothing looks at
+	 * RecoveryInProgress() first.  Harmless on a primary; on a hot standby it
+	 * fails with "cannot assign TransactionIds during recovery", exit code 1,
+	 * and the postmaster starts it again every second: a crash loop for as
+	 * long as the standby runs (citus #3144: its maintenance daemon wrote on
+	 * a standby and was restarted every 5 s).
+	 */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetCurrentTransactionId();
+	CommitTransactionCommand();
+#endif
 
 	memset(&st, 0, sizeof(st));
 	LWLockAcquire(zoo->lock, LW_EXCLUSIVE);
