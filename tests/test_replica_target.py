@@ -36,6 +36,7 @@ def test_standby_streams_and_replays_what_the_primary_commits(primary: Target) -
     names = {r[0] for r in primary.sql("SELECT application_name FROM pg_stat_replication")}
     assert standby.cluster_name in names, names
     with primary.connect() as conn:
+        conn.execute("SET synchronous_commit = on")  # flushed when it returns
         conn.execute("CREATE TABLE IF NOT EXISTS bgwc_replicated (v text)")
         conn.execute("INSERT INTO bgwc_replicated VALUES ('seen')")
     standby.wait_caught_up()

@@ -424,6 +424,28 @@ def test_a_profile_says_what_was_given_measured_and_guessed(tmp_path: Path) -> N
     assert all(ln.startswith(("notes = ", "database = ", "sql = ", "after_")) for ln in unsaid), unsaid
 
 
+def test_roles_and_promotion_are_proposed_as_the_standby_showed_them(tmp_path: Path) -> None:
+    ext = Extension("bgwc_fake", ("bgwc_fake",), None, ("postgresql-{major}-bgwc-fake",))
+    both = scaffold.Kind("collector", "c", "c", None, None, 1, roles=("primary", "standby"))
+    both.after_promotion, both.promotion_detail = "keeps", "ran on in the same processes"
+    slow = scaffold.Kind("launcher", "l", "l", None, None, 1, roles=("primary",))
+    slow.after_promotion, slow.promotion_seen_s, slow.promotion_detail = "starts", 7.2, "up 7.2 s after"
+    never = scaffold.Kind("keeper", "k", "k", None, None, 1, roles=("primary",))
+    never.promotion_detail = "not up within 20 s of pg_promote()"
+    p = scaffold.Proposal(
+        "bgwc_fake", ext, 17, "2026-01-01T00:00:00Z", kinds=[both, slow, never], majors=[17]
+    )
+    path = tmp_path / "bgwc_fake.toml"
+    path.write_text(scaffold.render_profile(p, tmp_path))
+    got = {s.name: (s.roles, s.after_promotion, s.promotion_s) for s in load_profile(str(path)).processes}
+    assert got == {
+        "collector": (("primary", "standby"), "keeps", 10.0),
+        "launcher": (("primary",), "starts", 15.0),  # measured 7.2 s, doubled
+        "keeper": (("primary",), "starts", 10.0),  # the promise of a primary's kind, said to fail
+    }
+    assert "# measured: not up within 20 s of pg_promote(); the promise below" in path.read_text()
+
+
 def test_the_library_to_preload_is_the_one_installed_or_the_one_named_as_the_control() -> None:
     assert scaffold.package_library(["pg_cron"], ["pg_cron"], ("p",)) == "pg_cron"
     assert scaffold.package_library(["a", "b"], ["b"], ("p",)) == "b"
@@ -630,6 +652,8 @@ def _agrees(proposed: Profile, hand: Profile) -> None:
         )
         assert mine.after_exit == DIFFERENCES.get((hand.name, spec.name), spec.after_exit), spec.name
         assert mine.after_crash == spec.after_crash, spec.name
+        # where it runs and what a promotion does, seen on init's hot standby
+        assert (mine.roles, mine.after_promotion) == (spec.roles, spec.after_promotion), spec.name
         if mine.after_exit == spec.after_exit == "restart":
             assert mine.restart_s >= spec.restart_s
 

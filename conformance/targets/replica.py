@@ -59,10 +59,13 @@ class StandbyTarget(ContainerTarget):
 
     def wait_caught_up(self, timeout: float = STREAMING_S) -> None:
         """Wait until the standby streams and has replayed everything the
-        primary had inserted into its WAL when this was called (its
-        servers commit asynchronously: a commit may still be in the WAL
-        buffers, which the walwriter flushes within wal_writer_delay)."""
-        lsn = self.primary.scalar("SELECT pg_current_wal_insert_lsn()::text", idempotent=True)
+        primary had flushed when this was called: the kit's servers commit
+        asynchronously, so a caller that needs its commit on the standby
+        commits it with synchronous_commit on (as canaries and set-up are).
+        Not the insert position: a record in a page the primary has no
+        reason to flush yet (its idle running-xacts snapshot) is sent only
+        when something later flushes it, seconds on."""
+        lsn = self.primary.scalar("SELECT pg_current_wal_flush_lsn()::text", idempotent=True)
         self.wait_until(
             lambda: (
                 self.streaming()
