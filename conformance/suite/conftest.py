@@ -164,17 +164,21 @@ def standby_of(target: Target) -> StandbyTarget:
     return target.standby
 
 
-def standby_at_rest(standby: StandbyTarget, primary: Census) -> Census:
+def standby_at_rest(standby: StandbyTarget, primary: Census, nodeid: str = "") -> Census:
     """The standby with the profile's settings, following its primary (rebuilt
-    from a new base backup when it does not), its kinds at rest as promised."""
+    from a new base backup when it does not), its kinds at rest as promised;
+    then the test (``nodeid``) begins there, a rebuild among its faults."""
     if standby.cluster_name not in {name for name, _ in _SET_UP}:
         standby.set_baseline(**primary.profile.server)
         _SET_UP.add((standby.cluster_name, 0))
     standby.ensure_baseline()
-    standby.follow("it did not stream from its primary before the test")
+    rebuilt = standby.follow("it did not stream from its primary before the test")
     census = Census(standby, primary.profile, "standby", primary)
     standby.pid_namer = census.name_pid
     census.wait_at_rest()
+    standby.begin_test(nodeid)
+    if rebuilt:
+        standby.faults.append((0.0, "rebuild", rebuilt))
     return census
 
 
@@ -188,13 +192,12 @@ def pair(request: pytest.FixtureRequest, pg_target: Target, profile: Profile) ->
     primary: Census = request.getfixturevalue("extension")
     try:
         try:
-            census = standby_at_rest(standby, primary)
+            census = standby_at_rest(standby, primary, request.node.nodeid)
         except (AssertionError, TargetError) as exc:
             standby.recover(f"standby not as promised before the test: {str(exc).splitlines()[0][:300]}")
-            census = standby_at_rest(standby, primary)
+            census = standby_at_rest(standby, primary, request.node.nodeid)
     except (AssertionError, TargetError) as exc:
         raise NotReached(f"not reached (standby could not be restored): {exc}") from exc
-    standby.begin_test(request.node.nodeid)
     return Pair(primary, census)
 
 

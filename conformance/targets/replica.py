@@ -83,20 +83,22 @@ class StandbyTarget(ContainerTarget):
         ok = self.scalar(f"SELECT pg_promote(true, {int(timeout)})")
         assert ok, f"pg_promote() did not finish within {timeout:g}s\n{self.log_tail()}"
 
-    def follow(self, why: str) -> None:
+    def follow(self, why: str) -> str | None:
         """Make this a standby that streams and has caught up with its
-        primary: as it is if it does, else rebuilt from a new base backup
-        (recorded among the faults, with ``why``)."""
+        primary: as it is if it does, else rebuilt from a new base backup.
+        Return what was done (None: nothing), also among the faults."""
         if not self.promoted and self.is_running():
             try:
                 self.wait_caught_up()
-                return
+                return None
             except Exception:  # noqa: BLE001 - a standby that does not follow is rebuilt
                 pass
-        self._record("rebuild", f"a new base backup of the primary: {why}")
+        done = f"rebuilt from a new base backup of the primary: {why}"
+        self._record("rebuild", done)
         self._fresh()
         self.generation += 1
         self.wait_caught_up()
+        return done
 
     def describe(self) -> dict[str, object]:
         info = super().describe()

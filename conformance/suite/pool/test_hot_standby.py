@@ -17,13 +17,13 @@ from conformance.suite.pool_under_test import Pool
 
 
 @pytest.mark.clause("HOT-1")
-def test_submit_on_a_standby_is_refused(pool: Pool, figures: Figures) -> None:
+def test_submit_on_a_standby_is_refused(pool: Pool, figures: Figures, request: pytest.FixtureRequest) -> None:
     standby = standby_of(pool.target)
     assert pool.profile.pool is not None
     promised = pool.profile.pool.standby_submit_sqlstate
     if promised is None:
         pytest.skip("not applicable: the profile declares no standby_submit_sqlstate")
-    census = standby_at_rest(standby, Census(pool.target, pool.profile))
+    census = standby_at_rest(standby, Census(pool.target, pool.profile), request.node.nodeid)
     worker = pool.profile.process(pool.profile.pool.worker or "")
     with standby.connect() as conn:
         asked = time.monotonic()
