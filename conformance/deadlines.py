@@ -23,6 +23,9 @@ BUSY_CPU_S = 2.0  # SLOTS-3: at most this much CPU time (all its processes) per 
 DB_RETRY_GRACE_S = 5.0  # DB-3: after the drop, this long to give up on the database
 DB_RETRY_LINES = 2  # DB-3: at most this many lines naming it in the OBSERVE_S window after that
 CYCLES = 3  # CYCLE-1
+#: SIG-1: a kind is settled after a signal when its processes are unchanged for this long (a
+#: handler sets the latch: a process acts on a signal at once, or dies of it at once)
+SIGNAL_SETTLE_S = 1.0
 
 
 # -- the pool and faults tiers

@@ -75,6 +75,11 @@ _FAMILY: dict[str, Callable[[Profile], float]] = {
     "LOG": lambda p: w.START_S + 2 * w.OBSERVE_S,
     # the sequences, then the shrinking of a failure
     "RAND": lambda p: POOL_TEST_S + w.SHRINK_S,
+    # each kind (and each workload kind), three signals, twice: at its count, then settled
+    "SIG": lambda p: (
+        2 * 3 * sum(2 * (s.restart_s + w.RESTART_SLACK_S + w.SIGNAL_SETTLE_S) for s in p.processes)
+        + w.START_S
+    ),
     # the standby's scenarios: STOP's or KILL's on it, an observation window, a
     # promotion, two shutdowns and the starts after them
     "REPLICA": lambda p: (

@@ -51,6 +51,7 @@
  *								its first transaction takes a transaction id
  *	ZOO_DEFECT_NO_PROMOTE		the launcher also starts on a hot standby, where
  *								it exits with code 0: it never runs after promotion
+ *	ZOO_DEFECT_RELOAD_EXIT		the collector exits with code 0 on a reload (SIGHUP)
  *
  * IDENTIFICATION
  *		tests/zoo/src/zoo_citizen.c
@@ -632,6 +633,16 @@ zoo_collector_main(Datum main_arg)
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
+#ifdef ZOO_DEFECT_RELOAD_EXIT
+			/*
+			 * Defect: new settings are "applied" by exiting, to be started again
+			 * with them.  Exit code 0 tells the postmaster to unregister the
+			 * worker: the first configuration reload ends the collector for good
+			 * (pgvecto.rs #387: its worker exited with code 0 on SIGHUP).
+			 */
+			ereport(LOG, (errmsg("zoo collector restarting to apply new settings")));
+			proc_exit(0);
+#endif
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 	}
