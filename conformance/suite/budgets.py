@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from conformance import deadlines as w
-from conformance.profile import Profile
+from conformance.profile import ProcessSpec, Profile
 from conformance.targets.base import LADDER_STEP_S, START_TIMEOUT_S, STATEMENT_TIMEOUT_S
 
 #: bringing a server down by the ladder (fast, immediate, SIGKILL), then starting it
@@ -32,6 +32,11 @@ def _at_rest(p: Profile) -> list:  # type: ignore[type-arg]
 
 def _stays_down_watch(p: Profile, attr: str) -> float:
     return w.STAYS_DOWN_S if any(getattr(s, attr) == "stays-down" for s in _at_rest(p)) else 0.0
+
+
+def _back_s(s: ProcessSpec) -> float:
+    """How long a kind may take to be back after an exit (0: it must not exit)."""
+    return s.restart_s + w.RESTART_SLACK_S if s.count > 0 and s.after_exit == "restart" else 0.0
 
 
 def _stop(p: Profile) -> float:
@@ -76,10 +81,7 @@ _FAMILY: dict[str, Callable[[Profile], float]] = {
     # the sequences, then the shrinking of a failure
     "RAND": lambda p: POOL_TEST_S + w.SHRINK_S,
     # each kind (and each workload kind), three signals, twice: at its count, then settled
-    "SIG": lambda p: (
-        2 * 3 * sum(2 * (s.restart_s + w.RESTART_SLACK_S + w.SIGNAL_SETTLE_S) for s in p.processes)
-        + w.START_S
-    ),
+    "SIG": lambda p: 2 * 3 * sum(2 * (_back_s(s) + w.SIGNAL_SETTLE_S) for s in p.processes) + 2 * w.START_S,
     # the standby's scenarios: STOP's or KILL's on it, an observation window, a
     # promotion, two shutdowns and the starts after them
     "REPLICA": lambda p: (

@@ -1,7 +1,8 @@
 """SIG: the signals a server in production sends its background workers.
 SIGHUP (``pg_reload_conf()`` sends it to every process), SIGUSR1 (core's
 multiplexed signal: barriers, catch-up interrupts, a worker's
-notifications) and SIGINT (``pg_cancel_backend``).  None of them asks a
+notifications) and SIGINT (``pg_cancel_backend``, to the kinds SQL can
+see: nothing in production cancels the others).  None of them asks a
 process to stop for good: at rest and again with the workload running,
 each kind at rest keeps its processes, or one that exits is back as its
 ``after_exit`` promises, at its exact count; the workload's workers keep
@@ -22,7 +23,7 @@ from conformance.figures import Figures
 from conformance.profile import ProcessSpec
 from conformance.suite.checks import PerKind
 
-#: every kind gets these; a kind at rest also gets SIGINT (a cancel)
+#: every kind gets these; a kind at rest that SQL can see also gets SIGINT (a cancel)
 NOT_A_STOP = (signal.SIGHUP, signal.SIGUSR1)
 AT_REST = (*NOT_A_STOP, signal.SIGINT)
 
@@ -35,7 +36,7 @@ def test_kinds_keep_running_through_the_signals_production_sends(
     problems: dict[str, str] = {}  # a kind's first failure: it is not signalled again
     details: dict[str, list[str]] = {}
     for phase in ("at rest", "with the workload"):
-        judged = [(s, AT_REST) for s in kinds]
+        judged = [(s, AT_REST if s.connects else NOT_A_STOP) for s in kinds]
         if phase == "with the workload":
             extension.start_workload()
             workers = extension.workload_kinds()
@@ -66,11 +67,14 @@ def test_kinds_keep_running_through_the_signals_production_sends(
 
 
 def _send(extension: Census, spec: ProcessSpec, pid: int, sig: signal.Signals) -> None:
-    """SIGINT as production sends it to a process SQL can see (pg_cancel_backend),
-    every other signal (and SIGINT to a process SQL cannot see) as the OS does."""
-    if sig == signal.SIGINT and spec.connects:
-        if extension.target.scalar("SELECT pg_cancel_backend(%s)", pid):
-            return
+    """SIGINT as production sends it, by pg_cancel_backend (a process that
+    SQL cannot see gets none: nothing in production cancels it); the
+    others as the postmaster and pg_reload_conf() send them, by the OS."""
+    if sig == signal.SIGINT:
+        assert spec.connects
+        cancelled = extension.target.scalar("SELECT pg_cancel_backend(%s)", pid)
+        assert cancelled, f"pg_cancel_backend({pid}) found no backend of {spec.name}"
+        return
     extension.target.kill(pid, sig)
 
 
@@ -82,7 +86,9 @@ def _signal_kind(extension: Census, spec: ProcessSpec, sig: signal.Signals, figu
     declared to stay down after an exit (and the workload's workers) must
     keep the very same processes."""
     count = spec.count or len(extension.census()[spec.name])
-    deadline = spec.restart_s + RESTART_SLACK_S + SIGNAL_SETTLE_S
+    must_keep = spec.count == 0 or spec.after_exit == "stays-down"
+    # a kind that must keep its processes is judged as soon as one is gone
+    deadline = (0.0 if must_keep else spec.restart_s + RESTART_SLACK_S) + SIGNAL_SETTLE_S
     extension.target.wait_until(
         lambda: len(extension.census()[spec.name]) == count,
         deadline,
@@ -101,6 +107,8 @@ def _signal_kind(extension: Census, spec: ProcessSpec, sig: signal.Signals, figu
         most = max(most, len(pids))
         if pids != now:
             now, since = pids, time.monotonic()
+        if must_keep and old - pids:
+            return True
         return len(pids) == count and time.monotonic() - since >= SIGNAL_SETTLE_S
 
     try:
@@ -120,6 +128,5 @@ def _signal_kind(extension: Census, spec: ProcessSpec, sig: signal.Signals, figu
     assert most <= count, f"{most} at once after {sig.name}, promised {count}"
     if old <= now:
         return "the same processes"
-    must_keep = spec.count == 0 or spec.after_exit == "stays-down"
-    assert not must_keep, f"{sorted(old - now)} exited on {sig.name} and it stays down after an exit"
+    assert not must_keep, f"{sorted(old - now)} exited on {sig.name}, and it stays down after an exit"
     return f"exited, back as {sorted(now)}"
