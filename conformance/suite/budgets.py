@@ -72,7 +72,8 @@ _FAMILY: dict[str, Callable[[Profile], float]] = {
     "STOP": _stop,
     "KILL": _kill,
     "ORPHAN": lambda p: 2 * w.START_S + w.PM_DEATH_S + 5.0,
-    "SHUT": lambda p: 2 * w.START_S + w.SHUTDOWN_S,
+    # SHUT-3: the workload up, a commit waiting, the shutdown, the writer's end, the start
+    "SHUT": lambda p: 3 * w.START_S + 2 * w.SHUTDOWN_S,
     "SLOTS": _slots,
     "DB": _database,
     "BARRIER": lambda p: 2 * (3 * w.BARRIER_S + 2 * w.BARRIER_S + 2 * STATEMENT_TIMEOUT_S) + w.START_S,

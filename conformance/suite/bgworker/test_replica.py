@@ -3,18 +3,16 @@
 roles its profile declares (``roles``, by default the primary only); on the
 standby the kinds declared there start, stop, crash-restart, die with their
 postmaster and shut down as on a primary, the others neither run nor
-crash-loop nor flood the log; at promotion each kind does what it declares
-(``after_promotion``); and a primary whose synchronous standby is gone still
-shuts down."""
+crash-loop nor flood the log; and at promotion each kind does what it
+declares (``after_promotion``).  A primary whose synchronous standby is gone
+is SHUT-3's, on every target."""
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable
 
-import psycopg
 import pytest
 
 from conformance.deadlines import OBSERVE_S, PM_DEATH_S, SHUTDOWN_S, START_S, STORM_LINES
@@ -213,57 +211,3 @@ def test_kinds_do_as_declared_at_promotion(
                 f"{spec.after_promotion}: {what[1]} {time.monotonic() - promoted:.2f}s after promotion"
             )
     verdicts.done()
-
-
-@pytest.mark.clause("REPLICA-8")
-def test_primary_shuts_down_with_its_synchronous_standby_gone(pair: Pair, figures: Figures) -> None:
-    """The primary waits for a synchronous standby that is gone (its name in
-    synchronous_standby_names, the standby stopped), commits wait for it
-    (synchronous_commit on), the workload runs and a session writes: a fast
-    shutdown still completes within SHUTDOWN_S (core ends every wait for
-    synchronous replication at a fast shutdown: a worker that does not let
-    its wait end holds it)."""
-    primary, standby = pair.primary.target, _standby(pair)
-    pair.primary.start_workload()  # before its own commits would wait for the standby
-    if pair.primary.workload_kinds():
-        pair.primary.wait_started()
-    standby.stop("fast")
-    primary.set_conf(synchronous_standby_names=standby.cluster_name, synchronous_commit="on")
-    primary.reload()
-    writer = threading.Thread(target=_write_until_ended, args=(primary.conninfo(),), daemon=True)
-    writer.start()
-    primary.wait_until(
-        lambda: primary.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'", idempotent=True
-        ),
-        START_S,
-        what="a commit waiting for the synchronous standby",
-    )
-    t0 = time.monotonic()
-    try:
-        primary.stop("fast", timeout=SHUTDOWN_S)
-    except TargetError as exc:
-        figures.add("REPLICA-8", "fast shutdown, synchronous standby gone", time.monotonic() - t0, SHUTDOWN_S)
-        running = pair.primary.census()
-        primary.bring_down("a fast shutdown with the synchronous standby gone did not complete", tried=True)
-        pytest.fail(
-            f"fast shutdown did not complete in {SHUTDOWN_S:g}s with the synchronous standby gone; "
-            f"still running: {running}\n{str(exc).splitlines()[0]}"
-        )
-    finally:
-        writer.join(SHUTDOWN_S)
-    figures.add("REPLICA-8", "fast shutdown, synchronous standby gone", time.monotonic() - t0, SHUTDOWN_S)
-    primary.reset_conf()
-    primary.start()
-    standby.start()
-
-
-def _write_until_ended(conninfo: str) -> None:
-    """Commit rows, one transaction each, until the server ends the session."""
-    try:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS bgwc_sync_writes (at timestamptz)")
-            while True:
-                conn.execute("INSERT INTO bgwc_sync_writes VALUES (now())")
-    except psycopg.Error:
-        return

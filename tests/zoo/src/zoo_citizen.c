@@ -52,6 +52,9 @@
  *	ZOO_DEFECT_NO_PROMOTE		the launcher also starts on a hot standby, where
  *								it exits with code 0: it never runs after promotion
  *	ZOO_DEFECT_RELOAD_EXIT		the collector exits with code 0 on a reload (SIGHUP)
+ *	ZOO_DEFECT_SYNC_HOLD		the launcher commits every time round, and its
+ *								SIGTERM only sets a flag: a fast shutdown waits
+ *								for a synchronous standby that is gone
  *
  * IDENTIFICATION
  *		tests/zoo/src/zoo_citizen.c
@@ -67,6 +70,7 @@
 #include "access/xlog.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -81,6 +85,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -170,7 +175,7 @@ PGDLLEXPORT void zoo_job_main(Datum main_arg);
 PG_FUNCTION_INFO_V1(zoo_start);
 PG_FUNCTION_INFO_V1(zoo_stop);
 
-#if defined(ZOO_DEFECT_EXIT0) || defined(ZOO_DEFECT_BARRIER)
+#if defined(ZOO_DEFECT_EXIT0) || defined(ZOO_DEFECT_BARRIER) || defined(ZOO_DEFECT_SYNC_HOLD)
 /*
  * A SIGTERM handler of its own, instead of die(): it only sets a flag and
  * the latch, so nothing happens until the main loop looks at the flag.
@@ -520,7 +525,7 @@ zoo_launcher_main(Datum main_arg)
 {
 	ZooLauncherState st;
 
-#ifdef ZOO_DEFECT_BARRIER
+#if defined(ZOO_DEFECT_BARRIER) || defined(ZOO_DEFECT_SYNC_HOLD)
 	pqsignal(SIGTERM, zoo_sigterm);
 #else
 	pqsignal(SIGTERM, die);
@@ -580,6 +585,31 @@ zoo_launcher_main(Datum main_arg)
 							MyBgworkerEntry->bgw_type)));
 #else
 		CHECK_FOR_INTERRUPTS();
+#endif
+#ifdef ZOO_DEFECT_SYNC_HOLD
+		/*
+		 * Defect: SIGTERM only sets a flag, looked at here, and the launcher
+		 * commits a transaction that wrote (its heartbeat, a row) every time
+		 * round.
+		 * With synchronous_standby_names naming a standby that is gone, the
+		 * commit waits for it; core ends that wait for a process whose
+		 * ProcDiePending is set, which a flag of its own never sets, so a fast
+		 * shutdown waits for ever (pg_cron PR #414).
+		 */
+		if (zoo_got_sigterm)
+			ereport(FATAL,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("terminating background worker \"%s\" due to administrator command",
+							MyBgworkerEntry->bgw_type)));
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_execute("CREATE TABLE IF NOT EXISTS zoo_heartbeat (at timestamptz);"
+					" INSERT INTO zoo_heartbeat VALUES (now())", false, 0);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
 #endif
 		if (ConfigReloadPending)
 		{
