@@ -65,22 +65,27 @@ class Census:
                 for query in step.sql:
                     conn.execute(query)
 
-    def _workload_sql(self, queries: Iterable[str], database: str | None) -> None:
+    def _workload_sql(
+        self, queries: Iterable[str], database: str | None, session: dict[str, str] | None = None
+    ) -> None:
         """Run workload SQL: ``{database}`` in it names the database its
         workers should work in (``database``, by default the workload's own);
-        a workload whose own database is ``{database}`` connects there too."""
+        a workload whose own database is ``{database}`` connects there too.
+        ``session``: settings of the harness's own session that runs it."""
         w = self.profile.workload
         if w is None:
             return
         home = "postgres" if w.database == DATABASE else w.database
         workers_db = database or home
         with self.target.connect(workers_db if w.database == DATABASE else home) as conn:
+            for name, value in (session or {}).items():
+                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
             for query in queries:
                 conn.execute(query.replace(DATABASE, workers_db))
 
-    def start_workload(self, database: str | None = None) -> None:
+    def start_workload(self, database: str | None = None, session: dict[str, str] | None = None) -> None:
         if self.profile.workload is not None:
-            self._workload_sql(self.profile.workload.start, database)
+            self._workload_sql(self.profile.workload.start, database, session)
 
     def stop_workload(self, database: str | None = None) -> None:
         if self.profile.workload is not None:

@@ -54,7 +54,8 @@ def test_smart_shutdown_completes(extension: Census, figures: Figures) -> None:
 #: the name in synchronous_standby_names on a lone primary: a standby that never connects
 ABSENT_STANDBY = "bgwc_absent_standby"
 #: SHUT-3: how long the extension's workers are given to commit (and so to wait) before the
-#: shutdown, from the reload: a worker on a loop of a second or two commits within it
+#: shutdown, from the workload's start: a worker on a loop of a second or two, or one that
+#: records the start of its work, commits within it
 SYNC_WINDOW_S = 3.0
 
 
@@ -64,14 +65,14 @@ def test_fast_shutdown_completes_with_the_synchronous_standby_gone(
 ) -> None:
     """Commits wait for a synchronous standby that is not there: on a
     primary+standby target its standby, stopped; on a lone server a name no
-    standby has.  With the workload running, synchronous_commit on and a
-    session's commit waiting, a fast shutdown still completes within
-    SHUTDOWN_S (core ends every wait for synchronous replication at a fast
-    shutdown: a worker that does not let its wait end holds it)."""
+    standby has.  The workload starts only then (the harness's own session
+    commits locally), so that the extension's first commits of its work
+    wait too; with a session's commit waiting, and once a process of the
+    extension waits (or SYNC_WINDOW_S has passed: it may never commit), a
+    fast shutdown completes within SHUTDOWN_S (core ends every wait for
+    synchronous replication at a fast shutdown: a worker that does not let
+    its wait end holds it)."""
     target = extension.target
-    extension.start_workload()  # before its own commits would wait
-    if extension.workload_kinds():
-        extension.wait_started()
     standby = target.standby if isinstance(target.standby, StandbyTarget) else None
     if standby is not None:
         standby.stop("fast")
@@ -86,8 +87,8 @@ def test_fast_shutdown_completes_with_the_synchronous_standby_gone(
     target.wait_until(
         lambda: target.scalar(waiting, idempotent=True), START_S, what="the session's commit waiting"
     )
-    # the extension's workers get a window to commit too (each that does then waits): an
-    # observation window, not a wait for a state, since a worker may never commit
+    extension.start_workload(session={"synchronous_commit": "local"})
+    # an observation window, not a wait for a state: a worker may never commit
     end = time.monotonic() + SYNC_WINDOW_S
     while (
         time.monotonic() < end and not set(target.scalar(waiting, idempotent=True) or ()) & extension.pids()
