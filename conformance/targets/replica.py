@@ -28,7 +28,6 @@ class StandbyTarget(ContainerTarget):
     def __init__(self, image: str, primary: ContainerTarget) -> None:
         super().__init__(image, primary.major, f"pg{primary.major} standby", "standby", primary.network)
         self.primary = primary
-        self.promoted = False
 
     def _prepare_datadir(self) -> None:
         """The image's cluster replaced by a base backup of the primary,
@@ -39,7 +38,6 @@ class StandbyTarget(ContainerTarget):
             f"echo \"wal_retrieve_retry_interval = '{RETRY_INTERVAL}'\" >> {DATADIR}/postgresql.auto.conf"
         )
         self.run(["sh", "-c", backup], timeout=120)
-        self.promoted = False
         super()._prepare_datadir()
 
     @property
@@ -79,7 +77,6 @@ class StandbyTarget(ContainerTarget):
         """``pg_promote()``, waiting until it is done; the standby is then a
         primary of its own, rebuilt by the next ``follow``."""
         self._record("promote", "")
-        self.promoted = True
         ok = self.scalar(f"SELECT pg_promote(true, {int(timeout)})")
         assert ok, f"pg_promote() did not finish within {timeout:g}s\n{self.log_tail()}"
 
@@ -87,10 +84,11 @@ class StandbyTarget(ContainerTarget):
         """Make this a standby that streams and has caught up with its
         primary: as it is if it does, else rebuilt from a new base backup.
         Return what was done (None: nothing), also among the faults."""
-        if not self.promoted and self.is_running():
+        if self.is_running():
             try:
-                self.wait_caught_up()
-                return None
+                if self.in_recovery():  # a promoted server follows no one: rebuilt at once
+                    self.wait_caught_up()
+                    return None
             except Exception:  # noqa: BLE001 - a standby that does not follow is rebuilt
                 pass
         done = f"rebuilt from a new base backup of the primary: {why}"
