@@ -13,8 +13,11 @@ import re
 import signal
 import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 import pytest
 
 from conformance.deadlines import DB_COMMAND_S, START_S
@@ -65,27 +68,48 @@ class Census:
                 for query in step.sql:
                     conn.execute(query)
 
+    def _workload_home(self, database: str | None) -> tuple[str, str]:
+        """The database the workload's SQL runs in, and the one its workers work in."""
+        w = self.profile.workload
+        assert w is not None
+        home = "postgres" if w.database == DATABASE else w.database
+        workers_db = database or home
+        return (workers_db if w.database == DATABASE else home), workers_db
+
     def _workload_sql(
-        self, queries: Iterable[str], database: str | None, session: dict[str, str] | None = None
+        self,
+        queries: Iterable[str],
+        database: str | None,
+        session: dict[str, str] | None = None,
+        conn: psycopg.Connection[Any] | None = None,
     ) -> None:
         """Run workload SQL: ``{database}`` in it names the database its
         workers should work in (``database``, by default the workload's own);
         a workload whose own database is ``{database}`` connects there too.
-        ``session``: settings of the harness's own session that runs it."""
-        w = self.profile.workload
-        if w is None:
+        ``session``: settings of the harness's own session that runs it;
+        ``conn``: that session, opened already (``workload_session``)."""
+        if self.profile.workload is None:
             return
-        home = "postgres" if w.database == DATABASE else w.database
-        workers_db = database or home
-        with self.target.connect(workers_db if w.database == DATABASE else home) as conn:
+        home, workers_db = self._workload_home(database)
+        with self.target.connect(home) if conn is None else nullcontext(conn) as c:
             for name, value in (session or {}).items():
-                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+                c.execute("SELECT set_config(%s, %s, false)", (name, value))
             for query in queries:
-                conn.execute(query.replace(DATABASE, workers_db))
+                c.execute(query.replace(DATABASE, workers_db))
 
-    def start_workload(self, database: str | None = None, session: dict[str, str] | None = None) -> None:
+    def workload_session(self, database: str | None = None) -> psycopg.Connection[Any]:
+        """A session for the workload's SQL, opened now: for a fault during
+        which no new session can be (FORK-1).  The caller closes it."""
+        return self.target.connect(self._workload_home(database)[0])
+
+    def start_workload(
+        self,
+        database: str | None = None,
+        session: dict[str, str] | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> None:
         if self.profile.workload is not None:
-            self._workload_sql(self.profile.workload.start, database, session)
+            self._workload_sql(self.profile.workload.start, database, session, conn)
 
     def stop_workload(self, database: str | None = None) -> None:
         if self.profile.workload is not None:

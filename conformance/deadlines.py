@@ -26,6 +26,8 @@ CYCLES = 3  # CYCLE-1
 #: SIG-1: a kind is settled after a signal when its processes are unchanged for this long (a
 #: handler sets the latch: a process acts on a signal at once, or dies of it at once)
 SIGNAL_SETTLE_S = 1.0
+#: FORK-1: the workload's start answers (starts or refuses) within this while no fork succeeds
+FORK_ANSWER_S = 10.0
 
 
 # -- the pool and faults tiers
@@ -35,6 +37,9 @@ ALL_GONE_S = 10.0  # every server process gone after the postmaster was killed
 CAPACITY_BACK_S = 5.0  # INV-3: capacity back for a submit after a worker's exit
 #: a process reaches an armed pause point within this of the act that leads there
 PAUSE_REACH_S = 10.0
+#: EXH-7: a submit while no fork succeeds is refused within this (the postmaster reports a failed
+#: fork to the worker's registrant at once: a pool has nothing to wait for)
+FORK_REFUSED_S = 2.0
 #: TXN-1: the slot of a job free after its submitting transaction ended (an aborted one's worker
 #: exits without running it; a committed one's short job has run), as a stopped job's (SLOT_FREE_S)
 TXN_END_S = SLOT_FREE_S

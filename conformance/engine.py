@@ -81,6 +81,20 @@ def remove_network(name: str) -> None:
         pass
 
 
+def set_pids_limit(container_id: str, limit: int | None) -> None:
+    """Set a running container's cgroup ``pids.max`` (None: no limit).  A
+    limit at or below the number of its tasks makes every fork in it fail
+    with EAGAIN while the processes it has run on.  docker-py's
+    ``update_container`` has no such argument: the engine's own endpoint
+    (``POST /containers/{id}/update``, ``PidsLimit``; -1 is none) is called."""
+    api = client().api
+    response = api._post_json(  # the endpoint docker-py does not wrap
+        api._url("/containers/{0}/update", container_id),
+        data={"PidsLimit": -1 if limit is None else limit},
+    )
+    api._raise_for_status(response)
+
+
 def sweep_stale() -> list[str]:
     """Remove the kit's containers and networks whose owning process is dead; return their names."""
     removed = []

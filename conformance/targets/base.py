@@ -426,6 +426,28 @@ class Target(ABC):
         self.kill(pid, signal.SIGKILL)
         return pid
 
+    def forks_unfailable(self) -> str | None:
+        """Why ``forks_failing`` cannot run on this target, or None when it can."""
+        return "a local server's processes share the kit's user and cgroup: its forks cannot fail alone"
+
+    def _limit_forks(self, limited: bool) -> None:
+        raise NotImplementedError(self.forks_unfailable())
+
+    @contextmanager
+    def forks_failing(self, why: str) -> Iterator[None]:
+        """While the block runs, every fork of the server fails with EAGAIN, as
+        on a machine out of processes; the processes running go on.  The
+        kit's sessions must be opened before (a connection is a fork too),
+        and what it reads must come from the host.  The limit is lifted on
+        leaving the block, whatever happened in it."""
+        self._record("fork failure", f"every fork fails: {why}")
+        self._limit_forks(True)
+        try:
+            yield
+        finally:
+            self._limit_forks(False)
+            self._record("fork failure", "lifted")
+
     # -- configuration ---------------------------------------------------------
     def set_conf(self, **gucs: object) -> None:
         """Persist settings (in an included file); restart if one needs it,

@@ -193,6 +193,15 @@ class ContainerTarget(Target):
         except OSError:
             return None
 
+    def forks_unfailable(self) -> str | None:
+        if not self._init_pid:
+            return "the engine's host does not show the container's processes: nothing could watch them"
+        return None
+
+    def _limit_forks(self, limited: bool) -> None:
+        # its cgroup's pids.max below its task count: no fork succeeds, nothing running is touched
+        engine.set_pids_limit(self._container.get_wrapped_container().id, 1 if limited else None)
+
     def conninfo(self, dbname: str = "postgres") -> str:
         port = self._container.get_exposed_port(PORT)
         return f"host=127.0.0.1 port={port} user=postgres dbname={dbname}"

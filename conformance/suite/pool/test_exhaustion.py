@@ -1,4 +1,4 @@
-"""EXH: a full pool, too few worker processes, parallel query, many submitters."""
+"""EXH: a full pool, too few worker processes, parallel query, many submitters, no fork."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 
 from conformance.adapters import Handle
 from conformance.census import Census
-from conformance.deadlines import CAPACITY_BACK_S, EXH6_WITHIN_S, SLOT_FREE_S
+from conformance.deadlines import CAPACITY_BACK_S, EXH6_WITHIN_S, FORK_REFUSED_S, SLOT_FREE_S
+from conformance.figures import Figures
 from conformance.suite.checks import Checks
 from conformance.suite.pool_under_test import LONG_MS, Outcomes, Pool
 from conformance.waiting import wait_until
@@ -253,3 +254,39 @@ def test_a_slot_shown_free_can_be_used_at_once(
         )
     finally:
         pool.stop_all(fillers)
+
+
+@pytest.mark.clause("EXH-7")
+def test_a_submit_while_no_fork_succeeds_is_refused_at_once(
+    pool: Pool, record_property: Callable[[str, object], None], figures: Figures
+) -> None:
+    """FORK-1's fault, for a pool: while no fork succeeds, a submit is
+    refused at once with a 53xxx SQLSTATE and leaves no entry "starting";
+    once forks succeed again, a submit succeeds."""
+    why_not = pool.target.forks_unfailable()
+    if why_not:
+        pytest.skip(f"not applicable: {why_not}")
+    busy_before = pool.adapter.busy()
+    pool.target.sql("SELECT 1")  # the kit's session, live before the limit: no new one can be
+    with pool.target.forks_failing("a submit"):
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.Error) as err:
+            pool.adapter.submit("sleep", {"ms": LONG_MS})
+        took = time.monotonic() - t0
+        figures.add("EXH-7", "submit without forks → refused", took, FORK_REFUSED_S)
+        record_property("refused", f"{err.value.sqlstate} {err.value}".strip())
+        assert (err.value.sqlstate or "").startswith("53") and took <= FORK_REFUSED_S, (
+            f"while no fork succeeds a submit must be refused within {FORK_REFUSED_S:g}s with 53xxx: "
+            f"{err.value.sqlstate} after {took:.2f}s: {err.value}"
+        )
+        # while forks still fail: nothing of the refused submit is left behind
+        pool.target.wait_until(
+            lambda: pool.adapter.busy() == busy_before,
+            CAPACITY_BACK_S,
+            what=f"no slot left busy by the refused submit (before: {busy_before})",
+        )
+    lifted = time.monotonic()
+    pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))
+    figures.add(
+        "EXH-7", "forks back → a submit ran and its slot free", time.monotonic() - lifted, CAPACITY_BACK_S
+    )

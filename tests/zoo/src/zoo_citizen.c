@@ -55,6 +55,8 @@
  *	ZOO_DEFECT_SYNC_HOLD		the launcher commits every time round, and its
  *								SIGTERM only sets a flag: a fast shutdown waits
  *								for a synchronous standby that is gone
+ *	ZOO_DEFECT_FORK_WEDGE		a job the launcher never saw running is "still
+ *								starting" for ever, even once its start failed
  *
  * IDENTIFICATION
  *		tests/zoo/src/zoo_citizen.c
@@ -156,6 +158,9 @@ typedef struct ZooLauncherState
 	BackgroundWorkerHandle *handle[ZOO_MAX_JOBS];
 	TimestampTz stopped_at[ZOO_MAX_JOBS];	/* when a slot's job was seen gone */
 	TimestampTz next_warning;	/* no "out of slots" warning before this */
+#ifdef ZOO_DEFECT_FORK_WEDGE
+	bool		seen_running[ZOO_MAX_JOBS]; /* a slot's job was seen with a pid */
+#endif
 } ZooLauncherState;
 
 static ZooShared *zoo = NULL;
@@ -425,6 +430,9 @@ zoo_register_job(ZooLauncherState *st, int slot)
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 
 	registered = RegisterDynamicBackgroundWorker(&worker, &st->handle[slot]);
+#ifdef ZOO_DEFECT_FORK_WEDGE
+	st->seen_running[slot] = false;
+#endif
 #ifdef ZOO_DEFECT_SPIN
 	/*
 	 * Defect: no slot free, so try again at once, with no wait and no log
@@ -480,7 +488,21 @@ zoo_reconcile(ZooLauncherState *st)
 		needed[i] = false;
 		if (st->handle[i] != NULL)
 		{
-			if (GetBackgroundWorkerPid(st->handle[i], &pid) != BGWH_STOPPED)
+			BgwHandleStatus status = GetBackgroundWorkerPid(st->handle[i], &pid);
+
+#ifdef ZOO_DEFECT_FORK_WEDGE
+			/*
+			 * Defect: a job counts as started only once it was seen with a
+			 * pid; one that stopped before that is taken for one still
+			 * starting, for ever.  A start whose fork failed is never asked
+			 * for again (pg_lake PR #570: a pool "starting" for three days).
+			 */
+			if (status == BGWH_STARTED)
+				st->seen_running[i] = true;
+			else if (!st->seen_running[i])
+				continue;
+#endif
+			if (status != BGWH_STOPPED)
 				continue;		/* starting or running */
 			pfree(st->handle[i]);
 			st->handle[i] = NULL;
