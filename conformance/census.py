@@ -43,6 +43,14 @@ def title_of(proc: Process, cluster_name: str) -> str:
     return proc.title.split(marker, 1)[1].strip() if marker in proc.title else ""
 
 
+#: the postmaster's line about a background worker's exit (LogChildExit, at LOG when the
+#: code is not 0): its bgw_type and pid
+WORKER_EXITED = re.compile(
+    r'background worker "(?P<type>[^"]*)" \(PID (?P<pid>\d+)\) '
+    r"(?:exited with exit code|was terminated by signal)"
+)
+
+
 @dataclass
 class Census:
     """``role``: the server's part in its topology; the kinds at rest are
@@ -272,6 +280,26 @@ class Census:
                 return most
             time.sleep(0.1)  # ok-sleep: the census is polled through an observation window
 
+    def seen_in_window(self, kinds: list[ProcessSpec], seconds: float, log_from: int) -> dict[str, set[int]]:
+        """Every process of ``kinds`` seen over an observation window of
+        ``seconds``: polled in the OS, and named by the postmaster's line
+        about a worker's exit in the log from ``log_from`` (a worker that
+        fails at once lives a few milliseconds, too short for any poll)."""
+        seen: dict[str, set[int]] = {s.name: set() for s in kinds}
+        end = time.monotonic() + seconds
+        while True:
+            census = self.census()
+            for s in kinds:
+                seen[s.name].update(census[s.name])
+            if time.monotonic() >= end:
+                break
+            time.sleep(0.1)  # ok-sleep: the census is polled through an observation window
+        for m in WORKER_EXITED.finditer(self.target.log_since(log_from)):
+            for s in kinds:
+                if _is_kind(s, m["type"]):
+                    seen[s.name].add(int(m["pid"]))
+        return seen
+
     def name_pid(self, pid: int) -> str | None:
         """The profile's kind a server process belongs to (for diagnoses)."""
         census = self.census()
@@ -356,3 +384,10 @@ class Census:
             "allocated_bytes": int(size),
             "dsm_segments": int(segments),
         }
+
+
+def _is_kind(spec: ProcessSpec, bgw_type: str) -> bool:
+    """Whether a bgw_type is this kind's: its backend type (or pattern), else its title."""
+    return (
+        spec.backend_type_matches(bgw_type) if spec.connects else re.match(spec.title, bgw_type) is not None
+    )

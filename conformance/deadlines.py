@@ -26,8 +26,15 @@ CYCLES = 3  # CYCLE-1
 #: SIG-1: a kind is settled after a signal when its processes are unchanged for this long (a
 #: handler sets the latch: a process acts on a signal at once, or dies of it at once)
 SIGNAL_SETTLE_S = 1.0
-#: FORK-1: the workload's start answers (starts or refuses) within this while no fork succeeds
-FORK_ANSWER_S = 10.0
+#: FORK-1, SLOTS-5: the workload's start answers (starts or refuses) within this while no fork
+#: succeeds, or no slot is free
+SHORTAGE_ANSWER_S = 10.0
+#: SLOTS-4: the most values of max_worker_processes below rest tried (each a restart and a window)
+BELOW_REST_VALUES = 4
+#: SLOTS-5: how long parallel workers hold every free slot once the workload was started
+SLOTS_HELD_S = 5.0
+#: SLOTS-5: the free slots parallel workers take
+SLOTS_HELD = 2
 
 
 # -- the pool and faults tiers

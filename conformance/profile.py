@@ -55,6 +55,9 @@ Schema (every table and key; ``?`` marks optional ones)::
                                       # "stops" or "keeps" (running, the same processes); the default
                                       # follows roles: starts, stops, keeps for primary, standby, both
     promotion_s? = 10.0               # the deadline of "starts" and "stops", from pg_promote()'s return
+    after_shortage? = "back"          # a workload's kind, once slots are free again without a restart
+                                      # (SLOTS-5): "back" (running within 10 s), or "stays-down" (by design:
+                                      # the workload must be asked again)
 
     [workload]?                       # SQL that makes it start workers
     database? = "postgres"
@@ -96,6 +99,7 @@ TIERS = ("bgworker", "pool", "faults")
 RESTART_POLICIES = ("restart", "stays-down")
 ROLES = ("primary", "standby")
 AFTER_PROMOTION = ("starts", "stops", "keeps")
+AFTER_SHORTAGE = ("back", "stays-down")
 #: promotion_s when a profile gives none: a kind's start after pg_promote() is a start
 PROMOTION_S = 10.0
 SUBMIT_MODES = ("transactional", "autonomous")
@@ -136,6 +140,7 @@ class ProcessSpec:
     roles: tuple[str, ...] = ("primary",)
     after_promotion: str = "starts"
     promotion_s: float = PROMOTION_S
+    after_shortage: str = "back"
 
     def runs_on(self, role: str) -> bool:
         """Whether it runs on a server of this role ("primary" or "standby")."""
@@ -375,6 +380,7 @@ def _process(t: _Table) -> ProcessSpec:
         roles=roles,
         after_promotion=t.choice("after_promotion", AFTER_PROMOTION, default),
         promotion_s=t.get("promotion_s", float, PROMOTION_S),
+        after_shortage=t.choice("after_shortage", AFTER_SHORTAGE, "back"),
     )
     if spec.after_promotion == "keeps" and "standby" not in roles:
         t.fail(t.key("after_promotion"), "a kind that does not run on the standby cannot keep running")

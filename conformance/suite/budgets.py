@@ -59,7 +59,13 @@ def _cycle(p: Profile) -> float:
 
 
 def _slots(p: Profile) -> float:
-    return 2 * LADDER_S + w.OBSERVE_S + 2 * w.START_S
+    no_slot = 2 * LADDER_S + w.OBSERVE_S + 2 * w.START_S  # SLOTS-1..3
+    below_rest = w.BELOW_REST_VALUES * (LADDER_S + w.OBSERVE_S) + LADDER_S + w.START_S  # SLOTS-4
+    # SLOTS-5: the restart, the parallel workers up, the window, their end, the workload's kinds
+    held = (
+        LADDER_S + w.START_S + 10.0 + w.SHORTAGE_ANSWER_S + w.SLOTS_HELD_S + STATEMENT_TIMEOUT_S + w.START_S
+    )
+    return max(no_slot, below_rest, held)
 
 
 def _database(p: Profile) -> float:

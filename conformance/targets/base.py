@@ -448,6 +448,66 @@ class Target(ABC):
             self._limit_forks(False)
             self._record("fork failure", "lifted")
 
+    @contextmanager
+    def slots_held(self, workers: int, why: str) -> Iterator[None]:
+        """``workers`` background-worker slots taken for the block by the
+        parallel workers of one slow query (``max_parallel_workers`` must
+        allow them), as a busy server's queries take them; on leaving, the
+        query is cancelled and waited for, and its workers are gone."""
+        table = "bgwc_par"
+        self.sql(f"DROP TABLE IF EXISTS {table}")
+        self.sql(
+            f"CREATE TABLE {table} WITH (parallel_workers = {workers}) "
+            "AS SELECT g FROM generate_series(1, 20000) g"
+        )
+        self.sql(f"ANALYZE {table}")
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def parallel_query() -> None:
+            try:
+                with self.connect() as conn:
+                    for setting in (
+                        "parallel_setup_cost = 0",
+                        "parallel_tuple_cost = 0",
+                        "min_parallel_table_scan_size = 0",
+                        f"max_parallel_workers_per_gather = {workers}",
+                        "statement_timeout = '60s'",
+                        "application_name = 'bgwc_parallel'",
+                    ):
+                        conn.execute(f"SET {setting}")
+                    # ok-sleep: the load itself (a slow parallel scan), cancelled on leaving
+                    conn.execute(f"SELECT count(*) FROM {table} WHERE pg_sleep(0.01)::text = ''")  # ok-sleep
+            except psycopg.errors.QueryCanceled:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
+                errors.append(exc)
+            finally:
+                done.set()
+
+        def parallel_workers() -> int:
+            return int(
+                self.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'parallel worker'")
+            )
+
+        threading.Thread(target=parallel_query, daemon=True).start()
+        try:
+            self.wait_until(
+                lambda: parallel_workers() == workers, 10, what=f"{workers} parallel workers running"
+            )
+            self._record("slots held", f"{workers} by parallel workers: {why}")
+            yield
+        finally:
+            self.sql(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'bgwc_parallel'"
+            )
+            self.wait_until(done.is_set, STATEMENT_TIMEOUT_S, what="the parallel query to end")
+            self.wait_until(lambda: parallel_workers() == 0, 10, what="its parallel workers gone")
+            self.sql(f"DROP TABLE IF EXISTS {table}")
+            self._record("slots held", "released")
+        if errors:
+            raise errors[0]
+
     # -- configuration ---------------------------------------------------------
     def set_conf(self, **gucs: object) -> None:
         """Persist settings (in an included file); restart if one needs it,

@@ -9,7 +9,6 @@ is SHUT-3's, on every target."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 
@@ -18,26 +17,11 @@ import pytest
 from conformance.deadlines import OBSERVE_S, PM_DEATH_S, SHUTDOWN_S, START_S, STORM_LINES
 from conformance.errors import ProfileMismatch, TargetError
 from conformance.figures import Figures
-from conformance.profile import ProcessSpec
 from conformance.suite.bgworker.test_kill import kill_each_kind
 from conformance.suite.bgworker.test_stop import terminate_each_kind
 from conformance.suite.checks import Checks, PerKind
 from conformance.suite.conftest import Pair
 from conformance.targets import StandbyTarget
-
-#: the postmaster's line about a background worker's exit (LogChildExit, at LOG when the
-#: code is not 0): its bgw_type and pid
-_EXITED = re.compile(
-    r'background worker "(?P<type>[^"]*)" \(PID (?P<pid>\d+)\) '
-    r"(?:exited with exit code|was terminated by signal)"
-)
-
-
-def _is_kind(spec: ProcessSpec, bgw_type: str) -> bool:
-    """Whether a bgw_type is this kind's: its backend type (or pattern), else its title."""
-    return (
-        spec.backend_type_matches(bgw_type) if spec.connects else re.match(spec.title, bgw_type) is not None
-    )
 
 
 def _standby(pair: Pair) -> StandbyTarget:
@@ -73,21 +57,8 @@ def test_no_crash_loop_nor_storm_on_the_standby(
     started_at = standby.log_offset()
     standby.start()
     offset = standby.log_offset()  # core's own start-up lines are behind this
-    seen: dict[str, set[int]] = {s.name: set() for s in others}
-    end = time.monotonic() + OBSERVE_S
-    while True:
-        census = pair.standby.census()
-        for s in others:
-            seen[s.name].update(census[s.name])
-        if time.monotonic() >= end:
-            break
-        time.sleep(0.1)  # ok-sleep: the census is polled through an observation window
-    # a worker that fails at once lives a few ms, too short for any poll: the
-    # postmaster's line about its exit names it (its bgw_type) and its pid
-    for m in _EXITED.finditer(standby.log_since(started_at)):
-        for s in others:
-            if _is_kind(s, m["type"]):
-                seen[s.name].add(int(m["pid"]))
+    seen = pair.standby.seen_in_window(others, OBSERVE_S, started_at)
+    census = pair.standby.census()
     lines = [ln for ln in standby.log_since(offset).splitlines() if ln.strip()]
     record_property("standby_log_lines", len(lines))
     figures.add("REPLICA-2", "standby log lines", len(lines) * 10 / OBSERVE_S, STORM_LINES, "lines/10s")

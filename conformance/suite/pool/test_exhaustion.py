@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -75,72 +74,15 @@ def test_parallel_query_workers_starve_the_pool_until_they_end(
     checks = Checks(record_property)
     pool.target.set_conf(max_worker_processes=4, max_parallel_workers=2)
     pool.wait_launcher()
-    pool.target.sql("DROP TABLE IF EXISTS bgwc_par")
-    pool.target.sql(
-        "CREATE TABLE bgwc_par WITH (parallel_workers = 2) AS SELECT g FROM generate_series(1, 20000) g"
-    )
-    pool.target.sql("ANALYZE bgwc_par")
-    done = threading.Event()
-    errors: list[BaseException] = []
-
-    def parallel_query() -> None:
-        try:
-            with pool.target.connect() as conn:
-                for setting in (
-                    "parallel_setup_cost = 0",
-                    "parallel_tuple_cost = 0",
-                    "min_parallel_table_scan_size = 0",
-                    "max_parallel_workers_per_gather = 2",
-                    "statement_timeout = '60s'",
-                    "application_name = 'bgwc_parallel'",
-                ):
-                    conn.execute(f"SET {setting}")
-                # ok-sleep: the load itself (a slow parallel scan), cancelled by the test
-                conn.execute("SELECT count(*) FROM bgwc_par WHERE pg_sleep(0.01)::text = ''")  # ok-sleep
-        except psycopg.errors.QueryCanceled:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=parallel_query, daemon=True)
-    thread.start()
-    try:
-        pool.target.wait_until(
-            lambda: (
-                pool.target.scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'parallel worker'"
-                )
-                == 2
-            ),
-            10,
-            what="two parallel workers running",
-        )
+    with pool.target.slots_held(2, "EXH-3"):
         with checks.promise("EXH-3", "refused with 53000 while parallel workers take every slot"):
             with pytest.raises(psycopg.Error) as err:
                 pool.adapter.submit("sleep", {"ms": LONG_MS})
             assert err.value.sqlstate == INSUFFICIENT_RESOURCES, err.value
             assert all(s.state == "free" for s in pool.adapter.slots())
-    finally:
-        pool.target.sql(
-            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'bgwc_parallel'"
-        )
-        pool.target.wait_until(done.is_set, 30, what="the parallel query to end")
-        pool.target.sql("DROP TABLE IF EXISTS bgwc_par")
-    assert not errors, errors
     pool.stop_every_job()
     with checks.promise("EXH-4", "capacity back once the parallel workers ended"):
-        pool.target.wait_until(
-            lambda: (
-                pool.target.scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'parallel worker'"
-                )
-                == 0
-            ),
-            CAPACITY_BACK_S,
-            what="parallel workers gone",
-        )
+        # slots_held waited for the parallel workers to be gone
         pool.wait_freed(pool.submit_within(CAPACITY_BACK_S, "exit", {"code": 0}))
     checks.done()
 

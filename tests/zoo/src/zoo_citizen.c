@@ -57,6 +57,10 @@
  *								for a synchronous standby that is gone
  *	ZOO_DEFECT_FORK_WEDGE		a job the launcher never saw running is "still
  *								starting" for ever, even once its start failed
+ *	ZOO_DEFECT_REST_CRASH		the launcher errors out when the collector never
+ *								started (it got no slot): restarted for ever
+ *	ZOO_DEFECT_SLOT_GIVEUP		the launcher gives up on a request for good when
+ *								a registration finds no slot free
  *
  * IDENTIFICATION
  *		tests/zoo/src/zoo_citizen.c
@@ -140,6 +144,9 @@ typedef struct ZooShared
 	pid_t		launcher_pid;	/* the running launcher, or 0 */
 	Latch	   *launcher_latch; /* its latch, set on every change */
 	pid_t		job_pid[ZOO_MAX_JOBS];	/* the job holding each slot, or 0 */
+#ifdef ZOO_DEFECT_REST_CRASH
+	bool		collector_started;	/* a collector ran since shared memory was made */
+#endif
 } ZooShared;
 
 /* What a job is told at registration, in bgw_extra. */
@@ -534,6 +541,19 @@ zoo_reconcile(ZooLauncherState *st)
 			continue;
 		if (!zoo_register_job(st, i))
 		{
+#ifdef ZOO_DEFECT_SLOT_GIVEUP
+			/*
+			 * Defect: no slot free, so the request is given up for good: one
+			 * WARNING, and nothing is started again until the request changes,
+			 * however many slots come free (pg_partman #180: out of slots, its
+			 * worker gave up for good).
+			 */
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("out of background worker slots, giving up on the zoo jobs")));
+			st->njobs = 0;
+			return;
+#endif
 			/* retried on the next wake-up, a second from now */
 			zoo_no_slot(st, now);
 			return;
@@ -546,6 +566,9 @@ void
 zoo_launcher_main(Datum main_arg)
 {
 	ZooLauncherState st;
+#ifdef ZOO_DEFECT_REST_CRASH
+	TimestampTz launcher_started;
+#endif
 
 #if defined(ZOO_DEFECT_BARRIER) || defined(ZOO_DEFECT_SYNC_HOLD)
 	pqsignal(SIGTERM, zoo_sigterm);
@@ -590,6 +613,9 @@ zoo_launcher_main(Datum main_arg)
 	st.generation = zoo->generation - 1;	/* serve whatever is requested */
 	LWLockRelease(zoo->lock);
 	before_shmem_exit(zoo_launcher_detach, (Datum) 0);
+#ifdef ZOO_DEFECT_REST_CRASH
+	launcher_started = GetCurrentTimestamp();
+#endif
 
 	for (;;)
 	{
@@ -607,6 +633,29 @@ zoo_launcher_main(Datum main_arg)
 							MyBgworkerEntry->bgw_type)));
 #else
 		CHECK_FOR_INTERRUPTS();
+#endif
+#ifdef ZOO_DEFECT_REST_CRASH
+		/*
+		 * Defect: the launcher needs the collector, and errors out when none
+		 * has started a second after its own start.  With fewer slots than
+		 * run at rest the collector got none when the server started: the
+		 * launcher fails, is restarted a second later and fails again, for as
+		 * long as the server runs (citus #3798: a daemon without its slot,
+		 * every command failing).
+		 */
+		if (TimestampDifferenceExceeds(launcher_started, GetCurrentTimestamp(), 1000))
+		{
+			bool		collector_started;
+
+			LWLockAcquire(zoo->lock, LW_SHARED);
+			collector_started = zoo->collector_started;
+			LWLockRelease(zoo->lock);
+			if (!collector_started)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+						 errmsg("the zoo collector is not running"),
+						 errhint("You might need to increase %s.", "max_worker_processes")));
+		}
 #endif
 #ifdef ZOO_DEFECT_SYNC_HOLD
 		/*
@@ -662,6 +711,11 @@ zoo_collector_main(Datum main_arg)
 #endif
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+#ifdef ZOO_DEFECT_REST_CRASH
+	LWLockAcquire(zoo->lock, LW_EXCLUSIVE);
+	zoo->collector_started = true;
+	LWLockRelease(zoo->lock);
+#endif
 
 	for (;;)
 	{
