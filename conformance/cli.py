@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -121,6 +122,16 @@ def _cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         raise
 
 
+def _slow_factor(text: str) -> float:
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = 0.0
+    if not 1 < factor <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: FACTOR is a number above 1 (at most 64)")
+    return factor
+
+
 def _known_clauses(text: str) -> str:
     """``--clauses``: clause ids or families of the contract; KitError naming an unknown one."""
     from conformance import verdicts
@@ -153,6 +164,8 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
     kit = _kit_config(
         args, args.target
     )  # options, profile and expectations validated before any server starts
+    if getattr(args, "slow", None) and any(spec.is_local for spec in kit.specs):
+        raise KitError("--slow cuts a container's CPU: it cannot run on the local target")
     runnable: list[str] = []
     for spec in kit.specs:  # inputs built (or found cached) before any test: bad input is exit 2
         target = spec.name
@@ -199,6 +212,9 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
             raise KeyboardInterrupt
         raise HarnessError(f"the run wrote no results (pytest exit {code}); see the output above")
     results = json.loads(results_file.read_text())
+    if getattr(args, "slow", None):
+        results = _slow_pass(args, pytest_args, results, run_dir, json_out is not None, kit.expectations)
+        results_file.write_text(json.dumps(results, indent=1))
     index = run_dir / "index.html"
     summ = summary.summarize(results, code, run_dir)
     index.write_text(report.render_run(results, summary=summ))
@@ -213,6 +229,43 @@ def _run(args: argparse.Namespace, pytest_args: list[str], json_out: Any = None)
     if summ["exit_status"] == summary.EXIT_UNEXPECTED and args.report_only:
         return summary.EXIT_OK
     return int(summ["exit_status"])
+
+
+def _slow_pass(
+    args: argparse.Namespace,
+    pytest_args: list[str],
+    results: dict[str, Any],
+    run_dir: Path,
+    quiet: bool,
+    expectations: Any,
+) -> dict[str, Any]:
+    """``run --slow FACTOR``: the same run again in a process of its own with
+    the servers' CPU cut (``deadlines.SLOW``), its flips applied to this one."""
+    from conformance import slow
+
+    factor = float(args.slow)
+    out = run_dir / f"slow-x{factor:g}"
+    argv, skip = [], False
+    for a in args.argv:  # the command line again, but for the options the slow pass sets itself
+        if skip:
+            skip = False
+            continue
+        if a in ("--slow", "--reports"):
+            skip = True
+            continue
+        if a.startswith(("--slow=", "--reports=")) or a in ("--json", "--github", "--no-github"):
+            continue
+        argv.append(a)
+    argv += ["--reports", str(out), "--report-only", "--no-github", "--", *pytest_args]
+    print(f"bgw-conformance: the slow pass, the servers' CPU cut to 1/{factor:g} ({out})", file=sys.stderr)
+    env = {**os.environ, "BGWC_SLOW": str(factor)}
+    code = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", *argv], env=env, stdout=sys.stderr if quiet else None
+    ).returncode
+    found = sorted(out.glob("*/results.json"))
+    if code not in (0, 1) or not found:
+        raise HarnessError(f"the slow pass broke (exit {code}); see its output above and {out}")
+    return slow.apply(results, json.loads(found[-1].read_text()), factor, found[-1].parent, expectations)
 
 
 def _record_not_packaged(
@@ -395,6 +448,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the tests of these clauses or families, comma-separated (e.g. REPLICA,HOT,SHUT-1)",
     )
     run.add_argument(
+        "--slow",
+        type=_slow_factor,
+        default=None,
+        metavar="FACTOR",
+        help="run the selection again with the servers' CPU cut to 1/FACTOR of one core; a clause "
+        "that passes at full speed and fails there is a timing-window finding, a failure "
+        "(container targets only)",
+    )
+    run.add_argument(
         "--report-only",
         action="store_true",
         help="write the reports and verdicts but exit 0 when the extension fails clauses "
@@ -479,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         i = argv.index("--")
         argv, pytest_args = argv[:i], argv[i + 1 :]
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         if args.command == "images":
             return _cmd_images_build(args)

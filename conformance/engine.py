@@ -95,6 +95,15 @@ def set_pids_limit(container_id: str, limit: int | None) -> None:
     api._raise_for_status(response)
 
 
+def throttle(container_id: str, factor: float) -> None:
+    """Cut a running container's CPU to 1/``factor`` of one core (its cgroup's
+    CPU quota): a process in it runs at best ``factor`` times slower than
+    alone on a core, and all of them together get no more."""
+    period = 100_000
+    quota = max(1_000, int(period / factor))
+    client().api.update_container(container_id, cpu_period=period, cpu_quota=quota)
+
+
 def sweep_stale() -> list[str]:
     """Remove the kit's containers and networks whose owning process is dead; return their names."""
     removed = []

@@ -421,9 +421,31 @@ def render_run(
 family <select id="f-family" onchange="applyFilter()"><option value="">all</option>{fam_options}</select>
 <span id="f-count"></span></p>
 <table id="tests"><tr><th>outcome</th><th>test</th><th>family</th><th>clauses</th><th>duration</th></tr>{test_rows}</table>
-{mutation}
+{_slow_section(run)}{mutation}
 <h2>Details</h2>{details}
 </body></html>"""
+
+
+def _slow_section(run: dict[str, Any]) -> str:
+    """``run --slow``: the clauses that passed at full speed and failed with the CPU cut."""
+    slow = run.get("slow")
+    if not slow:
+        return ""
+    rows = "".join(
+        f"<tr><td class='fail'>{_e(f['clause'])}</td><td>{_e(f['test'])}</td><td>{_e(f['slow_summary'])}</td></tr>"
+        for f in slow["flips"]
+    )
+    return (
+        f"<h2 id='slow'>Only when slow: the server's CPU cut to 1/{slow['factor']:g} of a core</h2>"
+        f"<p>{len(slow['flips'])} timing-window finding(s): each a failure of its clause. The slow pass: "
+        f"{_e(slow['run'])}; deadlines scaled by the factor there: {_e(', '.join(slow['scaled_deadlines']))} "
+        "(no other).</p>"
+        + (
+            f"<table><tr><th>clause</th><th>test</th><th>in the slow pass</th></tr>{rows}</table>"
+            if rows
+            else ""
+        )
+    )
 
 
 _MUTANT_VERDICT_TEXT = {"killed-other": "killed for another reason"}
@@ -559,7 +581,7 @@ def find_results(paths: list[Path]) -> list[Path]:
             found += [
                 f
                 for f in sorted(p.rglob("results.json"))
-                if not any(part.startswith(("mutants-", "zoo-")) for part in f.relative_to(p).parts)
+                if not any(part.startswith(("mutants-", "zoo-", "slow-")) for part in f.relative_to(p).parts)
             ]
         elif p.is_file():
             found.append(p)

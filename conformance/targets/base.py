@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from conformance.deadlines import SLOW
 from conformance.errors import TargetError
 from conformance.processes import PS_ARGV, Process, parse_ps
 from conformance.targets.watchers import KILL_ON_SIGHT, STOP_WHEN_IDLE
@@ -31,8 +32,8 @@ from conformance.waiting import wait_until as _wait_until
 T = TypeVar("T")
 
 STOP_MODES = ("smart", "fast", "immediate")
-START_TIMEOUT_S = 60
-RECONNECT_S = 30  # crash recovery of the kit's small clusters takes well under a second
+START_TIMEOUT_S = 60 * SLOW  # the harness's own waits scale with a slow pass's CPU
+RECONNECT_S = 30 * SLOW  # crash recovery of the kit's small clusters takes well under a second
 CANNOT_CONNECT_NOW = "57P03"
 _OVERRIDES = "bgwc_overrides.conf"
 #: every session the harness opens runs under these (the one place they are set): a

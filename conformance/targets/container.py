@@ -25,6 +25,7 @@ from pathlib import Path
 from testcontainers.core.container import DockerContainer
 
 from conformance import engine
+from conformance.deadlines import SLOW
 from conformance.errors import TargetError
 from conformance.processes import ProcEntry, proc_table, ps_text
 from conformance.targets.base import ExecResult, Target
@@ -72,12 +73,18 @@ class ContainerTarget(Target):
         container.ports[f"{PORT}/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
         return container
 
+    def _start_container(self) -> None:
+        """Start the container (in a slow pass with its CPU cut: ``deadlines.SLOW``)."""
+        self._container.start()
+        if SLOW > 1:
+            engine.throttle(self._container.get_wrapped_container().id, SLOW)
+        self._init_pid = self._host_init_pid()
+
     def setup(self) -> ContainerTarget:
         """Create the container and start the server (start-to-ready is timed)."""
         t0 = time.monotonic()
         engine.client()  # fail early, with a clear message, without an engine
-        self._container.start()
-        self._init_pid = self._host_init_pid()
+        self._start_container()
         try:
             self._prepare_datadir()
             self.start()
@@ -96,8 +103,7 @@ class ContainerTarget(Target):
         except Exception:  # noqa: BLE001 - already gone
             pass
         self._container = self._new_container()
-        self._container.start()
-        self._init_pid = self._host_init_pid()
+        self._start_container()
         self._prepare_datadir()
         self._write_overrides()
         self.start()
