@@ -84,14 +84,8 @@ _FAMILY: dict[str, Callable[[Profile], float]] = {
     "DB": _database,
     "BARRIER": lambda p: 2 * (3 * w.BARRIER_S + 2 * w.BARRIER_S + 2 * STATEMENT_TIMEOUT_S) + w.START_S,
     "CYCLE": _cycle,
-    # the workload without forks, then its workers; the kinds at rest without forks, then back
-    "FORK": lambda p: (
-        w.OBSERVE_S
-        + w.START_S
-        + max(w.OBSERVE_S, max((s.restart_s + 1.0 for s in _at_rest(p)), default=0.0))
-        + sum(_back_s(s) for s in _at_rest(p))
-        + 2 * STATEMENT_TIMEOUT_S
-    ),
+    # the workload's start, the window without forks, its workers
+    "FORK": lambda p: w.SHORTAGE_ANSWER_S + w.OBSERVE_S + w.START_S + 2 * STATEMENT_TIMEOUT_S,
     "LOG": lambda p: w.START_S + 2 * w.OBSERVE_S,
     # the sequences, then the shrinking of a failure
     "RAND": lambda p: POOL_TEST_S + w.SHRINK_S,
