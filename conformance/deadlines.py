@@ -26,6 +26,12 @@ CYCLES = 3  # CYCLE-1
 #: SIG-1: a kind is settled after a signal when its processes are unchanged for this long (a
 #: handler sets the latch: a process acts on a signal at once, or dies of it at once)
 SIGNAL_SETTLE_S = 1.0
+#: PROGRESS-1: the [progress] probe increases within its within_s, by default this
+PROGRESS_S = 10.0
+#: RELOAD-1: the [reload] setting shows within its within_s, by default this
+RELOAD_S = 5.0
+#: RELOAD-1: the postmaster has read its configuration again after pg_reload_conf() (core's part)
+POSTMASTER_RELOAD_S = 10.0
 
 
 # -- the pool and faults tiers

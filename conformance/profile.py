@@ -77,6 +77,19 @@ Schema (every table and key; ``?`` marks optional ones)::
     submit_mode? = "transactional"    # a job runs only if its submitting transaction commits (TXN-1),
                                       # or "autonomous": it runs whatever that transaction does, by design
     standby_submit_sqlstate? = "25006"   # what a submit on a hot standby fails with (REPLICA-9)
+
+    [progress]?                       # PROGRESS-1: the work it promises to keep doing
+    sql = "SELECT count(*) FROM cron.job_run_details"   # one number, which its work increases
+    database? = "postgres"            # where the probe runs
+    within_s? = 10.0                  # it increases within this, at rest and after every fault
+
+    [reload]?                         # RELOAD-1: a setting whose reload takes effect
+    setting = "zoo.naptime"           # a GUC of context sighup (or superuser, user): not postmaster
+    value = "250"                     # a value to set, other than the server's own
+    sql = "SELECT zoo_naptime_seen()" # one value: the setting's effect, as the workers use it
+    expect? = "250"                   # what sql shows once it took effect; default: value
+    database? = "postgres"            # where sql runs
+    within_s? = 5.0                   # ALTER SYSTEM + pg_reload_conf() shows within this
 """
 
 from __future__ import annotations
@@ -89,6 +102,7 @@ from typing import Any
 
 from conformance import aptsources
 from conformance.aptsources import AptSource
+from conformance.deadlines import PROGRESS_S, RELOAD_S
 from conformance.errors import KitError
 from conformance.paths import fixtures_dir, reference_ext_dir
 
@@ -99,6 +113,9 @@ AFTER_PROMOTION = ("starts", "stops", "keeps")
 #: promotion_s when a profile gives none: a kind's start after pg_promote() is a start
 PROMOTION_S = 10.0
 SUBMIT_MODES = ("transactional", "autonomous")
+#: [progress] within_s and [reload] within_s when a profile gives none
+PROGRESS_WITHIN_S = PROGRESS_S
+RELOAD_WITHIN_S = RELOAD_S
 REFERENCE = "@reference"
 
 
@@ -182,6 +199,32 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
+class ProgressSpec:
+    """PROGRESS-1: SQL returning one number that the extension's work increases."""
+
+    sql: str
+    database: str = "postgres"
+    within_s: float = PROGRESS_WITHIN_S
+
+
+@dataclass(frozen=True)
+class ReloadSpec:
+    """RELOAD-1: a setting, a value for it, and SQL that shows its effect."""
+
+    setting: str
+    value: str
+    sql: str
+    expect: str | None = None  # what sql shows once it took effect; None: the value
+    database: str = "postgres"
+    within_s: float = RELOAD_WITHIN_S
+
+    @property
+    def shows(self) -> str:
+        """What ``sql`` returns (as text) once the value took effect."""
+        return self.value if self.expect is None else self.expect
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     path: Path
@@ -195,6 +238,8 @@ class Profile:
     processes: tuple[ProcessSpec, ...] = ()
     workload: Workload | None = None
     pool: PoolSpec | None = None
+    progress: ProgressSpec | None = None
+    reload: ReloadSpec | None = None
 
     def process(self, name: str) -> ProcessSpec:
         return next(p for p in self.processes if p.name == name)
@@ -406,6 +451,51 @@ def _server(t: _Table | None) -> dict[str, str]:
     return out
 
 
+def _within(t: _Table, default: float) -> float:
+    within = t.get("within_s", float, default)
+    if within <= 0:
+        t.fail(t.key("within_s"), "must be more than 0")
+    return within
+
+
+def _sql_text(t: _Table, name: str) -> str:
+    text = t.get(name, str, required=True)
+    if not text.strip():
+        t.fail(t.key(name), "must not be empty")
+    return text
+
+
+def _progress(t: _Table | None) -> ProgressSpec | None:
+    if t is None:
+        return None
+    spec = ProgressSpec(
+        sql=_sql_text(t, "sql"),
+        database=t.get("database", str, "postgres"),
+        within_s=_within(t, PROGRESS_WITHIN_S),
+    )
+    t.done()
+    return spec
+
+
+def _reload(t: _Table | None) -> ReloadSpec | None:
+    if t is None:
+        return None
+    setting = t.get("setting", str, required=True)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?", setting):
+        t.fail(t.key("setting"), f"{setting!r} is not a setting's name")
+    value = t.get("value", (str, int, float, bool), required=True)
+    spec = ReloadSpec(
+        setting=setting,
+        value=str(value).lower() if isinstance(value, bool) else str(value),
+        sql=_sql_text(t, "sql"),
+        expect=t.get("expect", str),
+        database=t.get("database", str, "postgres"),
+        within_s=_within(t, RELOAD_WITHIN_S),
+    )
+    t.done()
+    return spec
+
+
 def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
     top = _Table(path, "", data)
     name = top.get("name", str, required=True)
@@ -480,6 +570,8 @@ def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
         processes=processes,
         workload=workload,
         pool=pool,
+        progress=_progress(top.sub("progress")),
+        reload=_reload(top.sub("reload")),
     )
     top.done()
     if "bgworker" in tiers and not processes:

@@ -1,0 +1,161 @@
+"""PROGRESS: the work an extension promises goes on, at rest and after
+every fault the tier provokes.  A process that is up is not a process that
+works: the profile's ``[progress]`` probe (SQL returning one number that
+the extension's work increases) must increase within its ``within_s`` at
+rest, and again once the server is back from each fault: the termination
+of each kind that restarts, a crash-restart, the postmaster's death and a
+restart, a slot shortage and capacity back.  Each event is a promise of its
+own, so that one failure never hides the others.  Not applicable to a
+profile that declares no probe."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from conformance.census import CRASH_RESTART, Census
+from conformance.deadlines import CRASH_RECOVERY_S, RESTART_SLACK_S, START_S
+from conformance.errors import ProfileMismatch
+from conformance.figures import Figures
+from conformance.profile import ProcessSpec, ProgressSpec
+from conformance.suite.checks import Checks
+
+
+def progress_or_skip(extension: Census) -> ProgressSpec:
+    spec = extension.profile.progress
+    if spec is None:
+        pytest.skip("not applicable: the profile declares no [progress] probe")
+    return spec
+
+
+def _read(extension: Census, spec: ProgressSpec) -> float:
+    """The probe's value, in a session of its own (after a restart the kept one is gone)."""
+    with extension.target.connect(spec.database) as conn:
+        rows = conn.execute(spec.sql).fetchall()
+    if len(rows) != 1 or len(rows[0]) != 1 or not isinstance(rows[0][0], int | float | Decimal):
+        raise ProfileMismatch(
+            f"profile mismatch: [progress] sql must return one number, it returned {rows!r}: fix the profile"
+        )
+    return float(rows[0][0])
+
+
+def advances(extension: Census, spec: ProgressSpec, event: str, figures: Figures | None) -> str:
+    """Wait until the probe increases within ``within_s`` of its first
+    reading after ``event`` (a server still starting gets its START_S to
+    answer that one); return a detail, or fail saying what it saw.  The
+    wait is a figure of the clause when ``figures`` is given."""
+    seen: list[str] = []
+
+    def first() -> float | None:
+        try:
+            return _read(extension, spec)
+        except psycopg.Error as exc:  # the server still starting, or the probe failing
+            seen[:] = [f"{type(exc).__name__}: {str(exc).strip()[:200]}"]
+            return None
+
+    start = extension.target.wait_until(
+        lambda: (v := first()) is not None and (v,), START_S, what=f"a first reading of {spec.sql!r}"
+    )[0]
+    t0 = time.monotonic()
+    last = [start]
+
+    def increased() -> bool:
+        value = first()
+        if value is not None:
+            last.append(value)
+        return value is not None and value > start
+
+    try:
+        extension.target.wait_until(increased, spec.within_s, what=f"{spec.sql!r} above {start:g} ({event})")
+    except AssertionError:
+        raise AssertionError(
+            f"{event}: {spec.sql!r} stayed at {start:g} for {spec.within_s:g}s "
+            f"(last read {last[-1]:g}{'; ' + seen[0] if seen else ''})"
+        ) from None
+    finally:
+        if figures is not None:
+            figures.add("PROGRESS-1", f"{event} → probe increased", time.monotonic() - t0, spec.within_s)
+    return f"{start:g} → {last[-1]:g} in {time.monotonic() - t0:.2f}s"
+
+
+@pytest.mark.clause("PROGRESS-1")
+def test_the_work_goes_on_after_every_fault(
+    extension: Census, record_property: Callable[[str, object], None], figures: Figures
+) -> None:
+    spec = progress_or_skip(extension)
+    checks = Checks(record_property)
+    target = extension.target
+    not_judged: dict[str, str] = {}
+
+    def after(event: str, fault: Callable[[], object]) -> None:
+        """The fault, then the server back as promised, then the probe judged.
+        A kind not back is STOP-1's, KILL-1's or SLOTS-2's failure, not this
+        clause's: the event is then not judged here, and says why."""
+        try:
+            fault()
+        except AssertionError as exc:
+            not_judged[event] = str(exc).splitlines()[0][:300]
+            record_property("not_judged", dict(not_judged))
+            return
+        with checks.promise("PROGRESS-1", event):
+            advances(extension, spec, event, figures)
+
+    with checks.promise("PROGRESS-1", "at rest"):
+        advances(extension, spec, "at rest", figures)
+
+    for kind in (s for s in extension.at_rest() if s.after_exit == "restart"):
+
+        def terminate(kind: ProcessSpec = kind) -> None:
+            old = set(extension.census()[kind.name])
+            ended = time.monotonic()
+            for pid in sorted(old):
+                extension.terminate(kind, pid)
+            extension.wait_back(kind, old, kind.restart_s + RESTART_SLACK_S, since=ended)
+
+        after(f"{kind.name} terminated", terminate)
+
+    def crash_restart() -> None:
+        # by SIGKILL of a client backend of the kit's own, as CYCLE-1
+        with target.connect() as victim:
+            offset = target.log_offset()
+            target.kill(victim.info.backend_pid, signal.SIGKILL)
+        target.wait_for_log(CRASH_RESTART.pattern, offset, CRASH_RECOVERY_S)
+        extension.wait_at_rest(CRASH_RECOVERY_S)
+
+    after("a crash-restart", crash_restart)
+
+    def postmaster_death() -> None:
+        # as ORPHAN-2: SIGKILL of the postmaster, whatever outlives it killed, a start
+        target.kill_postmaster()
+        target.kill_all()
+        target.start()
+        extension.wait_at_rest(START_S)
+
+    after("the postmaster's death and a start", postmaster_death)
+
+    def slot_shortage() -> None:
+        # every slot taken by what runs at rest (as SLOTS), the workload asked for, and the
+        # probe watched for its within_s (not judged): the shortage has time to bite
+        target.set_conf(max_worker_processes=len(extension.background_workers()))
+        try:
+            try:
+                extension.start_workload()
+            except psycopg.Error as exc:  # refusing the work is allowed
+                record_property("workload_refused", f"{exc.sqlstate}: {exc}".strip()[:300])
+            try:
+                record_property("without_slots", advances(extension, spec, "slots short", None))
+            except AssertionError as exc:
+                record_property("without_slots", str(exc).splitlines()[0][:300])
+            extension.stop_workload()
+        finally:
+            target.set_conf(max_worker_processes=None)
+            target.reset_conf()
+        extension.wait_at_rest(START_S)
+
+    after("a slot shortage, capacity back", slot_shortage)
+    checks.done()
