@@ -80,8 +80,11 @@ Schema (every table and key; ``?`` marks optional ones)::
 
     [progress]?                       # PROGRESS-1: the work it promises to keep doing
     sql = "SELECT count(*) FROM cron.job_run_details"   # one number, which its work increases
-    database? = "postgres"            # where the probe runs
+    database? = "postgres"            # where the probe and start/stop run
     within_s? = 10.0                  # it increases within this, at rest and after every fault
+    start? = ["SELECT cron.schedule('bgwc_progress', '1 second', 'SELECT 1')"]   # makes the work
+                                      # happen, run before PROGRESS-1 only (other clauses never see it)
+    stop? = ["SELECT cron.unschedule('bgwc_progress')"]   # undoes it, after PROGRESS-1
 
     [reload]?                         # RELOAD-1: a setting whose reload takes effect
     setting = "zoo.naptime"           # a GUC of context sighup (or superuser, user): not postmaster
@@ -205,6 +208,8 @@ class ProgressSpec:
     sql: str
     database: str = "postgres"
     within_s: float = PROGRESS_WITHIN_S
+    start: tuple[str, ...] = ()  # SQL that makes the work happen, before PROGRESS-1's scenario
+    stop: tuple[str, ...] = ()  # SQL that undoes it, after the scenario
 
 
 @dataclass(frozen=True)
@@ -472,6 +477,8 @@ def _progress(t: _Table | None) -> ProgressSpec | None:
         sql=_sql_text(t, "sql"),
         database=t.get("database", str, "postgres"),
         within_s=_within(t, PROGRESS_WITHIN_S),
+        start=t.strings("start"),
+        stop=t.strings("stop"),
     )
     t.done()
     return spec

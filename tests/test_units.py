@@ -340,11 +340,12 @@ def test_profile_progress_and_reload(tmp_path) -> None:  # type: ignore[no-untyp
         tmp_path / "p.toml",
         {
             **base,
-            "progress": {"sql": "SELECT 1", "database": "db", "within_s": 3},
+            "progress": {"sql": "SELECT 1", "database": "db", "within_s": 3, "start": ["A"], "stop": ["B"]},
             "reload": {"setting": "x.y", "value": True, "sql": "SELECT 1", "expect": "t", "within_s": 2.5},
         },
     )
     assert (p.progress.database, p.progress.within_s) == ("db", 3.0)
+    assert (p.progress.start, p.progress.stop) == (("A",), ("B",))
     assert (p.reload.value, p.reload.shows, p.reload.within_s) == ("true", "t", 2.5)
     for bad, key in (
         ({"progress": {}}, "progress.sql"),
@@ -353,6 +354,7 @@ def test_profile_progress_and_reload(tmp_path) -> None:  # type: ignore[no-untyp
         ({"progress": {"sql": "SELECT 1", "within_s": "10"}}, "progress.within_s"),
         ({"progress": {"sql": "SELECT 1", "every": 1}}, "progress.every"),
         ({"progress": "SELECT 1"}, "progress"),
+        ({"progress": {"sql": "SELECT 1", "start": "A"}}, "progress.start"),
         ({"reload": {"value": "1", "sql": "SELECT 1"}}, "reload.setting"),
         ({"reload": {"setting": "x.y", "sql": "SELECT 1"}}, "reload.value"),
         ({"reload": {"setting": "x.y", "value": "1"}}, "reload.sql"),
