@@ -90,9 +90,13 @@ Schema (every table and key; ``?`` marks optional ones)::
     setting = "zoo.naptime"           # a GUC of context sighup (or superuser, user): not postmaster
     value = "250"                     # a value to set, other than the server's own
     sql = "SELECT zoo_naptime_seen()" # one value: the setting's effect, as the workers use it
-    expect? = "250"                   # what sql shows once it took effect; default: value
-    database? = "postgres"            # where sql runs
+    expect? = "250"                   # what sql shows once it took effect (as text; a boolean
+                                      # is "true" or "false"); default: value
+    database? = "postgres"            # where sql and start/stop run
     within_s? = 5.0                   # ALTER SYSTEM + pg_reload_conf() shows within this
+    start? = ["SELECT ..."]           # makes the effect visible (a job every second), run before
+                                      # RELOAD-1 only
+    stop? = ["SELECT ..."]            # undoes it, after RELOAD-1
 """
 
 from __future__ import annotations
@@ -222,6 +226,8 @@ class ReloadSpec:
     expect: str | None = None  # what sql shows once it took effect; None: the value
     database: str = "postgres"
     within_s: float = RELOAD_WITHIN_S
+    start: tuple[str, ...] = ()  # SQL that makes the effect visible, before RELOAD-1's scenario
+    stop: tuple[str, ...] = ()  # SQL that undoes it, after the scenario
 
     @property
     def shows(self) -> str:
@@ -498,6 +504,8 @@ def _reload(t: _Table | None) -> ReloadSpec | None:
         expect=t.get("expect", str),
         database=t.get("database", str, "postgres"),
         within_s=_within(t, RELOAD_WITHIN_S),
+        start=t.strings("start"),
+        stop=t.strings("stop"),
     )
     t.done()
     return spec

@@ -341,11 +341,20 @@ def test_profile_progress_and_reload(tmp_path) -> None:  # type: ignore[no-untyp
         {
             **base,
             "progress": {"sql": "SELECT 1", "database": "db", "within_s": 3, "start": ["A"], "stop": ["B"]},
-            "reload": {"setting": "x.y", "value": True, "sql": "SELECT 1", "expect": "t", "within_s": 2.5},
+            "reload": {
+                "setting": "x.y",
+                "value": True,
+                "sql": "SELECT 1",
+                "expect": "t",
+                "within_s": 2.5,
+                "start": ["C"],
+                "stop": ["D"],
+            },
         },
     )
     assert (p.progress.database, p.progress.within_s) == ("db", 3.0)
     assert (p.progress.start, p.progress.stop) == (("A",), ("B",))
+    assert (p.reload.start, p.reload.stop) == (("C",), ("D",))
     assert (p.reload.value, p.reload.shows, p.reload.within_s) == ("true", "t", 2.5)
     for bad, key in (
         ({"progress": {}}, "progress.sql"),

@@ -82,10 +82,11 @@ def _progress(p: Profile) -> float:
 def _reload(p: Profile) -> float:
     if p.reload is None:
         return 0.0
-    # each phase: a set and a reset, each a reload the postmaster reads and the effect shown
-    phase = 2 * (w.POSTMASTER_RELOAD_S + p.reload.within_s)
+    # each phase: the server's own value shown, then a set and a reset, each a reload the
+    # postmaster reads and the effect shown
+    phase = p.reload.within_s + 2 * (w.POSTMASTER_RELOAD_S + p.reload.within_s)
     back = sum(s.restart_s + w.RESTART_SLACK_S + phase for s in _at_rest(p) if s.after_exit == "restart")
-    return phase + back
+    return p.reload.within_s + phase + back
 
 
 #: the budget of a test judging the family, beyond the ladder and the margin
