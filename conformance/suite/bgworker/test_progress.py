@@ -73,15 +73,17 @@ def advances(extension: Census, spec: ProgressSpec, event: str, figures: Figures
         return value is not None and value > start
 
     try:
-        extension.target.wait_until(increased, spec.within_s, what=f"{spec.sql!r} above {start:g} ({event})")
+        extension.target.wait_until(
+            increased, spec.within_s, what=f"{spec.sql!r} above {start:.15g} ({event})"
+        )
     except AssertionError:
         raise AssertionError(
-            f"{event}: {spec.sql!r} stayed at {start:g} for {spec.within_s:g}s "
-            f"(last read {last[-1]:g}{'; ' + seen[0] if seen else ''})"
+            f"{event}: {spec.sql!r} stayed at {start:.15g} for {spec.within_s:g}s "
+            f"(last read {last[-1]:.15g}{'; ' + seen[0] if seen else ''})"
         ) from None
     finally:
         figures.add("PROGRESS-1", f"{event} → probe increased", time.monotonic() - t0, spec.within_s)
-    return f"{start:g} → {last[-1]:g} in {time.monotonic() - t0:.2f}s"
+    return f"{start:.15g} → {last[-1]:.15g} in {time.monotonic() - t0:.2f}s"
 
 
 @pytest.mark.clause("PROGRESS-1")
@@ -108,7 +110,7 @@ def _watch(extension: Census, spec: ProgressSpec, seconds: float) -> str:
     seen: list[str] = []
     while True:
         try:
-            seen.append(f"{_read(extension, spec):g}")
+            seen.append(f"{_read(extension, spec):.15g}")
         except psycopg.Error as exc:
             seen.append(f"({type(exc).__name__})")
         if time.monotonic() >= end:
