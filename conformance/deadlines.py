@@ -45,6 +45,12 @@ BELOW_REST_VALUES = 4
 SLOTS_HELD_S = 5.0
 #: SLOTS-5: the free slots parallel workers take
 SLOTS_HELD = 2
+#: PROGRESS-1: the [progress] probe increases within its within_s, by default this
+PROGRESS_S = 10.0
+#: RELOAD-1: the [reload] setting shows within its within_s, by default this
+RELOAD_S = 5.0
+#: RELOAD-1: the postmaster has read its configuration again after pg_reload_conf() (core's part)
+POSTMASTER_RELOAD_S = 10.0
 
 
 # -- the pool and faults tiers

@@ -80,6 +80,26 @@ Schema (every table and key; ``?`` marks optional ones)::
     submit_mode? = "transactional"    # a job runs only if its submitting transaction commits (TXN-1),
                                       # or "autonomous": it runs whatever that transaction does, by design
     standby_submit_sqlstate? = "25006"   # what a submit on a hot standby fails with (REPLICA-9)
+
+    [progress]?                       # PROGRESS-1: the work it promises to keep doing
+    sql = "SELECT count(*) FROM cron.job_run_details"   # one number, which its work increases
+    database? = "postgres"            # where the probe and start/stop run
+    within_s? = 10.0                  # it increases within this, at rest and after every fault
+    start? = ["SELECT cron.schedule('bgwc_progress', '1 second', 'SELECT 1')"]   # makes the work
+                                      # happen, run before PROGRESS-1 only (other clauses never see it)
+    stop? = ["SELECT cron.unschedule('bgwc_progress')"]   # undoes it, after PROGRESS-1
+
+    [reload]?                         # RELOAD-1: a setting whose reload takes effect
+    setting = "zoo.naptime"           # a GUC of context sighup (or superuser, user): not postmaster
+    value = "250"                     # a value to set, other than the server's own
+    sql = "SELECT zoo_naptime_seen()" # one value: the setting's effect, as the workers use it
+    expect? = "250"                   # what sql shows once it took effect (as text; a boolean
+                                      # is "true" or "false"); default: value
+    database? = "postgres"            # where sql and start/stop run
+    within_s? = 5.0                   # ALTER SYSTEM + pg_reload_conf() shows within this
+    start? = ["SELECT ..."]           # makes the effect visible (a job every second), run before
+                                      # RELOAD-1 only
+    stop? = ["SELECT ..."]            # undoes it, after RELOAD-1
 """
 
 from __future__ import annotations
@@ -92,6 +112,7 @@ from typing import Any
 
 from conformance import aptsources
 from conformance.aptsources import AptSource
+from conformance.deadlines import PROGRESS_S, RELOAD_S
 from conformance.errors import KitError
 from conformance.paths import fixtures_dir, reference_ext_dir
 
@@ -103,6 +124,9 @@ AFTER_SHORTAGE = ("back", "stays-down")
 #: promotion_s when a profile gives none: a kind's start after pg_promote() is a start
 PROMOTION_S = 10.0
 SUBMIT_MODES = ("transactional", "autonomous")
+#: [progress] within_s and [reload] within_s when a profile gives none
+PROGRESS_WITHIN_S = PROGRESS_S
+RELOAD_WITHIN_S = RELOAD_S
 REFERENCE = "@reference"
 
 
@@ -187,6 +211,36 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
+class ProgressSpec:
+    """PROGRESS-1: SQL returning one number that the extension's work increases."""
+
+    sql: str
+    database: str = "postgres"
+    within_s: float = PROGRESS_WITHIN_S
+    start: tuple[str, ...] = ()  # SQL that makes the work happen, before PROGRESS-1's scenario
+    stop: tuple[str, ...] = ()  # SQL that undoes it, after the scenario
+
+
+@dataclass(frozen=True)
+class ReloadSpec:
+    """RELOAD-1: a setting, a value for it, and SQL that shows its effect."""
+
+    setting: str
+    value: str
+    sql: str
+    expect: str | None = None  # what sql shows once it took effect; None: the value
+    database: str = "postgres"
+    within_s: float = RELOAD_WITHIN_S
+    start: tuple[str, ...] = ()  # SQL that makes the effect visible, before RELOAD-1's scenario
+    stop: tuple[str, ...] = ()  # SQL that undoes it, after the scenario
+
+    @property
+    def shows(self) -> str:
+        """What ``sql`` returns (as text) once the value took effect."""
+        return self.value if self.expect is None else self.expect
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     path: Path
@@ -200,6 +254,8 @@ class Profile:
     processes: tuple[ProcessSpec, ...] = ()
     workload: Workload | None = None
     pool: PoolSpec | None = None
+    progress: ProgressSpec | None = None
+    reload: ReloadSpec | None = None
 
     def process(self, name: str) -> ProcessSpec:
         return next(p for p in self.processes if p.name == name)
@@ -412,6 +468,55 @@ def _server(t: _Table | None) -> dict[str, str]:
     return out
 
 
+def _within(t: _Table, default: float) -> float:
+    within = t.get("within_s", float, default)
+    if within <= 0:
+        t.fail(t.key("within_s"), "must be more than 0")
+    return within
+
+
+def _sql_text(t: _Table, name: str) -> str:
+    text = t.get(name, str, required=True)
+    if not text.strip():
+        t.fail(t.key(name), "must not be empty")
+    return text
+
+
+def _progress(t: _Table | None) -> ProgressSpec | None:
+    if t is None:
+        return None
+    spec = ProgressSpec(
+        sql=_sql_text(t, "sql"),
+        database=t.get("database", str, "postgres"),
+        within_s=_within(t, PROGRESS_WITHIN_S),
+        start=t.strings("start"),
+        stop=t.strings("stop"),
+    )
+    t.done()
+    return spec
+
+
+def _reload(t: _Table | None) -> ReloadSpec | None:
+    if t is None:
+        return None
+    setting = t.get("setting", str, required=True)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?", setting):
+        t.fail(t.key("setting"), f"{setting!r} is not a setting's name")
+    value = t.get("value", (str, int, float, bool), required=True)
+    spec = ReloadSpec(
+        setting=setting,
+        value=str(value).lower() if isinstance(value, bool) else str(value),
+        sql=_sql_text(t, "sql"),
+        expect=t.get("expect", str),
+        database=t.get("database", str, "postgres"),
+        within_s=_within(t, RELOAD_WITHIN_S),
+        start=t.strings("start"),
+        stop=t.strings("stop"),
+    )
+    t.done()
+    return spec
+
+
 def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
     top = _Table(path, "", data)
     name = top.get("name", str, required=True)
@@ -486,6 +591,8 @@ def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
         processes=processes,
         workload=workload,
         pool=pool,
+        progress=_progress(top.sub("progress")),
+        reload=_reload(top.sub("reload")),
     )
     top.done()
     if "bgworker" in tiers and not processes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -316,3 +317,61 @@ def test_profile_roles_and_promotion_defaults(tmp_path) -> None:  # type: ignore
     data["process"] = [{"name": "a", "title": "a", "after_promotion": "keeps"}]
     with pytest.raises(ProfileError, match="after_promotion"):
         parse_profile(tmp_path / "p.toml", data)
+
+
+def test_profile_progress_and_reload(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conformance.profile import PROGRESS_WITHIN_S, RELOAD_WITHIN_S, ProfileError, parse_profile
+
+    base: dict[str, Any] = {"name": "p", "tiers": ["bgworker"], "process": [{"name": "a", "title": "a"}]}
+    p = parse_profile(tmp_path / "p.toml", base)
+    assert p.progress is None and p.reload is None  # neither declared: PROGRESS-1, RELOAD-1 not applicable
+    p = parse_profile(
+        tmp_path / "p.toml",
+        {
+            **base,
+            "progress": {"sql": "SELECT zoo_progress()"},
+            "reload": {"setting": "zoo.naptime", "value": 250, "sql": "SELECT zoo_naptime_seen()"},
+        },
+    )
+    assert p.progress is not None and p.reload is not None
+    assert (p.progress.database, p.progress.within_s) == ("postgres", PROGRESS_WITHIN_S)
+    assert (p.reload.value, p.reload.shows, p.reload.within_s) == ("250", "250", RELOAD_WITHIN_S)
+    p = parse_profile(
+        tmp_path / "p.toml",
+        {
+            **base,
+            "progress": {"sql": "SELECT 1", "database": "db", "within_s": 3, "start": ["A"], "stop": ["B"]},
+            "reload": {
+                "setting": "x.y",
+                "value": True,
+                "sql": "SELECT 1",
+                "expect": "t",
+                "within_s": 2.5,
+                "start": ["C"],
+                "stop": ["D"],
+            },
+        },
+    )
+    assert (p.progress.database, p.progress.within_s) == ("db", 3.0)
+    assert (p.progress.start, p.progress.stop) == (("A",), ("B",))
+    assert (p.reload.start, p.reload.stop) == (("C",), ("D",))
+    assert (p.reload.value, p.reload.shows, p.reload.within_s) == ("true", "t", 2.5)
+    for bad, key in (
+        ({"progress": {}}, "progress.sql"),
+        ({"progress": {"sql": " "}}, "progress.sql"),
+        ({"progress": {"sql": "SELECT 1", "within_s": 0}}, "progress.within_s"),
+        ({"progress": {"sql": "SELECT 1", "within_s": "10"}}, "progress.within_s"),
+        ({"progress": {"sql": "SELECT 1", "every": 1}}, "progress.every"),
+        ({"progress": "SELECT 1"}, "progress"),
+        ({"progress": {"sql": "SELECT 1", "start": "A"}}, "progress.start"),
+        ({"reload": {"value": "1", "sql": "SELECT 1"}}, "reload.setting"),
+        ({"reload": {"setting": "x.y", "sql": "SELECT 1"}}, "reload.value"),
+        ({"reload": {"setting": "x.y", "value": "1"}}, "reload.sql"),
+        ({"reload": {"setting": "x y; --", "value": "1", "sql": "SELECT 1"}}, "reload.setting"),
+        ({"reload": {"setting": "x.y", "value": [1], "sql": "SELECT 1"}}, "reload.value"),
+        ({"reload": {"setting": "x.y", "value": "1", "sql": "SELECT 1", "within_s": -1}}, "reload.within_s"),
+        ({"reload": {"setting": "x.y", "value": "1", "sql": "SELECT 1", "expect": 1}}, "reload.expect"),
+    ):
+        with pytest.raises(ProfileError, match=f"'{re.escape(key)}'") as err:
+            parse_profile(tmp_path / "p.toml", {**base, **bad})
+        assert len(str(err.value).splitlines()) == 1, err.value

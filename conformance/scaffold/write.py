@@ -258,6 +258,9 @@ def render_profile(p: Proposal, profile_dir: Path) -> str:
         "",
         "# [workload]: not proposed. Workers that only a workload starts (count = 0), and the SQL",
         "# that starts and stops them, are yours to add (see the README's pg_cron example).",
+        "# [progress], [reload]: not proposed. What your documentation promises about the work",
+        "# (SQL returning a number that grows) and a reloadable setting (SQL showing its effect) are",
+        "# yours to add; without them PROGRESS-1 and RELOAD-1 are not applicable (README's example).",
     ]
     return "\n".join(out) + "\n"
 

@@ -72,6 +72,29 @@ def _database(p: Profile) -> float:
     return 4 * STATEMENT_TIMEOUT_S + w.DB_COMMAND_S + w.DB_RETRY_GRACE_S + w.OBSERVE_S + 2 * w.START_S
 
 
+def _progress(p: Profile) -> float:
+    if p.progress is None:
+        return 0.0
+    # each event: its first reading (a server starting) and the increase
+    probe = w.START_S + p.progress.within_s
+    back = sum(s.restart_s + w.RESTART_SLACK_S + probe for s in _at_rest(p) if s.after_exit == "restart")
+    crash = 2 * w.CRASH_RECOVERY_S + probe
+    pm_death = LADDER_S + w.START_S + probe
+    # the shortage: a restart, the probe watched, a restart with capacity back, at rest, the probe
+    slots = 2 * LADDER_S + probe + w.START_S + probe
+    return probe + back + crash + pm_death + slots
+
+
+def _reload(p: Profile) -> float:
+    if p.reload is None:
+        return 0.0
+    # each phase: the server's own value shown, then a set and a reset, each a reload the
+    # postmaster reads and the effect shown
+    phase = p.reload.within_s + 2 * (w.POSTMASTER_RELOAD_S + p.reload.within_s)
+    back = sum(s.restart_s + w.RESTART_SLACK_S + phase for s in _at_rest(p) if s.after_exit == "restart")
+    return p.reload.within_s + phase + back
+
+
 #: the budget of a test judging the family, beyond the ladder and the margin
 _FAMILY: dict[str, Callable[[Profile], float]] = {
     "START": lambda p: 2 * w.START_S,
@@ -86,6 +109,8 @@ _FAMILY: dict[str, Callable[[Profile], float]] = {
     "CYCLE": _cycle,
     # the workload's start, the window without forks, its workers
     "FORK": lambda p: w.SHORTAGE_ANSWER_S + w.OBSERVE_S + w.START_S + 2 * STATEMENT_TIMEOUT_S,
+    "PROGRESS": _progress,
+    "RELOAD": _reload,
     "LOG": lambda p: w.START_S + 2 * w.OBSERVE_S,
     # the sequences, then the shrinking of a failure
     "RAND": lambda p: POOL_TEST_S + w.SHRINK_S,

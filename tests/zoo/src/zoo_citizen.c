@@ -61,6 +61,10 @@
  *								started (it got no slot): restarted for ever
  *	ZOO_DEFECT_SLOT_GIVEUP		the launcher gives up on a request for good when
  *								a registration finds no slot free
+ *	ZOO_DEFECT_STALLED			the collector, once restarted after a termination,
+ *								runs but never does its work again
+ *	ZOO_DEFECT_RELOAD_DEAF		the collector's SIGHUP handler sets a flag that
+ *								nothing reads: a reload never takes effect
  *
  * IDENTIFICATION
  *		tests/zoo/src/zoo_citizen.c
@@ -80,6 +84,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -172,6 +177,145 @@ typedef struct ZooLauncherState
 
 static ZooShared *zoo = NULL;
 
+/* ------------------------------------------------------------------------
+ * The collector's work and its setting (PROGRESS-1, RELOAD-1)
+ *
+ * The collector's work is a counter in shared memory, advanced every
+ * zoo.naptime milliseconds (zoo_progress()).  zoo.naptime is a PGC_SIGHUP
+ * setting: the collector reads it again after a reload and publishes the
+ * value it uses (zoo_naptime_seen()).  A shared struct of its own, so that
+ * this block stands apart from the launcher's.
+ * ------------------------------------------------------------------------
+ */
+#define ZOO_COLLECTOR_NAPTIME_MS	100	/* zoo.naptime's default */
+
+typedef struct ZooProgress
+{
+	pg_atomic_uint64 work;		/* the collector's rounds of work */
+	pg_atomic_uint32 naptime_seen;	/* the zoo.naptime the collector uses */
+	pg_atomic_uint32 collector_starts;	/* since shared memory was made */
+} ZooProgress;
+
+static ZooProgress *zoo_progress_state = NULL;
+static int	zoo_naptime = ZOO_COLLECTOR_NAPTIME_MS;
+
+PG_FUNCTION_INFO_V1(zoo_progress);
+PG_FUNCTION_INFO_V1(zoo_naptime_seen);
+
+static void
+zoo_progress_shmem_request(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(ZooProgress)));
+}
+
+static void
+zoo_progress_shmem_startup(void)
+{
+	bool		found;
+
+	/* called with AddinShmemInitLock held */
+	zoo_progress_state = ShmemInitStruct("zoo progress", sizeof(ZooProgress), &found);
+	if (!found)
+	{
+		pg_atomic_init_u64(&zoo_progress_state->work, 0);
+		pg_atomic_init_u32(&zoo_progress_state->naptime_seen, 0);
+		pg_atomic_init_u32(&zoo_progress_state->collector_starts, 0);
+	}
+}
+
+static void
+zoo_progress_define_settings(void)
+{
+	DefineCustomIntVariable("zoo.naptime",
+							"How long the zoo collector sleeps between rounds of work.",
+							"Read again by the collector on a configuration reload.",
+							&zoo_naptime,
+							ZOO_COLLECTOR_NAPTIME_MS, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
+
+/* The collector uses the current zoo.naptime: say so. */
+static void
+zoo_progress_publish_naptime(void)
+{
+	pg_atomic_write_u32(&zoo_progress_state->naptime_seen, (uint32) zoo_naptime);
+}
+
+/*
+ * A collector starts; returns whether it does its work.
+ */
+static bool
+zoo_progress_collector_starts(void)
+{
+	uint32		before = pg_atomic_fetch_add_u32(&zoo_progress_state->collector_starts, 1);
+
+	zoo_progress_publish_naptime();
+#ifdef ZOO_DEFECT_STALLED
+	/*
+	 * Defect: a restarted collector finds state its predecessor left in
+	 * shared memory and takes it for a round of work still in progress: it
+	 * runs, answers signals, and never works again until shared memory is
+	 * made anew (a crash-restart or a server restart).  pg_net PR #211: once
+	 * the server recovered from a postmaster crash, its worker ran but no
+	 * longer processed the request queue.
+	 */
+	return before == 0;
+#else
+	(void) before;
+	return true;
+#endif
+}
+
+#ifdef ZOO_DEFECT_RELOAD_DEAF
+/*
+ * Defect: the collector's SIGHUP handler sets a flag of its own, and
+ * nothing ever reads it: ProcessConfigFile() is never called, so a reload
+ * never takes effect (gp_relsizes_stats #32: its SIGHUP settings were never
+ * applied; pg_net's ttl and batch_size needed a worker restart until PR
+ * #196).
+ */
+static volatile sig_atomic_t zoo_got_sighup = false;
+
+static void
+zoo_sighup_deaf(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	zoo_got_sighup = true;
+	SetLatch(MyLatch);
+
+	errno = save_errno;
+}
+#endif
+
+/* zoo_progress(): the collector's rounds of work since shared memory was made. */
+Datum
+zoo_progress(PG_FUNCTION_ARGS)
+{
+	if (zoo_progress_state == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s is not loaded", ZOO_LIBRARY)));
+	PG_RETURN_INT64((int64) pg_atomic_read_u64(&zoo_progress_state->work));
+}
+
+/* zoo_naptime_seen(): the zoo.naptime (ms) the collector uses. */
+Datum
+zoo_naptime_seen(PG_FUNCTION_ARGS)
+{
+	if (zoo_progress_state == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s is not loaded", ZOO_LIBRARY)));
+	PG_RETURN_INT32((int32) pg_atomic_read_u32(&zoo_progress_state->naptime_seen));
+}
+
+/* ------------------------------------------------------------------------
+ * End of the collector's work and its setting
+ * ------------------------------------------------------------------------
+ */
+
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
@@ -219,6 +363,7 @@ zoo_shmem_request(void)
 #endif
 	RequestAddinShmemSpace(MAXALIGN(sizeof(ZooShared)));
 	RequestNamedLWLockTranche("zoo", 1);
+	zoo_progress_shmem_request();
 }
 
 static void
@@ -236,6 +381,7 @@ zoo_shmem_startup(void)
 		memset(zoo, 0, sizeof(ZooShared));
 		zoo->lock = &(GetNamedLWLockTranche("zoo"))->lock;
 	}
+	zoo_progress_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -280,6 +426,8 @@ _PG_init(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	zoo_progress_define_settings();
 
 #if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
@@ -704,12 +852,18 @@ zoo_launcher_main(Datum main_arg)
 void
 zoo_collector_main(Datum main_arg)
 {
+	bool		works;
+
 #ifdef ZOO_DEFECT_EXIT0
 	pqsignal(SIGTERM, zoo_sigterm);
 #else
 	pqsignal(SIGTERM, die);
 #endif
+#ifdef ZOO_DEFECT_RELOAD_DEAF
+	pqsignal(SIGHUP, zoo_sighup_deaf);
+#else
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+#endif
 	BackgroundWorkerUnblockSignals();
 #ifdef ZOO_DEFECT_REST_CRASH
 	LWLockAcquire(zoo->lock, LW_EXCLUSIVE);
@@ -717,12 +871,18 @@ zoo_collector_main(Datum main_arg)
 	LWLockRelease(zoo->lock);
 #endif
 
+	works = zoo_progress_collector_starts();
 	for (;;)
 	{
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ZOO_NAPTIME_MS, PG_WAIT_EXTENSION);
+		int			rc;
+
+		rc = WaitLatch(MyLatch,
+					   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   zoo_naptime, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		/* a round of work every zoo.naptime */
+		if ((rc & WL_TIMEOUT) && works)
+			pg_atomic_fetch_add_u64(&zoo_progress_state->work, 1);
 #ifdef ZOO_DEFECT_EXIT0
 		/*
 		 * Defect: a clean exit when terminated.  Exit code 0 tells the
@@ -750,6 +910,7 @@ zoo_collector_main(Datum main_arg)
 			proc_exit(0);
 #endif
 			ProcessConfigFile(PGC_SIGHUP);
+			zoo_progress_publish_naptime();
 		}
 	}
 }
