@@ -316,3 +316,24 @@ def test_profile_roles_and_promotion_defaults(tmp_path) -> None:  # type: ignore
     data["process"] = [{"name": "a", "title": "a", "after_promotion": "keeps"}]
     with pytest.raises(ProfileError, match="after_promotion"):
         parse_profile(tmp_path / "p.toml", data)
+
+
+def test_profile_database_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """[extension] database_setting: a setting's name, or nothing (DB-4, DB-5 not applicable)."""
+    from conformance.profile import ProfileError, parse_profile
+
+    data: dict[str, Any] = {"name": "p", "tiers": ["bgworker"], "process": [{"name": "a", "title": "a"}]}
+    assert parse_profile(tmp_path / "p.toml", data).database_setting is None
+    data["extension"] = {"database_setting": "cron.database_name"}
+    assert parse_profile(tmp_path / "p.toml", data).database_setting == "cron.database_name"
+    for bad, problem in (
+        ({"database_setting": "cron database"}, "not a setting's name"),
+        ({"database_setting": ""}, "not a setting's name"),
+        ({"database_setting": 3}, "expected str"),
+        ({"database": "postgres"}, "unknown key"),
+        ("cron.database_name", "expected a table"),
+    ):
+        data["extension"] = bad
+        with pytest.raises(ProfileError, match=problem) as exc:
+            parse_profile(tmp_path / "p.toml", data)
+        assert "\n" not in str(exc.value) and "extension" in str(exc.value)
