@@ -149,8 +149,9 @@ def test_configured_database_dropped_renamed_and_created_again(
     _clean_up(extension, record_property, CONFIGURED, RENAMED)
     target.sql(f"CREATE DATABASE {CONFIGURED}")
     try:
-        extension.run_setup(moved=(original, CONFIGURED))
         target.set_conf(**{setting: CONFIGURED})  # a restart or a reload, as its context needs
+        # set up once it is the configured database (pg_cron refuses CREATE EXTENSION elsewhere)
+        extension.run_setup(moved=(original, CONFIGURED))
         asked = time.monotonic()
         figures.add(
             "DB-4",
