@@ -80,7 +80,7 @@ def _configured(p: Profile) -> float:
     with the setting as it was."""
     window = w.CONFIGURED_GRACE_S + w.OBSERVE_S + STATEMENT_TIMEOUT_S
     back = max((s.restart_s for s in _at_rest(p)), default=0.0) + w.RESTART_SLACK_S
-    return 3 * LADDER_S + 2 * w.START_S + 3 * w.DB_COMMAND_S + 2 * window + 2 * back + 6 * STATEMENT_TIMEOUT_S
+    return LADDER_S + 2 * w.START_S + 3 * w.DB_COMMAND_S + 2 * window + 2 * back + 6 * STATEMENT_TIMEOUT_S
 
 
 #: clauses whose scenario outgrows their family's
