@@ -12,15 +12,15 @@ from __future__ import annotations
 import re
 import signal
 import time
-from collections.abc import Iterable
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 import pytest
 
-from conformance.deadlines import DB_COMMAND_S, START_S
+from conformance.deadlines import DB_COMMAND_S, START_S, WORKLOAD_SETTLE_S
 from conformance.processes import AUXILIARY, Process
 from conformance.profile import ProcessSpec, Profile
 from conformance.targets import StandbyTarget, Target
@@ -61,17 +61,24 @@ class Census:
     profile: Profile
     role: str = "primary"
     primary: Census | None = None
+    #: kinds watched through a fault (``watching``): the most processes seen at once by any census
+    _watched: dict[str, int] = field(default_factory=dict, repr=False)
 
     # -- setup and workload ----------------------------------------------------------
-    def run_setup(self, scratch: str | None = None) -> None:
+    def run_setup(self, scratch: str | None = None, moved: tuple[str, str] | None = None) -> None:
         """The profile's setup steps: the fixed ones, or (with ``scratch``)
-        those declared for every scratch database, run in it.  Committed
-        durably: the kit's servers run with synchronous_commit off, and a
-        crash-restart soon after would otherwise undo the setup."""
+        those declared for every scratch database, run in it, or (with
+        ``moved``, a pair of names) the fixed ones of the first database run
+        in the second (the extension's configured database, moved: DB-4).
+        Committed durably: the kit's servers run with synchronous_commit
+        off, and a crash-restart soon after would otherwise undo the setup."""
         for step in self.profile.setup:
             if (step.database == SCRATCH) != (scratch is not None):
                 continue
-            with self.target.connect(scratch or step.database) as conn:
+            if moved is not None and step.database != moved[0]:
+                continue
+            where = moved[1] if moved is not None else scratch or step.database
+            with self.target.connect(where) as conn:
                 conn.execute("SET synchronous_commit = on")
                 for query in step.sql:
                     conn.execute(query)
@@ -151,7 +158,24 @@ class Census:
 
     def census(self, procs: list[Process] | None = None) -> dict[str, list[int]]:
         procs = self.target.processes() if procs is None else procs
-        return {s.name: sorted(p.pid for p in self.of(s, procs)) for s in self.profile.processes}
+        found = {s.name: sorted(p.pid for p in self.of(s, procs)) for s in self.profile.processes}
+        for name, most in self._watched.items():
+            self._watched[name] = max(most, len(found[name]))
+        return found
+
+    @contextmanager
+    def watching(self, names: Iterable[str]) -> Iterator[dict[str, int]]:
+        """Watch kinds through a fault: every census taken in the block (by
+        any wait) counts their processes, and the dict yielded holds the
+        most of each seen at once once the block ends."""
+        self._watched = {name: 0 for name in names}
+        seen: dict[str, int] = {}
+        try:
+            self.census()
+            yield seen
+        finally:
+            seen.update(self._watched)
+            self._watched = {}
 
     def pids(self) -> set[int]:
         """Every live process of the extension, of every kind."""
@@ -167,8 +191,9 @@ class Census:
         """Every background worker of the server (core's included), by the OS."""
         return [p for p in self.target.processes() if p.backend_type not in _NOT_BGWORKER]
 
-    def problems_at_rest(self) -> list[str]:
-        """What differs from the profile's promise at rest: counts, parents, SQL."""
+    def problems_at_rest(self, databases: dict[str, str] | None = None) -> list[str]:
+        """What differs from the profile's promise at rest: counts, parents, SQL.
+        ``databases``: kinds connected elsewhere than declared (name: database)."""
         procs = self.target.processes()
         postmaster = self.target.postmaster_pid()
         census = self.census(procs)
@@ -191,22 +216,23 @@ class Census:
                 problems.append(
                     f"{spec.name}: pg_stat_activity shows {sorted(rows)}, the OS {census[spec.name]}"
                 )
-            if spec.database is not None and any(r[1] != spec.database for r in rows):
-                problems.append(
-                    f"{spec.name}: connected to {sorted({r[1] for r in rows})}, not {spec.database}"
-                )
+            database = (databases or {}).get(spec.name, spec.database)
+            if database is not None and any(r[1] != database for r in rows):
+                problems.append(f"{spec.name}: connected to {sorted({r[1] for r in rows})}, not {database}")
         return problems
 
     # -- waits -------------------------------------------------------------------------
-    def wait_at_rest(self, timeout: float = START_S, since: float | None = None) -> float:
+    def wait_at_rest(
+        self, timeout: float = START_S, since: float | None = None, databases: dict[str, str] | None = None
+    ) -> float:
         """Wait until every promised process runs as promised, by ``timeout``
         seconds after ``since`` (a ``time.monotonic()``; default now); return
-        the seconds since then."""
+        the seconds since then.  ``databases``: as ``problems_at_rest``."""
         t0 = time.monotonic() if since is None else since
         last: list[str] = []
 
         def ok() -> bool:
-            last[:] = self.problems_at_rest()
+            last[:] = self.problems_at_rest(databases)
             return not last
 
         try:
@@ -247,6 +273,34 @@ class Census:
             what=f"the workload's workers ({', '.join(k.name for k in kinds)}){where}",
         )
         return time.monotonic() - t0
+
+    def workload_running(self) -> dict[str, int]:
+        """Start the workload and wait until its workers have attached and
+        their numbers have held still for WORKLOAD_SETTLE_S: return each of
+        its kinds' count then, what it runs (STOP-2 and KILL-2 hold it to
+        that count: more at once is a duplicate).  Empty without a workload."""
+        kinds = self.workload_kinds()
+        if not kinds:
+            return {}
+        self.start_workload()
+        self.wait_started()
+        counts: dict[str, int] = {}
+        since = time.monotonic()
+
+        def still() -> bool:
+            nonlocal since
+            census = self.census()
+            now = {k.name: len(census[k.name]) for k in kinds}
+            if now != counts:
+                counts.clear()
+                counts.update(now)
+                since = time.monotonic()
+            return all(counts.values()) and time.monotonic() - since >= WORKLOAD_SETTLE_S
+
+        self.target.wait_until(
+            still, START_S, what=f"the workload's workers at a steady count ({WORKLOAD_SETTLE_S:g}s)"
+        )
+        return dict(counts)
 
     def wait_back(
         self, spec: ProcessSpec, old: set[int], timeout: float, since: float | None = None

@@ -32,6 +32,16 @@ STORM_LINES = 20  # SLOTS-1: at most this many log lines per OBSERVE_S window
 BUSY_CPU_S = 2.0  # SLOTS-3: at most this much CPU time (all its processes) per OBSERVE_S window
 DB_RETRY_GRACE_S = 5.0  # DB-3: after the drop, this long to give up on the database
 DB_RETRY_LINES = 2  # DB-3: at most this many lines naming it in the OBSERVE_S window after that
+#: DB-1, DB-2: the workers the profile declares in a scratch database attached there before it acts
+DB_ATTACH_S = START_S
+#: STOP-2, KILL-2: the workload's workers are running as it runs them when their count held this long
+WORKLOAD_SETTLE_S = 2.0
+#: STOP-2, KILL-2: after a kind at rest is back, the workload's workers at their count again within
+#: this (a start of the workload's workers, as START-2's deadline)
+WORKLOAD_BACK_S = START_S
+#: DB-4, DB-5: the extension's configured database dropped or renamed; its kinds at rest are
+#: given this long to settle (one failed connect, a restart) before the OBSERVE_S window
+CONFIGURED_GRACE_S = 5.0
 CYCLES = 3  # CYCLE-1
 #: SIG-1: a kind is settled after a signal when its processes are unchanged for this long (a
 #: handler sets the latch: a process acts on a signal at once, or dies of it at once)

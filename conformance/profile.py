@@ -33,6 +33,11 @@ Schema (every table and key; ``?`` marks optional ones)::
                                       # or a binary keyring; the image uses it as signed-by
     trusted? = false                  # true instead of a key: nothing is checked (avoid)
 
+    [extension]?                      # what the extension is configured with
+    database_setting? = "cron.database_name"  # the setting (a GUC) naming the database its kinds
+                                      # at rest work in (DB-4, DB-5): the kinds whose `database`
+                                      # is that setting's value follow it to another database
+
     [server]                          # settings (name = value) the suite keeps as its baseline
 
     [[setup]]                         # run once on a new server, in order
@@ -128,6 +133,8 @@ SUBMIT_MODES = ("transactional", "autonomous")
 PROGRESS_WITHIN_S = PROGRESS_S
 RELOAD_WITHIN_S = RELOAD_S
 REFERENCE = "@reference"
+#: a setting's name as core's GUC names go: an identifier, or an extension's prefix and a dot
+SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*")
 
 
 class ProfileError(KitError):
@@ -256,6 +263,8 @@ class Profile:
     pool: PoolSpec | None = None
     progress: ProgressSpec | None = None
     reload: ReloadSpec | None = None
+    #: the setting naming the database the extension works in ([extension] database_setting)
+    database_setting: str | None = None
 
     def process(self, name: str) -> ProcessSpec:
         return next(p for p in self.processes if p.name == name)
@@ -457,6 +466,17 @@ def _process(t: _Table) -> ProcessSpec:
     return spec
 
 
+def _extension(t: _Table | None) -> str | None:
+    """[extension]: the setting that names the extension's database, if any."""
+    if t is None:
+        return None
+    setting = t.get("database_setting", str)
+    if setting is not None and not SETTING_NAME.fullmatch(setting):
+        t.fail(t.key("database_setting"), f"{setting!r} is not a setting's name (e.g. cron.database_name)")
+    t.done()
+    return setting
+
+
 def _server(t: _Table | None) -> dict[str, str]:
     if t is None:
         return {}
@@ -528,6 +548,7 @@ def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
     if not all(isinstance(m, int) and not isinstance(m, bool) for m in majors):
         top.fail("majors", "expected a list of integers")
     install = _install(top.sub("install"), path.parent)
+    database_setting = _extension(top.sub("extension"))
     server = _server(top.sub("server"))
     setup = []
     for t in top.subs("setup"):
@@ -593,6 +614,7 @@ def parse_profile(path: Path, data: dict[str, Any]) -> Profile:
         pool=pool,
         progress=_progress(top.sub("progress")),
         reload=_reload(top.sub("reload")),
+        database_setting=database_setting,
     )
     top.done()
     if "bgworker" in tiers and not processes:

@@ -375,3 +375,24 @@ def test_profile_progress_and_reload(tmp_path) -> None:  # type: ignore[no-untyp
         with pytest.raises(ProfileError, match=f"'{re.escape(key)}'") as err:
             parse_profile(tmp_path / "p.toml", {**base, **bad})
         assert len(str(err.value).splitlines()) == 1, err.value
+
+
+def test_profile_database_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """[extension] database_setting: a setting's name, or nothing (DB-4, DB-5 not applicable)."""
+    from conformance.profile import ProfileError, parse_profile
+
+    data: dict[str, Any] = {"name": "p", "tiers": ["bgworker"], "process": [{"name": "a", "title": "a"}]}
+    assert parse_profile(tmp_path / "p.toml", data).database_setting is None
+    data["extension"] = {"database_setting": "cron.database_name"}
+    assert parse_profile(tmp_path / "p.toml", data).database_setting == "cron.database_name"
+    for bad, problem in (
+        ({"database_setting": "cron database"}, "not a setting's name"),
+        ({"database_setting": ""}, "not a setting's name"),
+        ({"database_setting": 3}, "expected str"),
+        ({"database": "postgres"}, "unknown key"),
+        ("cron.database_name", "expected a table"),
+    ):
+        data["extension"] = bad
+        with pytest.raises(ProfileError, match=problem) as exc:
+            parse_profile(tmp_path / "p.toml", data)
+        assert "\n" not in str(exc.value) and "extension" in str(exc.value)

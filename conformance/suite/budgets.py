@@ -95,6 +95,31 @@ def _reload(p: Profile) -> float:
     return p.reload.within_s + phase + back
 
 
+def _workload_through(p: Profile, back_after: float) -> float:
+    """STOP-2, KILL-2 beyond STOP-1's and KILL-1's: the workload started and
+    settled, then for each kind at rest started again (stop, gone, start,
+    settle) and its workers at their count after the fault."""
+    settle = w.WORKLOAD_GONE_S + 2 * w.START_S + w.WORKLOAD_BACK_S + STATEMENT_TIMEOUT_S
+    return 2 * w.START_S + len(_at_rest(p)) * (settle + back_after)
+
+
+def _configured(p: Profile) -> float:
+    """DB-4, DB-5: a start in the configured database, the rename (and back), the
+    drop, each with its grace and window, the create and the kinds back, the start
+    with the setting as it was."""
+    window = w.CONFIGURED_GRACE_S + w.OBSERVE_S + STATEMENT_TIMEOUT_S
+    back = max((s.restart_s for s in _at_rest(p)), default=0.0) + w.RESTART_SLACK_S
+    return LADDER_S + 2 * w.START_S + 3 * w.DB_COMMAND_S + 2 * window + 2 * back + 6 * STATEMENT_TIMEOUT_S
+
+
+#: clauses whose scenario outgrows their family's
+_CLAUSE: dict[str, Callable[[Profile], float]] = {
+    "STOP-2": lambda p: _stop(p) + _workload_through(p, 0.0),
+    "KILL-2": lambda p: _kill(p) + _workload_through(p, w.CRASH_RECOVERY_S),
+    "DB-4": _configured,
+    "DB-5": _configured,
+}
+
 #: the budget of a test judging the family, beyond the ladder and the margin
 _FAMILY: dict[str, Callable[[Profile], float]] = {
     "START": lambda p: 2 * w.START_S,
@@ -133,4 +158,5 @@ def budget_s(clauses: list[str], profile: Profile) -> float:
     (a scenario judging several clauses runs once), the ladder and the margin."""
     families = {c.split("-")[0] for c in clauses}
     own = max((_FAMILY[f](profile) if f in _FAMILY else POOL_TEST_S for f in families), default=POOL_TEST_S)
+    own = max([own, *(_CLAUSE[c](profile) for c in clauses if c in _CLAUSE)])
     return round(own + LADDER_S + MARGIN_S, 1)

@@ -1,12 +1,15 @@
 """KILL: SIGKILL of a background worker crash-restarts the server; the
 worker is back within the crash recovery's deadline, exactly once, and
-committed data is intact.  Every kind is judged, each on its own."""
+committed data is intact.  Every kind is judged, each on its own: at rest
+(KILL-1), and again with the workload running (KILL-2), where the
+workload's workers are judged too."""
 
 from __future__ import annotations
 
 import signal
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import pytest
 
@@ -14,6 +17,7 @@ from conformance.census import CRASH_RESTART, Census
 from conformance.deadlines import CRASH_RECOVERY_S, DUPLICATE_WATCH_S, RESTART_SLACK_S, STAYS_DOWN_S
 from conformance.errors import ProfileMismatch
 from conformance.figures import Figures
+from conformance.suite.bgworker.test_stop import WorkloadThrough
 from conformance.suite.checks import PerKind
 
 #: KILL-1's deadline, from the kill: a crash-restart resets every restart interval
@@ -28,16 +32,32 @@ def test_sigkilled_worker_crash_restarts_and_comes_back(
     kill_each_kind(extension, "KILL-1", record_property, figures)
 
 
+@pytest.mark.clause("KILL-2")
+def test_sigkilled_worker_crash_restarts_and_comes_back_with_the_workload(
+    extension: Census, record_property: Callable[[str, object], None], figures: Figures
+) -> None:
+    kill_each_kind(extension, "KILL-2", record_property, figures, workload=True)
+
+
 def kill_each_kind(
-    extension: Census, clause: str, record_property: Callable[[str, object], None], figures: Figures
+    extension: Census,
+    clause: str,
+    record_property: Callable[[str, object], None],
+    figures: Figures,
+    workload: bool = False,
 ) -> None:
     """Each kind at rest of the census's server SIGKILLed and judged on its
-    own under ``clause`` (KILL-1 on a primary, REPLICA-4 on a standby)."""
+    own under ``clause`` (KILL-1 on a primary, REPLICA-4 on a standby); with
+    ``workload``, while the workload runs, its workers judged too (KILL-2)."""
     kinds = extension.at_rest_or_skip()
     verdicts = PerKind(clause, record_property)
+    work = WorkloadThrough(extension, clause, figures) if workload else None
     mismatch: list[str] = []
     for i, spec in enumerate(kinds):
-        with verdicts.judging(spec.name) as verdict:
+        with (
+            verdicts.judging(spec.name) as verdict,
+            work.through(f"SIGKILL of {spec.name}", crashed=True) if work else nullcontext(),
+        ):
             canary = f"{spec.name}-{i}"
             extension.commit_canary(canary)
             # back from the previous kind's crash-restart (that is KILL-1's promise too)
@@ -82,4 +102,6 @@ def kill_each_kind(
             "profile mismatch: declared to stay down after a crash-restart, yet came back: "
             + ", ".join(mismatch)
         )
+    if work is not None:
+        work.judge(verdicts)
     verdicts.done()

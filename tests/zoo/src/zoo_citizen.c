@@ -6,7 +6,8 @@
  *
  * Loaded through shared_preload_libraries, it runs three kinds of worker:
  *
- *	"zoo launcher"	static, connected to database "postgres", restarted 1 s
+ *	"zoo launcher"	static, connected to the database zoo.database names
+ *					("postgres" by default), restarted 1 s
  *					after an exit: it keeps the job workers that zoo_start()
  *					asked for running; it starts once recovery has finished,
  *					so on a hot standby only after its promotion;
@@ -32,6 +33,12 @@
  *		Jobs hold a slot of the request in shared memory, so that a
  *		restarted launcher adopts the jobs of its predecessor.  The idle
  *		launcher does nothing but wait: no transaction, no log line.
+ *
+ *		The launcher's own database (zoo.database, set at server start) may
+ *		be dropped under it.  A launcher that could not connect to it waits
+ *		for it instead, connected to no database: one LOG line, a look at
+ *		pg_database every second, and an exit (code 1) as soon as it can be
+ *		connected to, so that the postmaster starts it again there.
  *
  *		Each member of the zoo is a three-line file (zoo_<member>.c) that
  *		defines ZOO_LIBRARY, its own library name, and at most one
@@ -65,6 +72,11 @@
  *								runs but never does its work again
  *	ZOO_DEFECT_RELOAD_DEAF		the collector's SIGHUP handler sets a flag that
  *								nothing reads: a reload never takes effect
+ *	ZOO_DEFECT_NO_ADOPT			a starting launcher clears the job table, so it
+ *								starts new jobs beside its predecessor's
+ *	ZOO_DEFECT_CONFIG_FATAL		the launcher connects to zoo.database whether it
+ *								exists or not: once it is dropped, a FATAL every
+ *								second for ever
  *
  * IDENTIFICATION
  *		tests/zoo/src/zoo_citizen.c
@@ -152,6 +164,8 @@ typedef struct ZooShared
 #ifdef ZOO_DEFECT_REST_CRASH
 	bool		collector_started;	/* a collector ran since shared memory was made */
 #endif
+	bool		launcher_connecting;	/* a launcher began connecting to
+										 * zoo.database and has not got there */
 } ZooShared;
 
 /* What a job is told at registration, in bgw_extra. */
@@ -316,6 +330,9 @@ zoo_naptime_seen(PG_FUNCTION_ARGS)
  * ------------------------------------------------------------------------
  */
 
+/* zoo.database: the launcher's database, set at server start */
+static char *zoo_database = NULL;
+
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
@@ -438,6 +455,15 @@ _PG_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = zoo_shmem_startup;
 
+	DefineCustomStringVariable("zoo.database",
+							   "The database the zoo launcher connects to.",
+							   NULL,
+							   &zoo_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
 	zoo_fill_worker(&worker, "zoo launcher", "zoo_launcher_main",
 					BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
 					ZOO_LAUNCHER_START, ZOO_LAUNCHER_RESTART_S);
@@ -483,7 +509,6 @@ zoo_terminate_jobs(ZooLauncherState *st)
 	}
 }
 
-#ifndef ZOO_DEFECT_DROPPED_DB
 /*
  * Can a job connect to the database?  Asked in a transaction of its own.
  * *exists is false when it is gone.  One that exists but does not accept
@@ -519,6 +544,7 @@ zoo_database_usable(const char *dbname, bool *exists)
 	return usable;
 }
 
+#ifndef ZOO_DEFECT_DROPPED_DB
 /* The requested database is gone: clear the request, unless it changed. */
 static void
 zoo_give_up(ZooLauncherState *st)
@@ -710,6 +736,74 @@ zoo_reconcile(ZooLauncherState *st)
 	}
 }
 
+/* ------------------------------------------------------------------------
+ * The launcher's own database (zoo.database)
+ * ------------------------------------------------------------------------
+ */
+#ifndef ZOO_DEFECT_CONFIG_FATAL
+/*
+ * The previous launcher never got past its connect to zoo.database (it is
+ * gone, or cannot be connected to): wait for it, connected to no database,
+ * looking at pg_database (a shared catalog) every second.  Once it can be
+ * connected to, exit with code 1: the postmaster starts the launcher again
+ * after its restart interval, and that one connects there.  Never returns.
+ */
+static void
+zoo_wait_for_database(void)
+{
+	bool		exists;
+
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	ereport(LOG,
+			(errmsg("zoo launcher waits for database \"%s\" (zoo.database)",
+					zoo_database)));
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (zoo_database_usable(zoo_database, &exists))
+		{
+			LWLockAcquire(zoo->lock, LW_EXCLUSIVE);
+			zoo->launcher_connecting = false;
+			LWLockRelease(zoo->lock);
+			proc_exit(1);
+		}
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ZOO_NAPTIME_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+#endif
+
+/* Connect the launcher to zoo.database, or wait for it to be there. */
+static void
+zoo_launcher_connect(void)
+{
+	bool		failed_before;
+
+	LWLockAcquire(zoo->lock, LW_EXCLUSIVE);
+	failed_before = zoo->launcher_connecting;
+	zoo->launcher_connecting = true;
+	LWLockRelease(zoo->lock);
+#ifdef ZOO_DEFECT_CONFIG_FATAL
+	/*
+	 * Defect: connect whatever happened to the last try.  Once zoo.database
+	 * is dropped every start fails with FATAL: database does not exist, and
+	 * the postmaster starts the launcher again a second later, for ever
+	 * (pg_cron and pg_partman_bgw once cron.database_name or
+	 * pg_partman_bgw.dbname is dropped).
+	 */
+	(void) failed_before;
+#else
+	if (failed_before)
+		zoo_wait_for_database();
+#endif
+	BackgroundWorkerInitializeConnection(zoo_database, NULL, 0);
+	LWLockAcquire(zoo->lock, LW_EXCLUSIVE);
+	zoo->launcher_connecting = false;
+	LWLockRelease(zoo->lock);
+}
+
 void
 zoo_launcher_main(Datum main_arg)
 {
@@ -726,7 +820,7 @@ zoo_launcher_main(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection("postgres", NULL, 0);
+	zoo_launcher_connect();
 
 #ifdef ZOO_DEFECT_NO_PROMOTE
 	/*
@@ -759,6 +853,16 @@ zoo_launcher_main(Datum main_arg)
 	zoo->launcher_pid = MyProcPid;
 	zoo->launcher_latch = &MyProc->procLatch;
 	st.generation = zoo->generation - 1;	/* serve whatever is requested */
+#ifdef ZOO_DEFECT_NO_ADOPT
+	/*
+	 * Defect: a starting launcher "initializes" the job table, which is its
+	 * predecessor's record of the jobs still running.  It starts a new job
+	 * for every slot, beside the old ones, which keep running: after a
+	 * launcher restart every job runs twice (timescaledb kills stale
+	 * schedulers at launcher start; citus PR #4222: duplicate daemons).
+	 */
+	memset(zoo->job_pid, 0, sizeof(zoo->job_pid));
+#endif
 	LWLockRelease(zoo->lock);
 	before_shmem_exit(zoo_launcher_detach, (Datum) 0);
 #ifdef ZOO_DEFECT_REST_CRASH
