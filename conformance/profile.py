@@ -520,7 +520,7 @@ def _reload(t: _Table | None) -> ReloadSpec | None:
     if t is None:
         return None
     setting = t.get("setting", str, required=True)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?", setting):
+    if not SETTING_NAME.fullmatch(setting):
         t.fail(t.key("setting"), f"{setting!r} is not a setting's name")
     value = t.get("value", (str, int, float, bool), required=True)
     spec = ReloadSpec(
