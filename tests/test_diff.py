@@ -238,7 +238,7 @@ def test_two_real_runs_one_with_a_broken_promise(tmp_path: Path, bgwc_config: Ki
         args = ["run", "--profile", str(tmp_path / name / "bgw_pool.toml"), "--target", target]
         args += ["--reports", str(tmp_path / name / "reports"), "--report-only"]
         res = subprocess.run(
-            [*CLI, *args, "--", "-k", "test_terminated_workers_come_back_once"],
+            [*CLI, *args, "--clauses", "STOP-1"],
             capture_output=True,
             text=True,
             timeout=600,
