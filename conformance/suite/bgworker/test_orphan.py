@@ -16,9 +16,13 @@ ORPHANS_GONE_S = 5.0
 
 
 def _kill_postmaster_while_running(extension: Census) -> tuple[set[int], float]:
-    extension.start_workload()
+    """SIGKILL the postmaster once the workload's workers are at work: at a
+    steady count (none still starting, in core's start-up of a backend, which
+    the clause does not judge) and attached."""
     if extension.workload_kinds():
-        extension.wait_started()
+        extension.workload_running()
+    else:
+        extension.start_workload()
     pids = extension.pids()
     if not pids:
         pytest.skip("not applicable: no process of the extension runs to outlive the postmaster")
